@@ -1,0 +1,125 @@
+"""What every learner shares: construction from an env, the round loop, history, save/load."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from fpo_envs import INFO_KEYS
+
+HISTORY_KEYS = INFO_KEYS + ("diverged",)
+
+
+def build_config(config_cls: type, config: dict[str, Any]) -> Any:
+    """Build the frozen config dataclass, naming the known keys when one is unknown."""
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise TypeError(f"unknown config key(s) {unknown} for {config_cls.__name__}; known: {sorted(known)}")
+    return config_cls(**config)
+
+
+class Agent:
+    """Base learner, shaped like a stable-baselines3 algorithm.
+
+    ``learn(total_rounds)`` plays rounds on its env (a single env or a vector env of the
+    same game) and returns the per-round history of the ``info`` metrics: a dict of arrays
+    of shape ``(rounds,)``, or ``(rounds, num_envs)`` on a vector env; the first row is the
+    learner's first output. A second ``learn`` call continues where the first stopped.
+
+    Subclasses define ``config_cls`` and the hooks ``_start``, ``_act`` and ``_observe``.
+    """
+
+    name: str = ""
+    config_cls: type
+
+    def __init__(self, env: gym.Env | gym.vector.VectorEnv, seed: int | None = None, **config: Any):
+        self.env = env
+        self.seed = seed
+        self.config = build_config(self.config_cls, config)
+        self.rng = np.random.default_rng(seed)
+        self.is_vector = isinstance(env.unwrapped, gym.vector.VectorEnv)
+        self._obs: np.ndarray | None = None
+        self.num_rounds = 0
+
+    # Hooks -------------------------------------------------------------------------------
+    def _start(self, obs: np.ndarray, mask: np.ndarray | None) -> None:
+        """Begin an episode from its first observation (``mask``: which vector copies)."""
+        raise NotImplementedError
+
+    def _act(self) -> np.ndarray:
+        """The action of this round."""
+        raise NotImplementedError
+
+    def _observe(self, obs: np.ndarray) -> None:
+        """Update the learner after a round, given the observation that follows it."""
+        raise NotImplementedError
+
+    # Public API --------------------------------------------------------------------------
+    def learn(self, total_rounds: int) -> dict[str, np.ndarray]:
+        """Play ``total_rounds`` rounds, learning after each; return their metrics.
+
+        Args:
+            total_rounds: number of ``env.step`` calls.
+
+        Returns:
+            ``{key: array}`` for the keys of ``fpo_envs.INFO_KEYS`` plus ``diverged``.
+        """
+        if total_rounds < 0:
+            raise ValueError(f"total_rounds must be non-negative, got {total_rounds}")
+        if self._obs is None:
+            self._obs, _ = self.env.reset(seed=self.seed)
+            self._start(self._obs, None)
+        rows: dict[str, list] = {k: [] for k in HISTORY_KEYS}
+        for _ in range(total_rounds):
+            obs, _, terminated, truncated, info = self.env.step(self._act())
+            for key in HISTORY_KEYS:
+                rows[key].append(np.asarray(info[key]))
+            self._observe(obs)
+            self.num_rounds += 1
+            done = np.logical_or(terminated, truncated)
+            if self.is_vector and done.any():
+                self._start(obs, done)  # the vector env already reset those copies
+            elif not self.is_vector and done:
+                obs, _ = self.env.reset()
+                self._start(obs, None)
+            self._obs = obs
+        shape = (0, self.env.unwrapped.num_envs) if self.is_vector else (0,)
+        return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
+
+    def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+        """The next action for ``observation``; returns ``(action, None)`` as stable-baselines3 does."""
+        raise NotImplementedError
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays that save/load must keep besides the config."""
+        return {}
+
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        pass
+
+    def save(self, path: str | Path) -> None:
+        """Write the learner (name, seed, config, learned state) to ``path`` (``.npz``)."""
+        meta = {"name": self.name, "seed": self.seed, "config": dataclasses.asdict(self.config), "num_rounds": self.num_rounds}
+        with open(path, "wb") as fh:
+            np.savez(fh, __meta__=np.asarray(json.dumps(meta)), **self._state())
+
+    @classmethod
+    def load(cls, path: str | Path, env: gym.Env | gym.vector.VectorEnv) -> "Agent":
+        """Rebuild a saved learner on ``env``."""
+        from agents import make
+
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["__meta__"]))
+            arrays = {k: data[k] for k in data.files if k != "__meta__"}
+        agent = make(meta["name"], env, seed=meta["seed"], **meta["config"])
+        if cls is not Agent and not isinstance(agent, cls):
+            raise TypeError(f"{path} holds a {type(agent).__name__}, not a {cls.__name__}")
+        agent.num_rounds = meta["num_rounds"]
+        agent._set_state(arrays)
+        return agent

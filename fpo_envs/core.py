@@ -1,0 +1,224 @@
+"""The feedback loop shared by every game: emit, label, score, retrain the RM, report.
+
+A game supplies its reward model, its oracle and its spaces through a few hooks; the
+base classes here own the round, seeding, option parsing and bad-input handling, for a
+single environment (:class:`FeedbackLoopEnv`) and for a natively batched vector of
+independent copies (:class:`FeedbackLoopVectorEnv`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+INFO_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error")
+"""The per-round metrics every game reports in ``info`` under these names."""
+
+
+def check_finite_array(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Return ``value`` as a float64 array of ``shape``, or raise a clear ``ValueError``."""
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a numeric array of shape {shape}, got {value!r:.80}") from err
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf: {array}")
+    return array
+
+
+def check_options(options: dict[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """Return ``options`` (or ``{}``), raising ``ValueError`` on a key the game does not know."""
+    options = {} if options is None else dict(options)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; this game accepts {sorted(allowed)}")
+    return options
+
+
+def game_arguments(env_cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``env_cls`` (bar ``render_mode``) with defaults, updated by ``kwargs``.
+
+    Lets a vector environment accept exactly its single environment's arguments;
+    an unknown key is a ``TypeError`` naming the known ones.
+    """
+    params = {
+        name: p.default
+        for name, p in inspect.signature(env_cls.__init__).parameters.items()
+        if name not in ("self", "render_mode")
+    }
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise TypeError(f"unknown argument(s) {unknown} for {env_cls.__name__}; known: {sorted(params)}")
+    return {**params, **kwargs}
+
+
+class _Round:
+    """The round and state handling shared by the single and the vector environment.
+
+    Games implement the hooks on arrays with arbitrary leading batch dimensions:
+    ``batch_shape`` is ``()`` for a single environment and ``(num_envs,)`` for a vector.
+    The whole mutable state (RM parameters, optimizer state, last output, ...) is a dict of
+    arrays, so the base can reset single copies and roll back a diverged RM generically.
+    """
+
+    batch_shape: tuple[int, ...]
+    reset_options: tuple[str, ...] = ()
+
+    def _draw_initial(self, rng: np.random.Generator, options: dict[str, Any], index: int | None) -> dict:
+        """Initial state of one copy (no batch dimension), drawn from that copy's ``rng``.
+
+        ``index`` is the copy's position in a vector environment (``None`` for a single
+        one), for options given per copy.
+        """
+        raise NotImplementedError
+
+    def _get_state(self) -> dict:
+        """A copy of the batched state."""
+        raise NotImplementedError
+
+    def _load_state(self, state: dict) -> None:
+        raise NotImplementedError
+
+    def _check_action(self, action: Any) -> Any:
+        """Validate an action and return the round's output(s) in the game's internal form."""
+        raise NotImplementedError
+
+    def _play(self, output: Any) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+        """Score, label and retrain the RM on ``output``; return (reward, info, diverged)."""
+        raise NotImplementedError
+
+    def _observation(self) -> np.ndarray:
+        raise NotImplementedError
+
+
+def _stack(states: list[dict]) -> dict:
+    return {k: _stack_values([s[k] for s in states]) for k in states[0]}
+
+
+def _stack_values(values: list) -> Any:
+    if isinstance(values[0], np.ndarray):
+        return np.stack(values)
+    import torch  # only games that keep torch state reach here
+
+    return torch.stack(values)
+
+
+class FeedbackLoopEnv(_Round, gym.Env):
+    """Base of every game as a single Gymnasium environment.
+
+    ``step(action)`` plays one round; ``reset(seed, options)`` draws a fresh RM from
+    ``self.np_random``. A round whose RM update is not finite is rolled back and ends the
+    episode with ``info["diverged"] = True``.
+    """
+
+    batch_shape = ()
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = check_options(options, self.reset_options)
+        self._load_state(self._draw_initial(self.np_random, options, None))
+        self._elapsed = 0
+        self._trajectory = []
+        return self._observation(), {}
+
+    def step(self, action):
+        if not hasattr(self, "_elapsed"):
+            raise gym.error.ResetNeeded("call reset() before step()")
+        output = self._check_action(action)
+        before = self._get_state()
+        reward, info, diverged = self._play(output)
+        diverged = bool(diverged)
+        if diverged:
+            self._load_state(before)
+        self._elapsed += 1
+        info = {k: v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v for k, v in info.items()}
+        info["diverged"] = diverged
+        self._trajectory.append((info["signal_norm"], info["noise_norm"]))
+        return self._observation(), float(reward), diverged, False, info
+
+
+class FeedbackLoopVectorEnv(_Round, VectorEnv):
+    """Base of every game as a natively batched vector environment.
+
+    All ``num_envs`` copies are held in stacked arrays and advanced by one batched round,
+    so a thousand seeds cost about as much as a few. Copy ``i`` reset with ``seed=s`` is the
+    single environment reset with ``seed=s + i`` (the convention of ``SyncVectorEnv``).
+
+    Autoreset is ``SAME_STEP``: a copy that ends (time limit, or a diverged RM, which is
+    rolled back) is reset inside the same ``step``; its returned observation is the new
+    episode's first one and ``info["final_obs"]`` holds the last one. ``info`` always
+    reports the round just played, as arrays of shape ``(num_envs,)``.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, num_envs: int, max_episode_steps: int | None):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        self.num_envs = num_envs
+        self.batch_shape = (num_envs,)
+        self.max_episode_steps = max_episode_steps
+        self._rngs: list[np.random.Generator] | None = None
+
+    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
+        if seed is not None or self._rngs is None:
+            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+        self._options = check_options(options, self.reset_options)
+        self._load_state(_stack([self._draw_initial(rng, self._options, i) for i, rng in enumerate(self._rngs)]))
+        self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        return self._observation(), {}
+
+    def step(self, actions):
+        if self._rngs is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
+        output = self._check_action(actions)
+        before = self._get_state()
+        reward, info, diverged = self._play(output)
+        terminated = np.asarray(diverged, dtype=bool).reshape(self.num_envs)
+        if terminated.any():
+            self._replace(before, terminated)
+        self._elapsed += 1
+        if self.max_episode_steps is None:
+            truncated = np.zeros(self.num_envs, dtype=bool)
+        else:
+            truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
+        info = dict(info, diverged=terminated.copy())
+        obs = self._observation()
+        done = terminated | truncated
+        if done.any():
+            info["final_obs"] = np.where(done[:, None], obs, np.nan)
+            info["_final_obs"] = done
+            fresh = [self._draw_initial(self._rngs[i], self._options, i) for i in np.flatnonzero(done)]
+            self._replace(_stack(fresh), done)
+            self._elapsed[done] = 0
+            obs = self._observation()
+        return obs, np.asarray(reward), terminated, truncated, info
+
+    def _replace(self, values: dict, mask: np.ndarray) -> None:
+        """Overwrite the copies selected by ``mask`` with ``values`` (full or selected rows)."""
+        state = self._get_state()
+        index = np.flatnonzero(mask)
+        for key, current in state.items():
+            new = values[key]
+            rows = new[index] if len(new) == self.num_envs else new
+            if isinstance(current, np.ndarray):
+                current[index] = rows
+            else:
+                import torch
+
+                current[torch.as_tensor(index)] = rows
+        self._load_state(state)

@@ -1,0 +1,351 @@
+"""The linear blind-spot game ``FPO/LinearRM-v0`` (ARCHITECTURE.md, section 2, LinearRM)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from fpo_envs.core import FeedbackLoopEnv, FeedbackLoopVectorEnv, check_finite_array, game_arguments
+
+
+PARAM_BOUND = 1e6
+"""RM parameters beyond this magnitude (or non-finite) end the episode as diverged."""
+
+
+class LinearRewardModel:
+    """The linear RM ``r_w(y) = w . y`` trained by regression on the oracle's labels.
+
+    Every method broadcasts over leading batch dimensions: ``w`` has shape ``(*B, d)`` and
+    an output ``y`` shape ``(*B, d)`` (or anything that broadcasts against ``w``).
+    The follower step on a labelled output ``(y, u)`` is the paper's
+    ``w <- (1 - weight_decay) w - lr * grad_w (w . y - u)^2``.
+
+    Args:
+        w: the parameters, shape ``(*B, d)``; held by reference (the env's live state).
+        lr: the follower's step size ``eta_F``.
+        weight_decay: the multiplicative shrinkage applied at every step.
+    """
+
+    loss_kind = "regression"
+
+    def __init__(self, w: np.ndarray, lr: float = 0.005, weight_decay: float = 1e-4):
+        self.w = w
+        self.lr = lr
+        self.weight_decay = weight_decay
+
+    @property
+    def params(self) -> np.ndarray:
+        """The parameters ``phi = w``, shape ``(*B, p)`` with ``p = d``."""
+        return self.w
+
+    def replace(self, params: np.ndarray) -> "LinearRewardModel":
+        """The same RM with other parameters (e.g. from an observation, or expanded for a batch)."""
+        return LinearRewardModel(np.asarray(params, dtype=np.float64), self.lr, self.weight_decay)
+
+    def reward(self, y: np.ndarray) -> np.ndarray:
+        """``r_w(y)``, shape ``(*B,)``."""
+        return (self.w * y).sum(-1)
+
+    def grad_params(self, y: np.ndarray) -> np.ndarray:
+        """``grad_w r_w(y) = y``, shape ``(*B, p)``."""
+        return np.broadcast_to(y, np.broadcast_shapes(np.shape(y), np.shape(self.w))).copy()
+
+    def grad_input(self, y: np.ndarray) -> np.ndarray:
+        """``grad_y r_w(y) = w``, shape ``(*B, d)``."""
+        return np.broadcast_to(self.w, np.broadcast_shapes(np.shape(y), np.shape(self.w))).copy()
+
+    def grad_params_vjp(self, y: np.ndarray, v: np.ndarray) -> np.ndarray:
+        """``grad_y <grad_w r_w(y), v>`` with ``v`` held fixed, shape ``(*B, d)``.
+
+        The mixed second derivative that carries the practical penalty's gradient to the
+        output: here ``d(grad_w r)/dy`` is the identity, so the product is ``v``.
+        """
+        return np.broadcast_to(v, np.broadcast_shapes(np.shape(y), np.shape(v))).copy()
+
+    def loss(self, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The follower loss ``(r_w(y) - u)^2``, shape ``(*B,)``."""
+        return (self.reward(y) - u) ** 2
+
+    def loss_grad(self, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``grad_w (r_w(y) - u)^2 = 2 (r_w(y) - u) y``, shape ``(*B, p)``."""
+        return 2.0 * (self.reward(y) - u)[..., None] * y
+
+    def preview_update(self, y: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """The parameters after one follower step on ``(y, u)``, without applying it."""
+        return (1.0 - self.weight_decay) * self.w - self.lr * self.loss_grad(y, u)
+
+    def update(self, y: np.ndarray, u: np.ndarray) -> None:
+        """Take the follower step in place (the env's state changes)."""
+        self.w[...] = self.preview_update(y, u)
+
+
+class GaussianBumpOracle:
+    """The human's true utility ``U(y) = peak * exp(-width * ||y - y*||^2)``.
+
+    Args:
+        ideal: the human ideal ``y*``, shape ``(d,)``.
+        peak: ``U(y*)``.
+        width: the bump's curvature.
+    """
+
+    def __init__(self, ideal: np.ndarray, peak: float = 10.0, width: float = 0.3):
+        self.ideal = np.asarray(ideal, dtype=np.float64)
+        self.peak = peak
+        self.width = width
+
+    def utility(self, y: np.ndarray) -> np.ndarray:
+        """``U(y)``, shape ``(*B,)``."""
+        return self.peak * np.exp(-self.width * ((y - self.ideal) ** 2).sum(-1))
+
+    def grad(self, y: np.ndarray) -> np.ndarray:
+        """``grad_y U(y) = -2 width U(y) (y - y*)``, shape ``(*B, d)``."""
+        return (-2.0 * self.width * self.utility(y))[..., None] * (y - self.ideal)
+
+    def label(self, y: np.ndarray) -> np.ndarray:
+        """The oracle's label for the follower's regression: ``U(y)``."""
+        return self.utility(y)
+
+    def optimum(self) -> tuple[np.ndarray, float]:
+        """The human ideal ``y*`` and ``U(y*)``."""
+        return self.ideal.copy(), float(self.peak)
+
+
+class _LinearGame:
+    """Hooks of the linear game, shared by the single and the vector environment."""
+
+    reset_options = ("rm_params", "output")
+
+    def _setup(
+        self,
+        dim: int,
+        signal_dims: int,
+        ideal_value: float,
+        utility_peak: float,
+        utility_width: float,
+        rm_lr: float,
+        rm_weight_decay: float,
+        rm_init_noise: float,
+        action_cost: float,
+        output_bound: float,
+    ) -> None:
+        if not 0 < signal_dims <= dim:
+            raise ValueError(f"signal_dims must be in [1, dim={dim}], got {signal_dims}")
+        for name, value in (("utility_width", utility_width), ("rm_lr", rm_lr), ("output_bound", output_bound)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        for name, value in (("rm_weight_decay", rm_weight_decay), ("rm_init_noise", rm_init_noise), ("action_cost", action_cost)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be non-negative, got {value}")
+        self.dim = dim
+        self.signal_dims = signal_dims
+        self.action_cost = action_cost
+        self.rm_init_noise = rm_init_noise
+        ideal = np.zeros(dim)
+        ideal[:signal_dims] = ideal_value
+        if np.abs(ideal).max() >= output_bound:
+            raise ValueError(f"output_bound={output_bound} must exceed the ideal's coordinates ({ideal_value})")
+        self.oracle = GaussianBumpOracle(ideal, utility_peak, utility_width)
+        self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
+        self.single_action_space = spaces.Box(-output_bound, output_bound, (dim,), np.float32)
+        # An RM parameter beyond PARAM_BOUND counts as diverged, so the observation stays in its box.
+        low = np.concatenate([np.full(dim, -PARAM_BOUND), self.single_action_space.low]).astype(np.float32)
+        high = np.concatenate([np.full(dim, PARAM_BOUND), self.single_action_space.high]).astype(np.float32)
+        self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
+        # Until the first reset the RM sits at its unperturbed start, so it can be inspected.
+        w0 = np.zeros(dim)
+        w0[:signal_dims] = 1.0
+        self._load_state({"w": np.broadcast_to(w0, self.batch_shape + (dim,)), "y": np.zeros(self.batch_shape + (dim,))})
+
+    def optimum(self) -> tuple[np.ndarray, float]:
+        """The human ideal ``y*`` and its true utility ``U(y*)``."""
+        return self.oracle.optimum()
+
+    def _draw_initial(self, rng, options, index):
+        d = self.dim
+        if "rm_params" in options:
+            w = _per_copy(options["rm_params"], (d,), index, "rm_params")
+        else:
+            w = np.zeros(d)
+            w[: self.signal_dims] = 1.0
+            w = w + rng.normal(0.0, self.rm_init_noise, d)
+        if "output" in options:
+            y = _per_copy(options["output"], (d,), index, "output")
+            if np.abs(y).max() > self.single_action_space.high[0]:
+                raise ValueError(f"reset option 'output' leaves the action space bounds ±{self.single_action_space.high[0]}")
+        else:
+            y = np.zeros(d)
+        return {"w": w, "y": y}
+
+    def _get_state(self):
+        return {"w": self.reward_model.w.copy(), "y": self._output.copy()}
+
+    def _load_state(self, state):
+        self.reward_model = LinearRewardModel(state["w"].copy(), self._rm_lr, self._rm_weight_decay)
+        self._output = state["y"].copy()
+
+    def _check_action(self, action):
+        shape = self.batch_shape + (self.dim,)
+        y = check_finite_array(action, shape, "action")
+        bound = float(self.single_action_space.high[0])
+        if np.abs(y).max(initial=0.0) > bound * (1 + 1e-6):
+            raise ValueError(f"action leaves the bounds ±{bound} of the action space (max |y| = {np.abs(y).max():.4g})")
+        return y
+
+    def _play(self, y):
+        s = self.signal_dims
+        r = self.reward_model.reward(y)
+        u = self.oracle.label(y)
+        self.reward_model.update(y, u)
+        self._output = y.copy()
+        proxy = r - self.action_cost * (y * y).sum(-1)
+        info = {
+            "true_utility": u,
+            "proxy_reward": proxy,
+            "signal_norm": np.linalg.norm(y[..., :s], axis=-1),
+            "noise_norm": np.linalg.norm(y[..., s:], axis=-1),
+            "rm_error": r - u,
+        }
+        diverged = ~(np.abs(self.reward_model.w) <= PARAM_BOUND).all(-1)  # NaN compares False
+        return proxy, info, diverged
+
+    def _observation(self):
+        return np.concatenate([self.reward_model.w, self._output], axis=-1).astype(np.float32)
+
+    def split_observation(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Split an observation into the RM parameters ``w`` and the last output ``y``."""
+        obs = np.asarray(obs, dtype=np.float64)
+        return obs[..., : self.dim], obs[..., self.dim :]
+
+
+def _per_copy(value, shape, index, name):
+    array = np.asarray(value, dtype=np.float64)
+    if index is not None and array.ndim == len(shape) + 1:
+        array = array[index]
+    return check_finite_array(array, shape, f"reset option {name!r}")
+
+
+class LinearRMEnv(_LinearGame, FeedbackLoopEnv):
+    """The linear blind-spot game: a linear reward model retrained on the policy's outputs.
+
+    ## Description
+    The policy (leader) emits an output ``y`` in ``R^d``. The first ``signal_dims``
+    coordinates are *signal*, the rest *noise*. The human's true utility is a bump around
+    the ideal ``y* = (2, 2, 2, 0, ..., 0)``: ``U(y) = 10 exp(-0.3 ||y - y*||^2)``. The
+    reward model (follower) is linear, ``r_w(y) = w . y``, starts near ``(1, 1, 1, 0, ...)``
+    and is retrained each round on the output and its label:
+    ``w <- (1 - 1e-4) w - 0.005 * 2 (w . y - U(y)) y``. Because a linear RM cannot
+    represent the bump, maximizing ``w . y`` pushes outputs into directions where the RM
+    is wrong and, through the retraining, entrenches them: proxy up, true utility down.
+
+    ## Action Space
+    ``Box(-output_bound, output_bound, (dim,), float32)``: the output ``y`` of this round.
+    An action of the wrong shape, with NaN/inf, or outside the bounds raises ``ValueError``.
+
+    ## Observation Space
+    ``Box((2 * dim,), float32)``: ``[w, y]``, the RM's parameters *after* this round's
+    update (the RM is part of the state; within ``±PARAM_BOUND = 1e6``) and the output just emitted (at reset,
+    the starting output, which a leader emits in its first round). ``split_observation``
+    splits it.
+
+    ## Rewards
+    The proxy objective ``w . y - action_cost * ||y||^2``, scored with the RM before its update.
+
+    ## Info
+    ``true_utility`` ``U(y)``, ``proxy_reward`` (the reward), ``signal_norm`` ``||y[:3]||``,
+    ``noise_norm`` ``||y[3:]||``, ``rm_error`` ``w . y - U(y)`` (before the update),
+    ``diverged``.
+
+    ## Starting State
+    ``w = (1, ..., 1, 0, ..., 0) + N(0, rm_init_noise^2)`` per coordinate, ``y = 0``.
+    ``reset(options={"rm_params": w, "output": y})`` starts from given values instead.
+
+    ## Episode End
+    Truncation after 300 rounds (``max_episode_steps``). Termination when the RM update
+    is not finite or leaves ``±PARAM_BOUND`` (``info["diverged"] = True``; the update is rolled back).
+
+    ## Arguments
+    - ``dim`` (50): output dimension ``d``.
+    - ``signal_dims`` (3): how many leading coordinates are signal.
+    - ``ideal_value`` (2.0): each signal coordinate of the ideal ``y*``.
+    - ``utility_peak`` (10.0), ``utility_width`` (0.3): ``U(y*)`` and the bump's curvature.
+    - ``rm_lr`` (0.005), ``rm_weight_decay`` (1e-4): the follower's step size and decay.
+    - ``rm_init_noise`` (0.1): standard deviation of the RM's initial perturbation.
+    - ``action_cost`` (0.1): ``c`` in the proxy objective.
+    - ``output_bound`` (10.0): bound of the action space.
+    - ``render_mode`` (None or ``"rgb_array"``): the phase portrait, signal magnitude
+      (x) against noise magnitude (y), over the contours of the best true utility at those
+      magnitudes, with the trajectory so far.
+
+    ## Example
+    >>> import gymnasium as gym, fpo_envs
+    >>> env = gym.make("FPO/LinearRM-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample() * 0)
+    >>> round(info["true_utility"], 3)
+    0.273
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        dim: int = 50,
+        signal_dims: int = 3,
+        ideal_value: float = 2.0,
+        utility_peak: float = 10.0,
+        utility_width: float = 0.3,
+        rm_lr: float = 0.005,
+        rm_weight_decay: float = 1e-4,
+        rm_init_noise: float = 0.1,
+        action_cost: float = 0.1,
+        output_bound: float = 10.0,
+        render_mode: str | None = None,
+    ):
+        self._setup(dim, signal_dims, ideal_value, utility_peak, utility_width, rm_lr,
+                    rm_weight_decay, rm_init_noise, action_cost, output_bound)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+        self.action_space = self.single_action_space
+        self.observation_space = self.single_observation_space
+
+    def render(self):
+        if self.render_mode is None:
+            return None
+        from fpo_envs.render import phase_portrait
+
+        return phase_portrait(self.oracle, self.signal_dims, self._trajectory)
+
+
+class LinearRMVectorEnv(_LinearGame, FeedbackLoopVectorEnv):
+    """``num_envs`` independent copies of :class:`LinearRMEnv` as one batched numpy state.
+
+    Made by ``gym.make_vec("FPO/LinearRM-v0", num_envs=n)``; takes the same arguments as
+    :class:`LinearRMEnv` (except ``render_mode``). Actions have shape ``(num_envs, dim)``;
+    the ``reset`` options ``rm_params`` and ``output`` take shape ``(dim,)`` (shared) or
+    ``(num_envs, dim)`` (per copy). ``reward_model`` is batched: ``w`` has shape
+    ``(num_envs, dim)``.
+    """
+
+    metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = 300, **kwargs: Any):
+        params = game_arguments(LinearRMEnv, kwargs)
+        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps)
+        self._setup(**params)
+        self.render_mode = None
+        self.action_space = spaces.Box(
+            np.broadcast_to(self.single_action_space.low, (num_envs, self.dim)),
+            np.broadcast_to(self.single_action_space.high, (num_envs, self.dim)),
+            dtype=np.float32,
+        )
+        self.observation_space = spaces.Box(
+            np.broadcast_to(self.single_observation_space.low, (num_envs, 2 * self.dim)),
+            np.broadcast_to(self.single_observation_space.high, (num_envs, 2 * self.dim)),
+            dtype=np.float32,
+        )

@@ -1,0 +1,121 @@
+"""Checks every registered FPO/ environment must pass."""
+
+import copy
+import pickle
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import fpo_envs
+from tests.conftest import small_action
+
+
+def test_every_game_is_registered():
+    registered = {k for k in gym.registry if k.startswith("FPO/")}
+    assert registered == set(fpo_envs.ENV_IDS)
+
+
+def test_gymnasium_check_env(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # The action is the policy's output itself, so it is not normalized to [-1, 1].
+        warnings.filterwarnings("ignore", message=".*symmetric and normalized")
+        check_env(env.unwrapped, skip_render_check=False)
+
+
+def test_sb3_check_env(env_id):
+    sb3_check_env = pytest.importorskip("stable_baselines3.common.env_checker").check_env
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warnings.filterwarnings("ignore", message=".*symmetric and normalized")
+        sb3_check_env(gym.make(env_id), warn=True)
+
+
+def _rollout(env, seed, rounds=20):
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    trajectory = [obs]
+    for _ in range(rounds):
+        obs, reward, terminated, truncated, info = env.step(small_action(env, rng))
+        trajectory.append(np.concatenate([obs.ravel(), [reward, info["true_utility"], info["rm_error"]]]))
+        if terminated or truncated:
+            break
+    return trajectory
+
+
+def test_seeded_determinism(env_id):
+    a = _rollout(gym.make(env_id), seed=3)
+    b = _rollout(gym.make(env_id), seed=3)
+    c = _rollout(gym.make(env_id), seed=4)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+
+
+@pytest.mark.parametrize("clone", [copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e))])
+def test_clone_continues_identically(env_id, clone):
+    env = gym.make(env_id)
+    rng = np.random.default_rng(0)
+    env.reset(seed=0)
+    for _ in range(5):
+        env.step(small_action(env, rng))
+    twin = clone(env)
+    for _ in range(5):
+        action = small_action(env, rng)
+        out_a, out_b = env.step(action), twin.step(action)
+        assert np.array_equal(out_a[0], out_b[0])
+        assert out_a[1:4] == out_b[1:4]
+        assert out_a[4] == out_b[4]
+
+
+def test_info_keys_and_reward_is_proxy(env_id):
+    env = gym.make(env_id)
+    env.reset(seed=0)
+    _, reward, _, _, info = env.step(small_action(env, np.random.default_rng(0)))
+    assert set(fpo_envs.INFO_KEYS) | {"diverged"} <= set(info)
+    assert reward == pytest.approx(info["proxy_reward"])
+    assert all(np.isfinite(info[k]) for k in fpo_envs.INFO_KEYS)
+
+
+def test_render_rgb_array_shows_the_trajectory(env_id):
+    env = gym.make(env_id, render_mode="rgb_array")
+    assert "rgb_array" in env.metadata["render_modes"] and env.metadata["render_fps"] > 0
+    env.reset(seed=0)
+    first = env.render()
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        env.step(small_action(env, rng))
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    assert first.shape == frame.shape and not np.array_equal(first, frame)
+
+
+def test_record_video_films_an_episode(env_id, tmp_path):
+    pytest.importorskip("moviepy")
+    env = gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), str(tmp_path / "videos"), disable_logger=True)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        env.step(small_action(env, rng))
+    env.close()
+    assert list((tmp_path / "videos").glob("*.mp4"))
+
+
+def test_unknown_constructor_argument_is_an_error(env_id):
+    with pytest.raises(TypeError):
+        gym.make(env_id, no_such_setting=1)
+
+
+def test_unknown_reset_option_is_an_error(env_id):
+    env = gym.make(env_id)
+    with pytest.raises(ValueError, match="unknown reset option"):
+        env.reset(seed=0, options={"no_such_option": 1})
+
+
+def test_step_before_reset_is_an_error(env_id):
+    env = gym.make(env_id).unwrapped
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(env.action_space.sample())
