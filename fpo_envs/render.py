@@ -17,12 +17,22 @@ def _colormap(x: np.ndarray) -> np.ndarray:
     return _RAMP[lo] * (1 - frac) + _RAMP[lo + 1] * frac
 
 
+def best_utility(oracle, signal_dims: int, s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The highest true utility of an output with signal magnitude ``s`` and noise magnitude ``n``.
+
+    For a Gaussian bump that is ``U`` with the signal part aligned with the ideal's:
+    ``peak * exp(-width * ((s - ||y*_s||)^2 + (n - ||y*_n||)^2))``; broadcasts ``s`` and ``n``.
+    """
+    s_star = float(np.linalg.norm(oracle.ideal[:signal_dims]))
+    n_star = float(np.linalg.norm(oracle.ideal[signal_dims:]))
+    return oracle.peak * np.exp(-oracle.width * ((s - s_star) ** 2 + (n - n_star) ** 2))
+
+
 def phase_portrait(oracle, signal_dims: int, trajectory: list[tuple[float, float]], size: int = _SIZE) -> np.ndarray:
     """Render signal magnitude (x) against noise magnitude (y) as an RGB frame.
 
-    The background is the best true utility reachable at each pair of magnitudes, i.e.
-    ``U`` with the signal part aligned with the ideal: ``peak * exp(-width * ((s - |y*_s|)^2
-    + (n - |y*_n|)^2))``, drawn with contour lines at every tenth of the peak. The trajectory so
+    The background is :func:`best_utility` at each pair of magnitudes, drawn with contour
+    lines at every tenth of the peak. The trajectory so
     far is a white polyline ending in a red dot.
 
     Args:
@@ -42,7 +52,7 @@ def phase_portrait(oracle, signal_dims: int, trajectory: list[tuple[float, float
     n_max = max(2.0 * max(n_star, 1.0), 1.1 * points[:, 1].max(initial=0.0))
     s = np.linspace(0.0, s_max, size)
     n = np.linspace(n_max, 0.0, size)  # row 0 is the top of the image
-    u = oracle.peak * np.exp(-oracle.width * ((s[None, :] - s_star) ** 2 + (n[:, None] - n_star) ** 2)) / oracle.peak
+    u = best_utility(oracle, signal_dims, s[None, :], n[:, None]) / oracle.peak
     frame = _colormap(u)
     band = np.floor(u * 10)
     edge = np.zeros_like(u, dtype=bool)

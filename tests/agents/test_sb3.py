@@ -10,7 +10,7 @@ sb3 = pytest.importorskip("stable_baselines3")
 
 
 def test_ppo_trains_on_linear_rm():
-    env = gym.wrappers.RescaleAction(gym.make("FPO/LinearRM-v0", output_bound=3.0), -1.0, 1.0)
+    env = gym.wrappers.RescaleAction(gym.make("FPO/LinearRM-v0", output_bound=3.0), np.float32(-1.0), np.float32(1.0))
     model = sb3.PPO("MlpPolicy", env, n_steps=64, batch_size=32, n_epochs=2, seed=0, device="cpu")
     before = [p.detach().clone() for p in model.policy.parameters()]
     model.learn(total_timesteps=128)

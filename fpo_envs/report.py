@@ -1,0 +1,132 @@
+"""Tables and figures of multi-seed runs, in one format for every game.
+
+A *run* is the history a learner's ``learn`` returns on a vector env: ``{key: (rounds,
+seeds)}``. :func:`summarize` turns runs into table rows; :func:`write_table` writes them
+as Markdown and CSV; the ``plot_*`` functions need matplotlib (``pip install
+fpo-envs[plot]``).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+COLUMNS = (
+    ("peak_true_utility", "peak U"),
+    ("final_true_utility", "final U"),
+    ("final_proxy_reward", "final proxy"),
+    ("final_signal_norm", "final signal"),
+    ("final_noise_norm", "final noise"),
+)
+
+
+def summarize(label: str, history: dict[str, np.ndarray], optimum: float) -> dict[str, float | str | int]:
+    """One table row: mean, spread (std) and median over seeds of each column, and the
+    collapse rate (fraction of seeds whose final true utility is below half the optimum)."""
+    u = history["true_utility"]
+    per_seed = {
+        "peak_true_utility": u.max(0),
+        "final_true_utility": u[-1],
+        "final_proxy_reward": history["proxy_reward"][-1],
+        "final_signal_norm": history["signal_norm"][-1],
+        "final_noise_norm": history["noise_norm"][-1],
+    }
+    row: dict[str, float | str | int] = {"learner": label, "seeds": u.shape[1], "rounds": u.shape[0]}
+    for key, values in per_seed.items():
+        row[f"{key}_mean"] = float(values.mean())
+        row[f"{key}_std"] = float(values.std())
+        row[f"{key}_median"] = float(np.median(values))
+    row["collapse_rate"] = float((u[-1] < 0.5 * optimum).mean())
+    return row
+
+
+def write_table(rows: list[dict], path: Path, title: str) -> tuple[Path, Path]:
+    """Write ``rows`` to ``path.with_suffix('.csv')`` and ``.md``; return both paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path = path.with_suffix(".csv"), path.with_suffix(".md")
+    with open(csv_path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    md_path.write_text(markdown_table(rows, title))
+    return csv_path, md_path
+
+
+def markdown_table(rows: list[dict], title: str) -> str:
+    """Markdown: ``mean ± std (median)`` per column over seeds, and the collapse rate."""
+    head = ["learner", "seeds"] + [name for _, name in COLUMNS] + ["collapse rate"]
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [str(row["learner"]), str(row["seeds"])]
+        cells += [f"{row[k + '_mean']:.3f} ± {row[k + '_std']:.3f} ({row[k + '_median']:.3f})" for k, _ in COLUMNS]
+        cells.append(f"{row['collapse_rate']:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as err:
+        from gymnasium.error import DependencyNotInstalled
+
+        raise DependencyNotInstalled('plotting needs matplotlib: pip install "fpo-envs[plot]"') from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(runs: dict[str, dict[str, np.ndarray]], keys: tuple[str, ...], path: Path, optimum: float | None = None) -> Path:
+    """Median and interquartile band over seeds of each ``key`` against rounds, one panel a key."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, history in runs.items():
+            values = history[key]
+            lo, mid, hi = np.percentile(values, [25, 50, 75], axis=1)
+            rounds = np.arange(len(mid))
+            (line,) = ax.plot(rounds, mid, label=label)
+            ax.fill_between(rounds, lo, hi, color=line.get_color(), alpha=0.25, linewidth=0)
+        if key == "true_utility" and optimum is not None:
+            ax.axhline(optimum, color="k", linestyle=":", linewidth=1, label="optimum U(y*)")
+        ax.set_xlabel("round")
+        ax.set_ylabel(key.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_phase_portrait(runs: dict[str, dict[str, np.ndarray]], oracle, signal_dims: int, path: Path, title: str = "") -> Path:
+    """Signal magnitude against noise magnitude over the contours of the best true utility at
+    those magnitudes, with each learner's median trajectory over seeds (start: circle, end: star)."""
+    from fpo_envs.render import best_utility
+
+    plt = _pyplot()
+    s_all = np.concatenate([h["signal_norm"].ravel() for h in runs.values()])
+    n_all = np.concatenate([h["noise_norm"].ravel() for h in runs.values()])
+    s_star = float(np.linalg.norm(oracle.ideal[:signal_dims]))
+    s = np.linspace(0, max(1.5 * s_star, 1.1 * s_all.max()), 200)
+    n = np.linspace(0, max(1.0, 1.1 * n_all.max()), 200)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    contour = ax.contourf(s, n, best_utility(oracle, signal_dims, s[None, :], n[:, None]), levels=20, cmap="viridis")
+    fig.colorbar(contour, ax=ax, label="best true utility at these magnitudes")
+    for label, history in runs.items():
+        sig, noise = np.median(history["signal_norm"], 1), np.median(history["noise_norm"], 1)
+        (line,) = ax.plot(sig, noise, linewidth=2, label=label)
+        ax.plot(sig[0], noise[0], "o", color=line.get_color())
+        ax.plot(sig[-1], noise[-1], "*", markersize=14, color=line.get_color(), markeredgecolor="k")
+    ax.set_xlabel("signal magnitude ||y_signal||")
+    ax.set_ylabel("noise magnitude ||y_noise||")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
