@@ -119,6 +119,20 @@ class FeedbackLoopEnv(_Round, gym.Env):
 
     batch_shape = ()
 
+    def _set_render_mode(self, render_mode: str | None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.render_mode = render_mode
+
+    def render(self):
+        """``rgb_array``: the phase portrait (signal against noise magnitude over the best true
+        utility at those magnitudes, with the trajectory of this episode)."""
+        if self.render_mode is None:
+            return None
+        from fpo_envs.render import phase_portrait
+
+        return phase_portrait(self.oracle, self.signal_dims, getattr(self, "_trajectory", []))
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = check_options(options, self.reset_options)

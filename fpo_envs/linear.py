@@ -95,13 +95,21 @@ class GaussianBumpOracle:
         self.peak = peak
         self.width = width
 
-    def utility(self, y: np.ndarray) -> np.ndarray:
-        """``U(y)``, shape ``(*B,)``."""
-        return self.peak * np.exp(-self.width * ((y - self.ideal) ** 2).sum(-1))
+    def _ideal_like(self, y):
+        if isinstance(y, np.ndarray) or np.isscalar(y):
+            return self.ideal
+        import torch  # the neural game passes torch tensors, possibly requiring grad
 
-    def grad(self, y: np.ndarray) -> np.ndarray:
+        return torch.as_tensor(self.ideal, dtype=y.dtype, device=y.device)
+
+    def utility(self, y):
+        """``U(y)``, shape ``(*B,)``; numpy or torch (differentiable) in, the same out."""
+        scaled = -self.width * ((y - self._ideal_like(y)) ** 2).sum(-1)
+        return self.peak * (np.exp(scaled) if isinstance(scaled, (np.ndarray, float)) else scaled.exp())
+
+    def grad(self, y):
         """``grad_y U(y) = -2 width U(y) (y - y*)``, shape ``(*B, d)``."""
-        return (-2.0 * self.width * self.utility(y))[..., None] * (y - self.ideal)
+        return (-2.0 * self.width * self.utility(y))[..., None] * (y - self._ideal_like(y))
 
     def label(self, y: np.ndarray) -> np.ndarray:
         """The oracle's label for the follower's regression: ``U(y)``."""
@@ -308,18 +316,9 @@ class LinearRMEnv(_LinearGame, FeedbackLoopEnv):
     ):
         self._setup(dim, signal_dims, ideal_value, utility_peak, utility_width, rm_lr,
                     rm_weight_decay, rm_init_noise, action_cost, output_bound)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.render_mode = render_mode
+        self._set_render_mode(render_mode)
         self.action_space = self.single_action_space
         self.observation_space = self.single_observation_space
-
-    def render(self):
-        if self.render_mode is None:
-            return None
-        from fpo_envs.render import phase_portrait
-
-        return phase_portrait(self.oracle, self.signal_dims, self._trajectory)
 
 
 class LinearRMVectorEnv(_LinearGame, FeedbackLoopVectorEnv):
