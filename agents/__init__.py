@@ -23,9 +23,15 @@ _REGISTRY = {
     ("rlhf", "linear"): "agents.gradient:RLHF",
     ("fpo-practical", "linear"): "agents.gradient:PracticalFPO",
     ("fpo-relaxed", "linear"): "agents.gradient:RelaxedFPO",
+    ("rlhf", "neural"): "agents.gaussian:GaussianRLHF",
+    ("fpo-practical", "neural"): "agents.gaussian:GaussianPracticalFPO",
+    ("fpo-relaxed", "neural"): "agents.gaussian:GaussianRelaxedFPO",
 }
 
-_GAMES = {"LinearRMEnv": "linear", "LinearRMVectorEnv": "linear"}
+_GAMES = {
+    "LinearRMEnv": "linear", "LinearRMVectorEnv": "linear",
+    "NeuralRMEnv": "neural", "NeuralRMVectorEnv": "neural",
+}
 
 
 def _game_of(env: Any) -> str:

@@ -68,7 +68,8 @@ class Agent:
             total_rounds: number of ``env.step`` calls.
 
         Returns:
-            ``{key: array}`` for the keys of ``fpo_envs.INFO_KEYS`` plus ``diverged``.
+            ``{key: array}`` for every ``info`` key of the game (``fpo_envs.INFO_KEYS``,
+            ``diverged``, and the game's own) and the learner's own records.
         """
         if total_rounds < 0:
             raise ValueError(f"total_rounds must be non-negative, got {total_rounds}")
@@ -78,8 +79,11 @@ class Agent:
         rows: dict[str, list] = {k: [] for k in HISTORY_KEYS}
         for _ in range(total_rounds):
             obs, _, terminated, truncated, info = self.env.step(self._act())
-            for key in HISTORY_KEYS:
-                rows[key].append(np.asarray(info[key]))
+            for key, value in info.items():
+                if not key.startswith("_") and key not in ("final_obs", "final_info"):
+                    rows.setdefault(key, []).append(np.asarray(value))
+            for key, value in self._record(info).items():
+                rows.setdefault(key, []).append(np.asarray(value))
             self._observe(obs)
             self.num_rounds += 1
             done = np.logical_or(terminated, truncated)
@@ -91,6 +95,10 @@ class Agent:
             self._obs = obs
         shape = (0, self.env.unwrapped.num_envs) if self.is_vector else (0,)
         return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
+
+    def _record(self, info: dict) -> dict[str, np.ndarray]:
+        """Extra per-round history entries of this learner (none by default)."""
+        return {}
 
     def predict(self, observation: np.ndarray, state: Any = None, episode_start: Any = None, deterministic: bool = True):
         """The next action for ``observation``; returns ``(action, None)`` as stable-baselines3 does."""

@@ -7,6 +7,7 @@ Importing the package registers the games under the ``FPO/`` namespace::
 
     env = gym.make("FPO/LinearRM-v0")
     vec = gym.make_vec("FPO/LinearRM-v0", num_envs=1000)  # batched numpy, one state
+    env = gym.make("FPO/NeuralRM-v0")  # needs torch
 """
 
 from gymnasium.envs.registration import register
@@ -23,5 +24,12 @@ register(
     max_episode_steps=300,
 )
 
-ENV_IDS = ("FPO/LinearRM-v0",)
+register(
+    id="FPO/NeuralRM-v0",
+    entry_point="fpo_envs.neural:NeuralRMEnv",
+    vector_entry_point="fpo_envs.neural:NeuralRMVectorEnv",
+    max_episode_steps=4000,
+)
+
+ENV_IDS = ("FPO/LinearRM-v0", "FPO/NeuralRM-v0")
 """Every environment this package registers."""

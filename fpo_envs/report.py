@@ -130,3 +130,46 @@ def plot_phase_portrait(runs: dict[str, dict[str, np.ndarray]], oracle, signal_d
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def plot_pca_portrait(runs: dict[str, dict[str, np.ndarray]], oracle, path: Path, title: str = "", key: str = "theta") -> Path:
+    """The policy's mean trajectories projected on their first two principal components,
+    over the true utility on that plane (``y = center + a pc1 + b pc2``).
+
+    Each seed's trajectory is a thin line; the median over seeds a thick one (start:
+    circle, end: star). The ideal ``y*`` is projected as a white cross. Directions off
+    the plane are not shown, so the background is ``U`` on the plane, not a bound.
+    """
+    plt = _pyplot()
+    trajectories = {label: np.asarray(h[key], dtype=np.float64) for label, h in runs.items()}  # (rounds, seeds, d)
+    stacked = np.concatenate([t.reshape(-1, t.shape[-1]) for t in trajectories.values()] + [oracle.ideal[None, :]])
+    center = stacked.mean(0)
+    _, _, vt = np.linalg.svd(stacked - center, full_matrices=False)
+    basis = vt[:2]  # (2, d)
+    project = lambda y: (y - center) @ basis.T  # noqa: E731
+    points = project(stacked)
+    lo, hi = points.min(0), points.max(0)
+    pad = 0.1 * (hi - lo) + 1e-9
+    a = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 200)
+    b = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 200)
+    plane = center + a[None, :, None] * basis[0] + b[:, None, None] * basis[1]
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    contour = ax.contourf(a, b, oracle.utility(plane), levels=20, cmap="viridis")
+    fig.colorbar(contour, ax=ax, label="true utility U on the plane")
+    for label, traj in trajectories.items():
+        proj = project(traj)  # (rounds, seeds, 2)
+        median = np.median(proj, axis=1)
+        (line,) = ax.plot(median[:, 0], median[:, 1], linewidth=2.5, label=label)
+        for s in range(proj.shape[1]):
+            ax.plot(proj[:, s, 0], proj[:, s, 1], linewidth=0.6, alpha=0.3, color=line.get_color())
+        ax.plot(*median[0], "o", color=line.get_color())
+        ax.plot(*median[-1], "*", markersize=14, color=line.get_color(), markeredgecolor="k")
+    ax.plot(*project(oracle.ideal), "x", color="white", markersize=12, markeredgewidth=3, label="ideal y*")
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,467 @@
+"""The neural reward-model game ``FPO/NeuralRM-v0`` (ARCHITECTURE.md, section 2, NeuralRM)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from gymnasium.error import DependencyNotInstalled
+
+from fpo_envs.core import FeedbackLoopEnv, FeedbackLoopVectorEnv, check_finite_array, game_arguments
+from fpo_envs.linear import PARAM_BOUND, GaussianBumpOracle, _per_copy
+
+try:
+    import torch
+    from torch.func import grad, vmap
+except ImportError as err:  # pragma: no cover - exercised by the core-only test
+    raise DependencyNotInstalled('FPO/NeuralRM-v0 needs torch: pip install torch (or "fpo-envs[torch]")') from err
+
+
+def _layer_shapes(dim: int, hidden: int) -> list[tuple[int, ...]]:
+    return [(hidden, dim), (hidden,), (hidden, hidden), (hidden,), (1, hidden), (1,)]
+
+
+def mlp_num_params(dim: int, hidden: int) -> int:
+    """Number of parameters ``p`` of the RM ``dim -> hidden -> hidden -> 1``."""
+    return sum(math.prod(s) for s in _layer_shapes(dim, hidden))
+
+
+class MLPRewardModel:
+    """An MLP reward model ``d -> hidden -> hidden -> 1`` (Softplus) held as flat parameters.
+
+    Parameters are one flat tensor ``params`` of shape ``(*B, p)``: ``B`` independent RMs
+    (one per vector-env copy; ``()`` for a single env). Outputs ``y`` have shape
+    ``(*B, d)`` (one per RM) or ``(*B, k, d)`` (``k`` per RM). Per-sample parameter
+    gradients come from ``torch.func`` (``vmap`` of ``grad``) and stay differentiable, so a
+    learner can differentiate a penalty built from them with respect to its outputs.
+
+    The follower is Adam (``torch.optim.Adam`` semantics, L2 weight decay) on the MSE over
+    a FIFO buffer; its state (``exp_avg``, ``exp_avg_sq``, ``step``) and the buffer are
+    held by the env, so ``reset`` restores them and pickling keeps them.
+
+    Args:
+        params: flat parameters ``(*B, p)``, held by reference (the env's live state).
+        dim: input dimension ``d``; hidden: width of both hidden layers.
+        lr, weight_decay: Adam's step size and L2 weight decay.
+        opt_state: ``{"exp_avg", "exp_avg_sq", "step"}`` (zeros when ``None``).
+        buffer: ``{"y": (*B, size, d), "u": (*B, size), "count": (*B,)}`` or ``None``.
+    """
+
+    loss_kind = "regression"
+    betas = (0.9, 0.999)
+    eps = 1e-8
+
+    def __init__(self, params, dim: int, hidden: int, lr: float = 1e-3, weight_decay: float = 1e-3,
+                 opt_state: dict | None = None, buffer: dict | None = None):
+        self.params = params
+        self.dim, self.hidden = dim, hidden
+        self.lr, self.weight_decay = lr, weight_decay
+        self.shapes = _layer_shapes(dim, hidden)
+        self.num_params = mlp_num_params(dim, hidden)
+        if params.shape[-1] != self.num_params:
+            raise ValueError(f"params must have last dimension {self.num_params}, got {tuple(params.shape)}")
+        batch = params.shape[:-1]
+        self.opt_state = opt_state or {
+            "exp_avg": torch.zeros_like(params), "exp_avg_sq": torch.zeros_like(params),
+            "step": torch.zeros(batch, dtype=params.dtype),
+        }
+        self.buffer = buffer
+
+    @staticmethod
+    def init_params(rng: np.random.Generator, dim: int, hidden: int, std: float = 0.1) -> np.ndarray:
+        """Weights ``N(0, std^2)``, biases 0, flattened in layer order ``W1 b1 W2 b2 W3 b3``."""
+        parts = []
+        for shape in _layer_shapes(dim, hidden):
+            parts.append(rng.normal(0.0, std, shape).ravel() if len(shape) == 2 else np.zeros(shape))
+        return np.concatenate(parts)
+
+    def replace(self, params) -> "MLPRewardModel":
+        """The same architecture and settings with other parameters (a tensor keeps its
+        dtype, so a float64 copy can serve gradient checks; no optimizer state)."""
+        if not isinstance(params, torch.Tensor):
+            params = torch.as_tensor(params, dtype=self.params.dtype)
+        return MLPRewardModel(params, self.dim, self.hidden, self.lr, self.weight_decay)
+
+    # Forward and gradients ----------------------------------------------------------------
+    def _unflatten(self, flat):
+        """Split flat parameters ``(*B, p)`` into the layers ``(*B, *shape)``."""
+        out, i = [], 0
+        for shape in self.shapes:
+            n = math.prod(shape)
+            out.append(flat[..., i : i + n].reshape(*flat.shape[:-1], *shape))
+            i += n
+        return out
+
+    def _check_outputs(self, y, params):
+        batch = params.shape[:-1]
+        if y.shape[: len(batch)] != batch or y.ndim not in (len(batch) + 1, len(batch) + 2) or y.shape[-1] != self.dim:
+            raise ValueError(f"outputs must have shape {(*batch, self.dim)} or {(*batch, 'k', self.dim)}, got {tuple(y.shape)}")
+        return y
+
+    def reward_single(self, flat, y):
+        """``r_phi(y)`` for one parameter vector ``(p,)`` and one output ``(d,)``: a scalar."""
+        w1, b1, w2, b2, w3, b3 = self._unflatten(flat)
+        h = torch.nn.functional.softplus(w1 @ y + b1)
+        h = torch.nn.functional.softplus(w2 @ h + b2)
+        return (w3 @ h + b3)[0]
+
+    def _map(self, fn, y, params=None):
+        """Apply a per-(RM, output) function over the batch and sample dimensions."""
+        params = self.params if params is None else params
+        y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype), params)
+        batch = params.shape[:-1]
+        per_output = vmap(fn, in_dims=(None, 0)) if y.ndim == len(batch) + 2 else fn
+        if not batch:
+            return per_output(params, y)
+        flat_fn = vmap(per_output)
+        out = flat_fn(params.reshape(-1, params.shape[-1]), y.reshape(-1, *y.shape[len(batch):]))
+        return torch.utils._pytree.tree_map(lambda t: t.reshape(*batch, *t.shape[1:]), out)
+
+    def _forward(self, y, params, with_grad: bool | str):
+        """Stacked forward pass over the RM copies (batched matrix products), and optionally
+        (``with_grad=True``) the per-sample parameter gradient, or (``"input"``) the gradient
+        with respect to ``y``, by the closed-form backward pass of the MLP."""
+        y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype), params)
+        single = y.ndim == params.ndim
+        h0 = y[..., None, :] if single else y  # (*B, k, d)
+        w1, b1, w2, b2, w3, b3 = self._unflatten(params)
+        a1 = h0 @ w1.mT + b1[..., None, :]  # (*B, k, H)
+        h1 = torch.nn.functional.softplus(a1)
+        a2 = h1 @ w2.mT + b2[..., None, :]
+        h2 = torch.nn.functional.softplus(a2)
+        r = (h2 @ w3.mT)[..., 0] + b3  # (*B, k)
+        squeeze = (lambda t: t[..., 0, :]) if single else (lambda t: t)
+        if not with_grad:
+            return r[..., 0] if single else r, None
+        # Backward pass by hand: softplus' = sigmoid; d r / d a2 = w3 * s(a2), d r / d a1 = ...
+        d2 = w3 * torch.sigmoid(a2)  # (*B, k, H)
+        d1 = (d2 @ w2) * torch.sigmoid(a1)
+        if with_grad == "input":
+            return (r[..., 0] if single else r), squeeze(d1 @ w1)
+        outer = lambda a, b: (a[..., :, None] * b[..., None, :]).flatten(-2)  # noqa: E731
+        g = torch.cat([outer(d1, h0), d1, outer(d2, h1), d2, h2, torch.ones_like(r)[..., None]], dim=-1)
+        return (r[..., 0] if single else r), squeeze(g)
+
+    def reward(self, y, params=None):
+        """``r_phi(y)``: shape ``(*B,)`` or ``(*B, k)`` (stacked forward over the copies)."""
+        return self._forward(y, self.params if params is None else params, with_grad=False)[0]
+
+    def reward_and_grad_params(self, y):
+        """``(r_phi(y), grad_phi r_phi(y))`` per sample, the gradient by the MLP's closed-form
+        backward pass over all copies at once: the same numbers as :meth:`grad_params`
+        (tested), about twice as fast, and differentiable in ``y``. Learners use this."""
+        return self._forward(y, self.params, with_grad=True)
+
+    def grad_input(self, y):
+        """``grad_y r_phi(y)`` per output, shape of ``y`` (closed form, no autograd)."""
+        return self._forward(y, self.params, with_grad="input")[1]
+
+    def grad_params(self, y):
+        """Per-sample ``grad_phi r_phi(y)``: ``(*B, p)`` or ``(*B, k, p)``; differentiable in ``y``."""
+        return self._map(grad(self.reward_single), y)
+
+    def loss(self, y, u):
+        """Per-sample follower loss ``(r_phi(y) - u)^2``."""
+        return (self.reward(y) - torch.as_tensor(u, dtype=self.params.dtype)) ** 2
+
+    def loss_grad(self, y, u):
+        """Per-sample ``grad_phi (r_phi(y) - u)^2 = 2 (r - u) grad_phi r``."""
+        residual = self.reward(y) - torch.as_tensor(u, dtype=self.params.dtype)
+        return 2.0 * residual[..., None] * self.grad_params(y)
+
+    def buffer_loss_grad(self, buffer: dict):
+        """``grad_phi`` of the MSE over each RM's filled buffer, shape ``(*B, p)``.
+
+        The copies' losses are independent, so the gradient of their sum with respect to the
+        stacked parameters is each copy's own gradient: one backward pass for all copies,
+        with no per-sample gradient materialized.
+        """
+        mask = _filled(buffer)
+        weights = mask / mask.sum(-1, keepdim=True).clamp(min=1)
+        with torch.enable_grad():
+            params = self.params.detach().requires_grad_(True)
+            residual = self.reward(buffer["y"], params) - buffer["u"]
+            (g,) = torch.autograd.grad((weights * residual**2).sum(), params)
+        return g
+
+    # Follower update ----------------------------------------------------------------------
+    def _adam(self, params, state, grad_):
+        """One ``torch.optim.Adam`` step (L2 weight decay), batched; returns new tensors."""
+        b1, b2 = self.betas
+        g = grad_ + self.weight_decay * params
+        step = state["step"] + 1
+        exp_avg = b1 * state["exp_avg"] + (1 - b1) * g
+        exp_avg_sq = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
+        bias1 = (1 - b1 ** step)[..., None]
+        bias2 = (1 - b2 ** step)[..., None]
+        new = params - (self.lr / bias1) * exp_avg / (exp_avg_sq.sqrt() / bias2.sqrt() + self.eps)
+        return new, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "step": step}
+
+    def _pushed(self, y, u) -> dict:
+        """The buffer after a FIFO push of the outputs ``y (*B, k, d)`` and labels ``u (*B, k)``."""
+        buf = self.buffer
+        k = y.shape[-2]
+        return {
+            "y": torch.cat([buf["y"][..., k:, :], y], dim=-2),
+            "u": torch.cat([buf["u"][..., k:], u], dim=-1),
+            "count": (buf["count"] + k).clamp(max=buf["u"].shape[-1]),
+        }
+
+    def preview_update(self, y, u):
+        """Parameters after pushing ``(y, u)`` and one Adam step, without applying either."""
+        y, u = torch.as_tensor(y, dtype=self.params.dtype), torch.as_tensor(u, dtype=self.params.dtype)
+        with torch.no_grad():
+            buffer = self._pushed(y, u)
+            return self._adam(self.params, self.opt_state, self.buffer_loss_grad(buffer))[0]
+
+    def update(self, y, u) -> None:
+        """Push ``(y, u)`` into the buffer and take one Adam step, in place."""
+        y, u = torch.as_tensor(y, dtype=self.params.dtype), torch.as_tensor(u, dtype=self.params.dtype)
+        with torch.no_grad():
+            self.buffer = self._pushed(y, u)
+            new, self.opt_state = self._adam(self.params, self.opt_state, self.buffer_loss_grad(self.buffer))
+            self.params.copy_(new)
+
+    def buffer_error(self):
+        """Mean ``|r - U|`` over each RM's filled buffer: how wrong it is on its own training data."""
+        with torch.no_grad():
+            mask = _filled(self.buffer)
+            err = (self.reward(self.buffer["y"]) - self.buffer["u"]).abs()
+            return (err * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def _filled(buffer: dict):
+    """Mask of the filled slots: the newest ``count`` entries sit at the end of the FIFO."""
+    size = buffer["u"].shape[-1]
+    slots = torch.arange(size, dtype=buffer["count"].dtype)
+    return (slots >= size - buffer["count"][..., None]).to(buffer["u"].dtype)
+
+
+class _NeuralGame:
+    """Hooks of the neural game, shared by the single and the vector environment."""
+
+    reset_options = ("rm_params", "output")
+
+    def _setup(self, dim, signal_dims, ideal_value, utility_peak, utility_width, hidden, rm_init_std,
+               rm_lr, rm_weight_decay, buffer_size, samples_per_round, action_cost, output_bound):
+        if not 0 < signal_dims <= dim:
+            raise ValueError(f"signal_dims must be in [1, dim={dim}], got {signal_dims}")
+        if not 0 < samples_per_round <= buffer_size:
+            raise ValueError(f"samples_per_round must be in [1, buffer_size={buffer_size}], got {samples_per_round}")
+        for name, value in (("utility_width", utility_width), ("rm_lr", rm_lr), ("output_bound", output_bound), ("hidden", hidden)):
+            if not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        for name, value in (("rm_weight_decay", rm_weight_decay), ("rm_init_std", rm_init_std), ("action_cost", action_cost)):
+            if not value >= 0:
+                raise ValueError(f"{name} must be non-negative, got {value}")
+        self.dim, self.signal_dims, self.hidden = dim, signal_dims, hidden
+        self.samples_per_round, self.buffer_size = samples_per_round, buffer_size
+        self.action_cost, self.rm_init_std = action_cost, rm_init_std
+        self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
+        ideal = np.zeros(dim)
+        ideal[:signal_dims] = ideal_value
+        if np.abs(ideal).max() >= output_bound:
+            raise ValueError(f"output_bound={output_bound} must exceed the ideal's coordinates ({ideal_value})")
+        self.oracle = GaussianBumpOracle(ideal, utility_peak, utility_width)
+        self.single_action_space = spaces.Box(-output_bound, output_bound, (samples_per_round, dim), np.float32)
+        self.num_params = p = mlp_num_params(dim, hidden)
+        low = np.concatenate([np.full(p, -PARAM_BOUND), np.full(dim, -output_bound)]).astype(np.float32)
+        self.single_observation_space = spaces.Box(low, -low, dtype=np.float32)
+        # Until the first reset the RM is all zeros, so it can be inspected.
+        self._load_state(_stack_batch(self._draw_initial(None, {"rm_params": np.zeros(p)}, None), self.batch_shape))
+
+    def optimum(self) -> tuple[np.ndarray, float]:
+        """The human ideal ``y*`` and its true utility ``U(y*)``."""
+        return self.oracle.optimum()
+
+    def _draw_initial(self, rng, options, index):
+        p, d = self.num_params, self.dim
+        if "rm_params" in options:
+            params = _per_copy(options["rm_params"], (p,), index, "rm_params")
+        else:
+            params = MLPRewardModel.init_params(rng, d, self.hidden, self.rm_init_std)
+        output = _per_copy(options["output"], (d,), index, "output") if "output" in options else np.zeros(d)
+        if np.abs(output).max() > self.single_action_space.high.max():
+            raise ValueError("reset option 'output' leaves the action space bounds")
+        f32 = torch.float32
+        return {
+            "params": torch.as_tensor(params, dtype=f32),
+            "exp_avg": torch.zeros(p, dtype=f32), "exp_avg_sq": torch.zeros(p, dtype=f32), "step": torch.zeros((), dtype=f32),
+            "buf_y": torch.zeros(self.buffer_size, d, dtype=f32), "buf_u": torch.zeros(self.buffer_size, dtype=f32),
+            "buf_count": torch.zeros((), dtype=torch.int64),
+            "output": torch.as_tensor(output, dtype=f32),
+        }
+
+    def _get_state(self):
+        rm = self.reward_model
+        state = {"params": rm.params, **rm.opt_state, "buf_y": rm.buffer["y"], "buf_u": rm.buffer["u"],
+                 "buf_count": rm.buffer["count"], "output": self._output}
+        return {k: v.clone() for k, v in state.items()}
+
+    def _load_state(self, state):
+        state = {k: v.clone() for k, v in state.items()}
+        self.reward_model = MLPRewardModel(
+            state["params"], self.dim, self.hidden, self._rm_lr, self._rm_weight_decay,
+            opt_state={"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"], "step": state["step"]},
+            buffer={"y": state["buf_y"], "u": state["buf_u"], "count": state["buf_count"]},
+        )
+        self._output = state["output"]
+
+    def _check_action(self, action):
+        shape = self.batch_shape + (self.samples_per_round, self.dim)
+        y = check_finite_array(action, shape, "action")
+        bound = float(self.single_action_space.high.max())
+        if np.abs(y).max(initial=0.0) > bound * (1 + 1e-6):
+            raise ValueError(f"action leaves the bounds ±{bound} of the action space (max |y| = {np.abs(y).max():.4g})")
+        return torch.as_tensor(y, dtype=torch.float32)
+
+    def _play(self, y):
+        rm, s = self.reward_model, self.signal_dims
+        with torch.no_grad():
+            u = self.oracle.label(y)  # (*B, k)
+            proxy = rm.reward(y) - self.action_cost * (y * y).sum(-1)
+            mean = y.mean(-2)  # the round's outputs are reported at their mean
+            r_mean, u_mean = rm.reward(mean), self.oracle.utility(mean)
+            rm.update(y, u)
+            self._output = mean
+            info = {
+                "true_utility": u_mean,
+                "proxy_reward": r_mean - self.action_cost * (mean * mean).sum(-1),
+                "signal_norm": mean[..., :s].norm(dim=-1),
+                "noise_norm": mean[..., s:].norm(dim=-1),
+                "rm_error": r_mean - u_mean,
+                "buffer_rm_error": rm.buffer_error(),
+            }
+            diverged = ~(rm.params.abs() <= PARAM_BOUND).all(-1)
+        info = {k: v.double().numpy() for k, v in info.items()}
+        return proxy.mean(-1).double().numpy(), info, diverged.numpy()
+
+    def _observation(self):
+        return torch.cat([self.reward_model.params, self._output], dim=-1).numpy().astype(np.float32)
+
+    def split_observation(self, obs):
+        """Split an observation into the RM's flat parameters and the last round's mean output."""
+        obs = np.asarray(obs)
+        return obs[..., : self.num_params], obs[..., self.num_params :]
+
+
+def _stack_batch(state: dict, batch_shape: tuple[int, ...]) -> dict:
+    return {k: v.expand(batch_shape + tuple(v.shape)).clone() for k, v in state.items()}
+
+
+class NeuralRMEnv(_NeuralGame, FeedbackLoopEnv):
+    """The neural blind-spot game: an MLP reward model retrained with Adam on a replay buffer.
+
+    ## Description
+    A stochastic policy emits outputs ``y`` in ``R^d``; the first ``signal_dims``
+    coordinates are signal, the rest noise. The true utility is
+    ``U(y) = 10 exp(-0.2 ||y - y*||^2)`` with ``y* = (2.5, 2.5, 0, ..., 0)``. The RM is an
+    MLP ``d -> 32 -> 32 -> 1`` (Softplus; weights ``N(0, 0.1^2)``, biases 0). Each round the
+    oracle labels this round's samples, they enter a FIFO buffer (50), and the RM takes one
+    Adam step (lr 1e-3, L2 weight decay 1e-3) on the MSE over the buffer. The RM's blind
+    spots are not visible in closed form: where the policy goes, the RM learns; where it
+    does not, the RM extrapolates.
+
+    ## Action Space
+    ``Box(-output_bound, output_bound, (samples_per_round, dim), float32)``: this round's
+    fresh policy samples (5 of them in ``R^10`` by default). Wrong shape, NaN/inf or out of
+    bounds raise ``ValueError``.
+
+    ## Observation Space
+    ``Box((p + dim,), float32)``: the RM's flat parameters after this round's update
+    (``p = 1441`` at the defaults; order ``W1 b1 W2 b2 W3 b3``, within ``±1e6``) and the
+    mean of the round's outputs (at reset: the starting output). ``split_observation`` splits it.
+
+    ## Rewards
+    The proxy: the mean over the round's samples of ``r(y) - action_cost * ||y||^2``,
+    scored by the RM before its update.
+
+    ## Info
+    Measured at the mean ``y_bar`` of the round's samples: ``true_utility`` ``U(y_bar)``,
+    ``proxy_reward`` ``r(y_bar) - c ||y_bar||^2``, ``signal_norm`` ``||y_bar[:2]||``,
+    ``noise_norm`` ``||y_bar[2:]||``, ``rm_error`` ``r(y_bar) - U(y_bar)``; and
+    ``buffer_rm_error``, the mean ``|r - U|`` over the buffer after the update; ``diverged``.
+
+    ## Starting State
+    A fresh RM from ``np_random``, zero Adam state, an empty buffer, starting output 0.
+    ``reset(options={"rm_params": flat, "output": y})`` starts from given values.
+
+    ## Episode End
+    Truncation after 4000 rounds (``max_episode_steps``); termination when the RM's update
+    is not finite or leaves ``±1e6`` (``info["diverged"]``; the update is rolled back).
+
+    ## Determinism
+    The RM runs in float32 on the CPU. With a seed and the same torch thread count, runs
+    repeat exactly; a different ``torch.set_num_threads`` can change the float results
+    (reductions are split differently), and so the trajectory.
+
+    ## Arguments
+    - ``dim`` (10), ``signal_dims`` (2), ``ideal_value`` (2.5): the output space and ``y*``.
+    - ``utility_peak`` (10.0), ``utility_width`` (0.2): ``U``'s height and curvature.
+    - ``hidden`` (32): width of the RM's two hidden layers; ``rm_init_std`` (0.1).
+    - ``rm_lr`` (1e-3), ``rm_weight_decay`` (1e-3): the RM's Adam.
+    - ``buffer_size`` (50), ``samples_per_round`` (5): the replay buffer and the batch labelled per round.
+    - ``action_cost`` (0.01): ``c`` in the proxy. ``output_bound`` (10.0): the action bounds.
+    - ``render_mode`` (None or ``"rgb_array"``): the phase portrait, as in ``FPO/LinearRM-v0``.
+
+    ## Example
+    >>> import gymnasium as gym, numpy as np, fpo_envs
+    >>> env = gym.make("FPO/NeuralRM-v0")
+    >>> obs, info = env.reset(seed=0)
+    >>> obs.shape
+    (1451,)
+    >>> obs, reward, terminated, truncated, info = env.step(np.zeros((5, 10), np.float32))
+    >>> round(info["true_utility"], 3)
+    0.821
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        dim: int = 10,
+        signal_dims: int = 2,
+        ideal_value: float = 2.5,
+        utility_peak: float = 10.0,
+        utility_width: float = 0.2,
+        hidden: int = 32,
+        rm_init_std: float = 0.1,
+        rm_lr: float = 1e-3,
+        rm_weight_decay: float = 1e-3,
+        buffer_size: int = 50,
+        samples_per_round: int = 5,
+        action_cost: float = 0.01,
+        output_bound: float = 10.0,
+        render_mode: str | None = None,
+    ):
+        self._setup(dim, signal_dims, ideal_value, utility_peak, utility_width, hidden, rm_init_std,
+                    rm_lr, rm_weight_decay, buffer_size, samples_per_round, action_cost, output_bound)
+        self._set_render_mode(render_mode)
+        self.action_space = self.single_action_space
+        self.observation_space = self.single_observation_space
+
+
+class NeuralRMVectorEnv(_NeuralGame, FeedbackLoopVectorEnv):
+    """``num_envs`` independent copies of :class:`NeuralRMEnv`, one stacked torch state.
+
+    Made by ``gym.make_vec("FPO/NeuralRM-v0", num_envs=n)``; same arguments as
+    :class:`NeuralRMEnv` (bar ``render_mode``). Actions ``(num_envs, samples_per_round,
+    dim)``; ``reward_model.params`` has shape ``(num_envs, p)`` and every RM method is batched.
+    """
+
+    metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": []}
+
+    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = 4000, **kwargs: Any):
+        params = game_arguments(NeuralRMEnv, kwargs)
+        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps)
+        self._setup(**params)
+        self.render_mode = None
+        n = num_envs
+        a, o = self.single_action_space, self.single_observation_space
+        self.action_space = spaces.Box(np.broadcast_to(a.low, (n, *a.shape)), np.broadcast_to(a.high, (n, *a.shape)), dtype=np.float32)
+        self.observation_space = spaces.Box(np.broadcast_to(o.low, (n, *o.shape)), np.broadcast_to(o.high, (n, *o.shape)), dtype=np.float32)

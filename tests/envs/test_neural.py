@@ -1,0 +1,196 @@
+"""The neural game: per-sample RM gradients, the Adam follower, the buffer, vectorization."""
+
+import copy
+import pickle
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import fpo_envs  # noqa: E402,F401
+from fpo_envs.neural import MLPRewardModel, mlp_num_params  # noqa: E402
+
+D, H = 4, 6
+
+
+@pytest.fixture
+def rm():
+    rng = np.random.default_rng(0)
+    params = torch.as_tensor(np.stack([MLPRewardModel.init_params(rng, D, H, 0.5) for _ in range(3)]))
+    return MLPRewardModel(params, D, H)  # float64, a batch of three RMs
+
+
+def _autograd_grad(rm, flat, y):
+    flat = flat.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(rm.reward_single(flat, y), flat)
+    return g
+
+
+def test_stacked_forward_matches_the_single_sample_definition(rm):
+    y = torch.randn(3, 5, D, dtype=torch.float64)
+    r = rm.reward(y)
+    assert r.shape == (3, 5)
+    for b in range(3):
+        for k in range(5):
+            assert r[b, k].item() == pytest.approx(rm.reward_single(rm.params[b], y[b, k]).item(), rel=1e-12)
+    assert rm.reward(y[:, 0]).shape == (3,)
+
+
+def test_per_sample_gradients_match_autograd_one_sample_at_a_time(rm):
+    y = torch.randn(3, 5, D, dtype=torch.float64)
+    g = rm.grad_params(y)  # torch.func
+    r_cf, g_cf = rm.reward_and_grad_params(y)  # closed form
+    assert g.shape == (3, 5, mlp_num_params(D, H))
+    for b in range(3):
+        for k in range(5):
+            expected = _autograd_grad(rm, rm.params[b], y[b, k])
+            torch.testing.assert_close(g[b, k], expected)
+            torch.testing.assert_close(g_cf[b, k], expected)
+    torch.testing.assert_close(r_cf, rm.reward(y))
+    torch.testing.assert_close(rm.grad_params(y[:, 0]), g[:, 0])
+
+
+def test_input_gradient_and_loss_gradient_match_autograd(rm):
+    y = torch.randn(3, D, dtype=torch.float64, requires_grad=True)
+    u = torch.randn(3, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(rm.reward(y).sum(), y)
+    torch.testing.assert_close(rm.grad_input(y.detach()), expected)
+    flat = rm.params.clone().requires_grad_(True)
+    (loss_g,) = torch.autograd.grad(((rm.reward(y.detach(), flat) - u) ** 2).sum(), flat)
+    torch.testing.assert_close(rm.loss_grad(y.detach(), u), loss_g)
+
+
+def test_closed_form_gradient_is_differentiable_in_the_output(rm):
+    y = torch.randn(3, D, dtype=torch.float64, requires_grad=True)
+    _, g = rm.reward_and_grad_params(y)
+    (by_closed_form,) = torch.autograd.grad((g * g).sum(), y)
+    y2 = y.detach().requires_grad_(True)
+    (by_func,) = torch.autograd.grad((rm.grad_params(y2) ** 2).sum(), y2)
+    torch.testing.assert_close(by_closed_form, by_func)
+
+
+def test_follower_is_torch_adam_on_the_buffer_mse():
+    env = gym.make("FPO/NeuralRM-v0")
+    env.reset(seed=0)
+    live = env.unwrapped.reward_model
+    param = torch.nn.Parameter(live.params.clone())
+    opt = torch.optim.Adam([param], lr=1e-3, weight_decay=1e-3)
+    rng = np.random.default_rng(0)
+    seen_y, seen_u = [], []
+    for _ in range(14):  # past 50 samples, so the FIFO drops the oldest
+        y = rng.normal(1.0, 1.0, (5, 10)).astype(np.float32)
+        env.step(y)
+        yt = torch.as_tensor(y)
+        seen_y.append(yt)
+        seen_u.append(env.unwrapped.oracle.utility(yt))
+        buf_y, buf_u = torch.cat(seen_y)[-50:], torch.cat(seen_u)[-50:]
+        opt.zero_grad()
+        ((live.reward(buf_y, param) - buf_u) ** 2).mean().backward()
+        opt.step()
+        torch.testing.assert_close(env.unwrapped.reward_model.params, param.detach(), rtol=1e-5, atol=1e-6)
+    buffer = env.unwrapped.reward_model.buffer
+    assert buffer["count"].item() == 50
+    torch.testing.assert_close(buffer["y"], torch.cat(seen_y)[-50:])
+
+
+def test_preview_update_does_not_apply_and_equals_the_update():
+    env = gym.make("FPO/NeuralRM-v0")
+    env.reset(seed=1)
+    env.step(np.ones((5, 10), np.float32))
+    rm = env.unwrapped.reward_model
+    before = rm.params.clone()
+    y = torch.full((5, 10), 0.5)
+    u = env.unwrapped.oracle.utility(y)
+    preview = rm.preview_update(y, u)
+    torch.testing.assert_close(rm.params, before, rtol=0, atol=0)
+    env.step(y.numpy())
+    torch.testing.assert_close(env.unwrapped.reward_model.params, preview)
+
+
+def test_info_is_measured_at_the_mean_output():
+    env = gym.make("FPO/NeuralRM-v0")
+    env.reset(seed=0)
+    rm = env.unwrapped.reward_model
+    y = np.random.default_rng(0).normal(1.0, 0.3, (5, 10)).astype(np.float32)
+    yt, mean = torch.as_tensor(y), torch.as_tensor(y).mean(0)
+    r_mean = rm.reward(mean).item()
+    proxy = (rm.reward(yt) - 0.01 * (yt * yt).sum(-1)).mean().item()
+    _, reward, _, _, info = env.step(y)
+    u_mean = 10 * np.exp(-0.2 * np.sum((mean.numpy() - np.r_[2.5, 2.5, np.zeros(8)]) ** 2))
+    assert info["true_utility"] == pytest.approx(u_mean, rel=1e-5)
+    assert info["rm_error"] == pytest.approx(r_mean - u_mean, rel=1e-4, abs=1e-5)
+    assert info["signal_norm"] == pytest.approx(np.linalg.norm(mean[:2]), rel=1e-5)
+    assert info["noise_norm"] == pytest.approx(np.linalg.norm(mean[2:]), rel=1e-5)
+    assert reward == pytest.approx(proxy, rel=1e-5)
+    labels = 10 * np.exp(-0.2 * np.sum((y - np.r_[2.5, 2.5, np.zeros(8)]) ** 2, -1))
+    expected_buffer_error = np.abs(env.unwrapped.reward_model.reward(yt).numpy() - labels).mean()
+    assert info["buffer_rm_error"] == pytest.approx(expected_buffer_error, rel=1e-4)
+
+
+def test_reset_restores_optimizer_and_buffer_and_clones_keep_them():
+    env = gym.make("FPO/NeuralRM-v0")
+    env.reset(seed=0)
+    for _ in range(3):
+        env.step(np.ones((5, 10), np.float32))
+    rm = env.unwrapped.reward_model
+    assert rm.opt_state["step"].item() == 3 and rm.opt_state["exp_avg"].abs().sum() > 0
+    for twin in (copy.deepcopy(env), pickle.loads(pickle.dumps(env))):
+        for key, value in rm.opt_state.items():
+            torch.testing.assert_close(twin.unwrapped.reward_model.opt_state[key], value, rtol=0, atol=0)
+    env.reset(seed=0)
+    rm = env.unwrapped.reward_model
+    assert rm.opt_state["step"].item() == 0 and rm.opt_state["exp_avg"].abs().sum() == 0
+    assert rm.buffer["count"].item() == 0
+
+
+def test_reset_options_set_the_rm_and_the_start():
+    env = gym.make("FPO/NeuralRM-v0")
+    p = env.unwrapped.num_params
+    params = np.linspace(-0.1, 0.1, p)
+    obs, _ = env.reset(seed=0, options={"rm_params": params, "output": np.full(10, 0.5)})
+    np.testing.assert_allclose(obs, np.r_[params, np.full(10, 0.5)].astype(np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        env.reset(options={"rm_params": np.zeros(p - 1)})
+
+
+@pytest.mark.parametrize(
+    "action, match",
+    [(np.zeros((5, 9)), "shape"), (np.zeros((4, 10)), "shape"), (np.zeros(10), "shape"),
+     (np.full((5, 10), np.nan), "NaN or inf"), (np.full((5, 10), 11.0), "bounds")],
+)
+def test_bad_actions_raise_clear_errors(action, match):
+    env = gym.make("FPO/NeuralRM-v0")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=match):
+        env.step(action)
+
+
+def test_rm_api_rejects_outputs_of_the_wrong_shape(rm):
+    with pytest.raises(ValueError, match="outputs must have shape"):
+        rm.reward(torch.zeros(2, D, dtype=torch.float64))
+
+
+def test_diverging_rm_ends_the_episode_without_nan():
+    env = gym.make("FPO/NeuralRM-v0", rm_lr=1e7)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(np.ones((5, 10), np.float32))
+    assert terminated and info["diverged"] and np.isfinite(reward)
+    assert torch.isfinite(env.unwrapped.reward_model.params).all()
+    assert env.unwrapped.reward_model.params.abs().max() <= 1e6
+
+
+def test_vector_env_equals_single_envs():
+    vec = gym.make_vec("FPO/NeuralRM-v0", num_envs=3)
+    assert vec.unwrapped.reward_model.params.shape == (3, 1441)
+    obs, _ = vec.reset(seed=7)
+    singles = [gym.make("FPO/NeuralRM-v0") for _ in range(3)]
+    np.testing.assert_array_equal(obs, np.stack([e.reset(seed=7 + i)[0] for i, e in enumerate(singles)]))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        actions = rng.normal(0.5, 0.5, (3, 5, 10)).astype(np.float32)
+        obs, reward, _, _, info = vec.step(actions)
+        outs = [e.step(a) for e, a in zip(singles, actions)]
+        np.testing.assert_allclose(obs, np.stack([o[0] for o in outs]), rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(info["buffer_rm_error"], [o[4]["buffer_rm_error"] for o in outs], rtol=1e-4)
