@@ -122,14 +122,7 @@ def plot_phase_portrait(runs: dict[str, dict[str, np.ndarray]], oracle, signal_d
         (line,) = ax.plot(sig, noise, linewidth=2, label=label)
         ax.plot(sig[0], noise[0], "o", color=line.get_color())
         ax.plot(sig[-1], noise[-1], "*", markersize=14, color=line.get_color(), markeredgecolor="k")
-    ax.set_xlabel("signal magnitude ||y_signal||")
-    ax.set_ylabel("noise magnitude ||y_noise||")
-    ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, ax, path, "signal magnitude ||y_signal||", "noise magnitude ||y_noise||", title, "upper left")
 
 
 def plot_pca_portrait(runs: dict[str, dict[str, np.ndarray]], oracle, path: Path, title: str = "", key: str = "theta") -> Path:
@@ -165,10 +158,15 @@ def plot_pca_portrait(runs: dict[str, dict[str, np.ndarray]], oracle, path: Path
         ax.plot(*median[0], "o", color=line.get_color())
         ax.plot(*median[-1], "*", markersize=14, color=line.get_color(), markeredgecolor="k")
     ax.plot(*project(oracle.ideal), "x", color="white", markersize=12, markeredgewidth=3, label="ideal y*")
-    ax.set_xlabel("principal component 1")
-    ax.set_ylabel("principal component 2")
+    return _save(fig, ax, path, "principal component 1", "principal component 2", title, "best")
+
+
+def _save(fig, ax, path: Path, xlabel: str, ylabel: str, title: str, legend_loc: str) -> Path:
+    plt = _pyplot()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc=legend_loc)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

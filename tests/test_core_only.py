@@ -32,3 +32,14 @@ def test_plotting_without_matplotlib_names_the_install():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "DependencyNotInstalled" in out.stdout and 'pip install "fpo-envs[plot]"' in out.stdout
+
+
+def test_neural_game_without_torch_names_the_install():
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import gymnasium as gym, fpo_envs\n"
+        "try:\n    gym.make('FPO/NeuralRM-v0')\n"
+        "except Exception as err:\n    print(type(err).__name__, err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "DependencyNotInstalled" in out.stdout and "pip install torch" in out.stdout
