@@ -26,11 +26,15 @@ _REGISTRY = {
     ("rlhf", "neural"): "agents.gaussian:GaussianRLHF",
     ("fpo-practical", "neural"): "agents.gaussian:GaussianPracticalFPO",
     ("fpo-relaxed", "neural"): "agents.gaussian:GaussianRelaxedFPO",
+    ("rlhf", "text"): "agents.text:TextRLHF",
+    ("fpo-practical", "text"): "agents.text:TextPracticalFPO",
+    ("fpo-relaxed", "text"): "agents.text:TextRelaxedFPO",
 }
 
 _GAMES = {
     "LinearRMEnv": "linear", "LinearRMVectorEnv": "linear",
     "NeuralRMEnv": "neural", "NeuralRMVectorEnv": "neural",
+    "TextRMEnv": "text",
 }
 
 

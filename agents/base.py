@@ -61,11 +61,12 @@ class Agent:
         raise NotImplementedError
 
     # Public API --------------------------------------------------------------------------
-    def learn(self, total_rounds: int) -> dict[str, np.ndarray]:
+    def learn(self, total_rounds: int, progress_bar: bool = False) -> dict[str, np.ndarray]:
         """Play ``total_rounds`` rounds, learning after each; return their metrics.
 
         Args:
             total_rounds: number of ``env.step`` calls.
+            progress_bar: show a tqdm bar with the live proxy and true utility (needs tqdm).
 
         Returns:
             ``{key: array}`` for every ``info`` key of the game (``fpo_envs.INFO_KEYS``,
@@ -77,6 +78,11 @@ class Agent:
             self._obs, _ = self.env.reset(seed=self.seed)
             self._start(self._obs, None)
         rows: dict[str, list] = {k: [] for k in HISTORY_KEYS}
+        bar = None
+        if progress_bar:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=total_rounds, desc=self.name, unit="round")
         for _ in range(total_rounds):
             obs, _, terminated, truncated, info = self.env.step(self._act())
             for key, value in info.items():
@@ -86,6 +92,9 @@ class Agent:
                 rows.setdefault(key, []).append(np.asarray(value))
             self._observe(obs)
             self.num_rounds += 1
+            if bar is not None:
+                bar.update()
+                bar.set_postfix(proxy=f"{np.mean(info['proxy_reward']):.3f}", true=f"{np.mean(info['true_utility']):.3f}")
             done = np.logical_or(terminated, truncated)
             if self.is_vector and done.any():
                 self._start(obs, done)  # the vector env already reset those copies
@@ -93,8 +102,14 @@ class Agent:
                 obs, _ = self.env.reset()
                 self._start(obs, None)
             self._obs = obs
+            self._end_round(info)
+        if bar is not None:
+            bar.close()
         shape = (0, self.env.unwrapped.num_envs) if self.is_vector else (0,)
         return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
+
+    def _end_round(self, info: dict) -> None:
+        """Called once a round is complete (learner updated, env reset if it ended)."""
 
     def _record(self, info: dict) -> dict[str, np.ndarray]:
         """Extra per-round history entries of this learner (none by default)."""

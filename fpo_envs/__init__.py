@@ -8,6 +8,7 @@ Importing the package registers the games under the ``FPO/`` namespace::
     env = gym.make("FPO/LinearRM-v0")
     vec = gym.make_vec("FPO/LinearRM-v0", num_envs=1000)  # batched numpy, one state
     env = gym.make("FPO/NeuralRM-v0")  # needs torch
+    env = gym.make("FPO/TextRM-v0")    # needs the text extra: pip install "fpo-envs[text]"
 """
 
 from gymnasium.envs.registration import register
@@ -31,5 +32,11 @@ register(
     max_episode_steps=4000,
 )
 
-ENV_IDS = ("FPO/LinearRM-v0", "FPO/NeuralRM-v0")
+register(
+    id="FPO/TextRM-v0",
+    entry_point="fpo_envs.text:TextRMEnv",
+    max_episode_steps=500,
+)
+
+ENV_IDS = ("FPO/LinearRM-v0", "FPO/NeuralRM-v0", "FPO/TextRM-v0")
 """Every environment this package registers."""

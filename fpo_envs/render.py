@@ -60,18 +60,7 @@ def phase_portrait(oracle, signal_dims: int, trajectory: list[tuple[float, float
     edge[1:, :] |= band[1:, :] != band[:-1, :]
     frame[edge] *= 0.55
     if len(points):
-        px = points[:, 0] / s_max * (size - 1)
-        py = (1.0 - points[:, 1] / n_max) * (size - 1)
-        if len(points) > 1:
-            # Sample each segment densely enough to leave no gaps between pixels.
-            steps = int(np.ceil(np.hypot(np.diff(px), np.diff(py)).max())) + 2
-            t = np.linspace(0.0, 1.0, steps)[None, :]
-            xs = (px[:-1, None] * (1 - t) + px[1:, None] * t).ravel()
-            ys = (py[:-1, None] * (1 - t) + py[1:, None] * t).ravel()
-        else:
-            xs, ys = px, py
-        _dots(frame, xs, ys, 1, (255, 255, 255))
-        _dots(frame, px[-1:], py[-1:], 4, (230, 30, 30))
+        _polyline(frame, points[:, 0] / s_max * (size - 1), (1.0 - points[:, 1] / n_max) * (size - 1))
     return frame.round().astype(np.uint8)
 
 
@@ -84,3 +73,36 @@ def _dots(frame: np.ndarray, xs: np.ndarray, ys: np.ndarray, radius: int, color:
             cx = np.clip(np.round(xs).astype(int) + dx, 0, w - 1)
             cy = np.clip(np.round(ys).astype(int) + dy, 0, h - 1)
             frame[cy, cx] = color
+
+
+def trajectory_frame(points: list[tuple[float, float]], size: int = _SIZE) -> np.ndarray:
+    """A plain frame of a 2-D trajectory (x right, y up) on a grid, autoscaled to the points,
+    for games without a closed-form utility landscape. Grid lines mark the zero axes."""
+    frame = np.full((size, size, 3), 24.0)
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    points = points[np.isfinite(points).all(1)]
+    lo = np.minimum(points.min(0, initial=0.0), 0.0) if len(points) else np.zeros(2)
+    hi = np.maximum(points.max(0, initial=1.0), lo + 1e-9) if len(points) else np.ones(2)
+    pad = 0.05 * (hi - lo)
+    lo, hi = lo - pad, hi + pad
+    to_px = lambda p: np.stack([(p[:, 0] - lo[0]) / (hi[0] - lo[0]), 1 - (p[:, 1] - lo[1]) / (hi[1] - lo[1])], 1) * (size - 1)  # noqa: E731
+    zero = to_px(np.zeros((1, 2)))[0].round().astype(int).clip(0, size - 1)
+    frame[:, zero[0]] = frame[zero[1], :] = 90.0
+    if len(points):
+        px = to_px(points)
+        _polyline(frame, px[:, 0], px[:, 1])
+    return frame.round().astype(np.uint8)
+
+
+def _polyline(frame: np.ndarray, px: np.ndarray, py: np.ndarray) -> None:
+    """White segments through the points, a red dot on the last."""
+    if len(px) > 1:
+        # Sample each segment densely enough to leave no gaps between pixels.
+        steps = int(np.ceil(np.hypot(np.diff(px), np.diff(py)).max())) + 2
+        t = np.linspace(0.0, 1.0, steps)[None, :]
+        xs = (px[:-1, None] * (1 - t) + px[1:, None] * t).ravel()
+        ys = (py[:-1, None] * (1 - t) + py[1:, None] * t).ravel()
+    else:
+        xs, ys = px, py
+    _dots(frame, xs, ys, 1, (255, 255, 255))
+    _dots(frame, px[-1:], py[-1:], 4, (230, 30, 30))

@@ -11,13 +11,34 @@ else:
 
 import fpo_envs
 
+TEXT_ID = "FPO/TextRM-v0"
+WORDS = ("the", "answer", "is", "a", "short", "clear", "yes", "no", "water", "light", "because", "it")
+
+
+@pytest.fixture(scope="session")
+def tiny_text(tmp_path_factory):
+    """Preset overrides pointing FPO/TextRM-v0 at tiny models built for the tests."""
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    from tests.text_models import build_tiny_models
+
+    return build_tiny_models(tmp_path_factory.mktemp("tiny-models"))
+
 
 @pytest.fixture(params=fpo_envs.ENV_IDS)
 def env_id(request):
     return request.param
 
 
+@pytest.fixture
+def make_kwargs(env_id, request):
+    """Constructor arguments for each registered env in unit tests (tiny models for text)."""
+    return dict(request.getfixturevalue("tiny_text")) if env_id == TEXT_ID else {}
+
+
 def small_action(env, rng: np.random.Generator):
     """A valid action whose scale keeps every game's RM stable (random but modest)."""
     space = env.action_space
+    if env.spec is not None and env.spec.id == TEXT_ID:
+        return " ".join(rng.choice(WORDS, size=int(rng.integers(1, 8))))
     return (0.1 * space.high * rng.uniform(-1, 1, space.shape)).astype(space.dtype)

@@ -1,0 +1,332 @@
+"""Best-of-N learners with a LoRA policy for the text game (ARCHITECTURE.md, TextRM).
+
+Each round the policy (the env's base LM with a LoRA adapter) samples ``n_candidates``
+responses to the prompt in one batched generation; one RM pass scores them with the
+reference (and, for relaxed FPO, one oracle pass); the learner picks the winner by
+``r - gamma * R`` with the Bradley-Terry penalty from :mod:`agents.penalties`, takes one
+SFT step on it (gradient accumulation over rounds), and submits it.
+
+Long runs: ``run_dir`` streams metrics to ``metrics.csv`` / ``metrics.jsonl`` (and
+TensorBoard where installed) and writes a checkpoint every ``checkpoint_every`` rounds
+(adapter, optimizer, RM head and its optimizer, every RNG state, the round index);
+:meth:`TextLeader.resume` continues a killed run from its last checkpoint, and since all
+randomness is restored, the rounds replayed after it are the ones the killed run played.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agents import penalties
+from agents.base import Agent
+from fpo_envs.text_models import chat_prompt_ids, generate, require, response_ids
+
+METRIC_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "reference_utility",
+               "reference_reward", "preference", "response_tokens", "response_truncated", "diverged")
+
+
+@dataclass(frozen=True)
+class TextRLHFConfig:
+    """Settings of the best-of-N LoRA learner (paper values as defaults)."""
+
+    n_candidates: int = 8
+    """Responses sampled per round (one batched generation)."""
+    lr: float = 2e-5
+    """Step size of the SFT optimizer on the LoRA parameters."""
+    grad_accum: int = 4
+    """SFT rounds accumulated per optimizer step."""
+    optimizer: str = "adamw"
+    """``adamw`` (torch) or ``paged_adamw_8bit`` (bitsandbytes, CUDA)."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA path during SFT."""
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Module names that get adapters."""
+    max_new_tokens: int = 32
+    """Candidate generation: most new tokens."""
+    min_new_tokens: int = 5
+    """Candidate generation: fewest new tokens."""
+    top_p: float = 0.9
+    """Candidate generation: nucleus mass."""
+    temperature: float = 0.8
+    """Candidate generation: temperature."""
+    run_dir: str | None = None
+    """Folder for streamed metrics and checkpoints (``None``: neither)."""
+    checkpoint_every: int = 0
+    """Write a checkpoint every this many rounds (0: never; needs ``run_dir``)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep."""
+
+    def __post_init__(self):
+        if self.n_candidates < 1 or self.grad_accum < 1 or self.lora_r < 1:
+            raise ValueError("n_candidates, grad_accum and lora_r must be at least 1")
+        if self.optimizer not in ("adamw", "paged_adamw_8bit"):
+            raise ValueError(f"optimizer must be 'adamw' or 'paged_adamw_8bit', got {self.optimizer!r}")
+        if self.checkpoint_every < 0 or (self.checkpoint_every and self.run_dir is None):
+            raise ValueError("checkpoint_every needs a run_dir and must be non-negative")
+        if not 0 < self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError("need 0 < min_new_tokens <= max_new_tokens")
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+
+
+@dataclass(frozen=True)
+class TextPracticalConfig(TextRLHFConfig):
+    """RLHF settings plus the penalty weight."""
+
+    gamma: float = 10.0
+    """Weight of the penalty in the selection score ``r - gamma * R``."""
+
+
+@dataclass(frozen=True)
+class TextRelaxedConfig(TextPracticalConfig):
+    """Practical settings; the relaxed penalty uses the oracle's quality, as the paper."""
+
+
+class TextLeader(Agent):
+    """A LoRA policy on the env's base LM, improved by SFT on its best-of-N pick."""
+
+    penalty: str | None = None
+
+    def __init__(self, env, seed=None, **config):
+        super().__init__(env, seed=seed, **config)
+        torch = require("torch", "torch")
+        peft = require("peft")
+        self._torch = torch
+        game = env.unwrapped
+        if self.is_vector or not hasattr(game, "policy_base"):
+            raise TypeError("text learners need a single FPO/TextRM-v0 env")
+        base = game.policy_base
+        if any(isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer) for m in base.modules()):
+            raise ValueError("this env's policy already carries an adapter: make one learner per env")
+        c = self.config
+        lora = peft.LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
+                               target_modules=list(c.lora_targets), task_type="CAUSAL_LM")
+        self.model = peft.get_peft_model(base, lora)
+        self.model.eval()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if c.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=c.lr)
+        else:
+            self.optimizer = require("bitsandbytes").optim.PagedAdamW8bit(params, lr=c.lr)
+        self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        self._pending = 0  # SFT rounds accumulated since the last optimizer step
+        self._writers = None
+
+    # The round --------------------------------------------------------------------------------
+    def candidates(self, prompt: str, n: int | None = None, greedy: bool = False) -> list[str]:
+        """``n`` sampled responses to ``prompt`` from the LoRA policy (one batched generation)."""
+        game, c = self.env.unwrapped, self.config
+        n = n or c.n_candidates
+        texts, _ = generate(self.model, game.policy_tokenizer, [prompt] * n, self.generator, do_sample=not greedy,
+                            max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
+                            top_p=c.top_p, temperature=c.temperature)
+        return texts
+
+    def scores(self, prompt: str, reference: str, responses: list[str]) -> dict[str, np.ndarray]:
+        """The selection score ``r - gamma * R`` of each response, with its parts."""
+        game = self.env.unwrapped
+        n = len(responses)
+        features = game.reward_model.grad_params([prompt] * (n + 1), responses + [reference])  # one RM pass
+        r = features @ game.reward_model.params
+        out = {"reward": r[:n], "penalty": np.zeros(n)}
+        if self.penalty is not None:
+            g, g_ref = features[:n], features[n]
+            if self.penalty == "practical":
+                out["penalty"] = penalties.practical_penalty(g, g_ref)
+            else:
+                u = game.oracle.quality([prompt] * (n + 1), responses + [reference])  # one oracle pass
+                residual = penalties.overconfidence(r[:n], u[:n], r[n], u[n])
+                out["penalty"] = penalties.relaxed_penalty(g, residual, g_ref)
+        out["score"] = out["reward"] - getattr(self.config, "gamma", 0.0) * out["penalty"]
+        return out
+
+    def sft_step(self, prompt: str, response: str) -> float:
+        """One supervised step on ``response`` (accumulated; the optimizer steps every ``grad_accum``)."""
+        torch = self._torch
+        tok = self.env.unwrapped.policy_tokenizer
+        p = chat_prompt_ids(tok, prompt)
+        ids = p + response_ids(tok, response) + [tok.eos_token_id]
+        device = next(self.model.parameters()).device
+        input_ids = torch.tensor([ids], device=device)
+        labels = input_ids.clone()
+        labels[:, : len(p)] = -100
+        self.model.train()
+        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator).item())
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):  # LoRA dropout draws from our generator only
+            torch.manual_seed(seed)
+            loss = self.model(input_ids=input_ids, labels=labels).loss
+            (loss / self.config.grad_accum).backward()
+        self.model.eval()
+        self._pending += 1
+        if self._pending == self.config.grad_accum:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self._pending = 0
+        return float(loss.detach())
+
+    def _start(self, obs, mask):
+        pass
+
+    def _act(self):
+        prompt, reference = self._obs["prompt"], self._obs["reference"]
+        responses = self.candidates(prompt)
+        s = self.scores(prompt, reference, responses)
+        best = int(np.argmax(s["score"]))
+        loss = self.sft_step(prompt, responses[best])
+        lengths = [len(response_ids(self.env.unwrapped.policy_tokenizer, r)) for r in responses]
+        self._round_record = {"sft_loss": loss, "winner_penalty": float(s["penalty"][best]),
+                              "winner_score": float(s["score"][best]), "mean_candidate_tokens": float(np.mean(lengths))}
+        return responses[best]
+
+    def _observe(self, obs):
+        pass
+
+    def _record(self, info):
+        return self._round_record
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+        """``deterministic``: the greedy response; otherwise the best-of-N pick (no training)."""
+        if deterministic:
+            return self.candidates(observation["prompt"], n=1, greedy=True)[0], None
+        responses = self.candidates(observation["prompt"])
+        return responses[int(np.argmax(self.scores(observation["prompt"], observation["reference"], responses)["score"]))], None
+
+    # Long runs: metrics, checkpoints, resume ---------------------------------------------------
+    def _end_round(self, info):
+        if self.config.run_dir is None:
+            return
+        run = Path(self.config.run_dir)
+        if self._writers is None:
+            run.mkdir(parents=True, exist_ok=True)
+            self._writers = _MetricWriters(run, self.num_rounds)
+        row = {"round": self.num_rounds - 1, **{k: info[k] for k in METRIC_KEYS}, **self._round_record,
+               "prompt": info["prompt"], "response": info["response"]}
+        self._writers.write(row)
+        every = self.config.checkpoint_every
+        if every and self.num_rounds % every == 0:
+            self.save_checkpoint()
+
+    def save_checkpoint(self) -> Path:
+        """Write ``run_dir/checkpoints/round_XXXXXX/state.pt`` atomically; keep the newest few."""
+        torch, peft = self._torch, require("peft")
+        folder = Path(self.config.run_dir) / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "name": self.name, "seed": self.seed, "config": asdict(self.config), "num_rounds": self.num_rounds,
+            "pending": self._pending, "adapter": peft.get_peft_model_state_dict(self.model),
+            "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+            "rng": self.rng.bit_generator.state, "env": self.env.unwrapped.state_dict(),
+            "obs": self._obs, "metrics_rows": self.num_rounds,
+        }
+        target = folder / f"round_{self.num_rounds:06d}"
+        tmp = folder / f".tmp_{self.num_rounds:06d}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        torch.save(state, tmp / "state.pt")
+        shutil.rmtree(target, ignore_errors=True)
+        tmp.rename(target)  # a checkpoint folder exists only once it is complete
+        for old in sorted(folder.glob("round_*"))[: -self.config.keep_checkpoints]:
+            shutil.rmtree(old)
+        return target
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, env) -> "TextLeader":
+        """Rebuild the learner of ``run_dir`` from its newest checkpoint, on a fresh ``env``
+        made with the same preset, ready to ``learn`` the remaining rounds."""
+        from agents import make
+
+        torch, peft = require("torch", "torch"), require("peft")
+        checkpoints = sorted(Path(run_dir).glob("checkpoints/round_*/state.pt"))
+        if not checkpoints:
+            raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints")
+        state = torch.load(checkpoints[-1], weights_only=False)
+        config = dict(state["config"], run_dir=str(run_dir))
+        agent = make(state["name"], env, seed=state["seed"], **config)
+        peft.set_peft_model_state_dict(agent.model, state["adapter"])
+        agent.optimizer.load_state_dict(state["optimizer"])
+        agent.generator.set_state(state["generator"])
+        agent.rng.bit_generator.state = state["rng"]
+        agent.num_rounds, agent._pending = state["num_rounds"], state["pending"]
+        env.reset(seed=state["seed"])  # creates np_random, then overwritten by the checkpoint
+        env.unwrapped.load_state_dict(state["env"])
+        agent._obs = state["obs"]
+        agent._writers = _MetricWriters(Path(run_dir), state["metrics_rows"])
+        return agent
+
+    def save_adapter(self, folder: str | Path) -> None:
+        """Save the LoRA adapter (peft format) to ``folder``."""
+        self.model.save_pretrained(str(folder))
+
+
+class _MetricWriters:
+    """Append-only CSV and JSONL metric streams (and TensorBoard scalars where installed).
+
+    Opened for a run that has ``rows`` finished rounds: rows beyond them (played after the
+    last checkpoint of a killed run) are dropped, so a resumed run writes each round once.
+    """
+
+    def __init__(self, run: Path, rows: int):
+        self.csv_path, self.jsonl_path = run / "metrics.csv", run / "metrics.jsonl"
+        for path, header in ((self.csv_path, 1), (self.jsonl_path, 0)):
+            if path.exists():
+                lines = path.read_text().splitlines(keepends=True)
+                path.write_text("".join(lines[: header + rows]))
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run / "tensorboard"))
+        except ImportError:  # TensorBoard is optional
+            pass
+
+    def write(self, row: dict) -> None:
+        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        with open(self.csv_path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        with open(self.jsonl_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.tb.add_scalar(key, value, row["round"])
+            self.tb.flush()
+
+
+class TextRLHF(TextLeader):
+    """Best-of-N by the RM's score alone."""
+
+    name = "rlhf"
+    config_cls = TextRLHFConfig
+
+
+class TextPracticalFPO(TextLeader):
+    """Best-of-N by ``r - gamma * <grad r(y), grad (r(y) - r(y'))>``."""
+
+    name = "fpo-practical"
+    config_cls = TextPracticalConfig
+    penalty = "practical"
+
+
+class TextRelaxedFPO(TextLeader):
+    """Best-of-N by ``r - gamma * R_bar * (sigmoid(r - r') - sigmoid(U - U'))`` (oracle quality)."""
+
+    name = "fpo-relaxed"
+    config_cls = TextRelaxedConfig
+    penalty = "relaxed"
+
+
+__all__ = ["TextRLHF", "TextPracticalFPO", "TextRelaxedFPO"]

