@@ -117,13 +117,16 @@ class TextLeader(Agent):
             torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator).item()))
             self.model = peft.get_peft_model(base, lora)
         self.model.eval()
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = self._trainable()
         if c.optimizer == "adamw":
             self.optimizer = torch.optim.AdamW(params, lr=c.lr)
         else:
             self.optimizer = require("bitsandbytes").optim.PagedAdamW8bit(params, lr=c.lr)
         self._pending = 0  # SFT rounds accumulated since the last optimizer step
         self._writers = None
+
+    def _trainable(self) -> list:
+        return [p for p in self.model.parameters() if p.requires_grad]
 
     # The round --------------------------------------------------------------------------------
     def candidates(self, prompt: str, n: int | None = None, greedy: bool = False) -> list[str]:
@@ -220,23 +223,58 @@ class TextLeader(Agent):
         if every and self.num_rounds % every == 0:
             self.save_checkpoint()
 
-    def save_checkpoint(self) -> Path:
-        """Write ``run_dir/checkpoints/round_XXXXXX/state.pt`` atomically; keep the newest few."""
-        torch, peft = self._torch, require("peft")
-        folder = Path(self.config.run_dir) / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        state = {
+    def _full_state(self) -> dict:
+        """The learner's whole state (and its env's): what a checkpoint or ``save`` holds."""
+        peft = require("peft")
+        return {
             "name": self.name, "seed": self.seed, "config": asdict(self.config), "num_rounds": self.num_rounds,
             "pending": self._pending, "adapter": peft.get_peft_model_state_dict(self.model),
+            # Gradients accumulated since the last optimizer step (grad_accum > 1).
+            "grads": [None if p.grad is None else p.grad.detach().clone() for p in self._trainable()],
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-            "rng": self.rng.bit_generator.state, "env": self.env.unwrapped.state_dict(),
-            "obs": self._obs, "metrics_rows": self.num_rounds,
+            "rng": self.rng.bit_generator.state, "env": self.env.unwrapped.state_dict(), "obs": self._obs,
         }
+
+    @classmethod
+    def _from_state(cls, state: dict, env, **config_overrides) -> "TextLeader":
+        from agents import make
+
+        peft = require("peft")
+        agent = make(state["name"], env, seed=state["seed"], **{**state["config"], **config_overrides})
+        if cls is not TextLeader and not isinstance(agent, cls):
+            raise TypeError(f"the saved learner is a {type(agent).__name__}, not a {cls.__name__}")
+        peft.set_peft_model_state_dict(agent.model, state["adapter"])
+        agent.optimizer.load_state_dict(state["optimizer"])
+        agent.generator.set_state(state["generator"])
+        agent.rng.bit_generator.state = state["rng"]
+        agent.num_rounds, agent._pending = state["num_rounds"], state["pending"]
+        for param, grad in zip(agent._trainable(), state["grads"], strict=True):
+            param.grad = None if grad is None else grad.to(param.device).clone()
+        if state["obs"] is not None:
+            env.reset(seed=state["seed"])  # creates np_random, then overwritten by the saved state
+            env.unwrapped.load_state_dict(state["env"])
+            agent._obs = state["obs"]
+        return agent
+
+    def save(self, path: str | Path) -> None:
+        """Write the learner (adapter, optimizer, RNG states, config) and its env's state to one file."""
+        require("torch", "torch").save(self._full_state(), path)
+
+    @classmethod
+    def load(cls, path: str | Path, env) -> "TextLeader":
+        """Rebuild a saved learner on a fresh ``env`` (same preset); it continues where it stopped."""
+        return cls._from_state(require("torch", "torch").load(path, weights_only=False), env)
+
+    def save_checkpoint(self) -> Path:
+        """Write ``run_dir/checkpoints/round_XXXXXX/state.pt`` atomically; keep the newest few."""
+        torch = self._torch
+        folder = Path(self.config.run_dir) / "checkpoints"
+        folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"round_{self.num_rounds:06d}"
         tmp = folder / f".tmp_{self.num_rounds:06d}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        torch.save(state, tmp / "state.pt")
+        torch.save(self._full_state(), tmp / "state.pt")
         shutil.rmtree(target, ignore_errors=True)
         tmp.rename(target)  # a checkpoint folder exists only once it is complete
         for old in sorted(folder.glob("round_*"))[: -self.config.keep_checkpoints]:
@@ -247,24 +285,13 @@ class TextLeader(Agent):
     def resume(cls, run_dir: str | Path, env) -> "TextLeader":
         """Rebuild the learner of ``run_dir`` from its newest checkpoint, on a fresh ``env``
         made with the same preset, ready to ``learn`` the remaining rounds."""
-        from agents import make
-
-        torch, peft = require("torch", "torch"), require("peft")
+        torch = require("torch", "torch")
         checkpoints = sorted(Path(run_dir).glob("checkpoints/round_*/state.pt"))
         if not checkpoints:
             raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints")
         state = torch.load(checkpoints[-1], weights_only=False)
-        config = dict(state["config"], run_dir=str(run_dir))
-        agent = make(state["name"], env, seed=state["seed"], **config)
-        peft.set_peft_model_state_dict(agent.model, state["adapter"])
-        agent.optimizer.load_state_dict(state["optimizer"])
-        agent.generator.set_state(state["generator"])
-        agent.rng.bit_generator.state = state["rng"]
-        agent.num_rounds, agent._pending = state["num_rounds"], state["pending"]
-        env.reset(seed=state["seed"])  # creates np_random, then overwritten by the checkpoint
-        env.unwrapped.load_state_dict(state["env"])
-        agent._obs = state["obs"]
-        agent._writers = _MetricWriters(Path(run_dir), state["metrics_rows"])
+        agent = cls._from_state(state, env, run_dir=str(run_dir))
+        agent._writers = _MetricWriters(Path(run_dir), state["num_rounds"])
         return agent
 
     def save_adapter(self, folder: str | Path) -> None:

@@ -23,23 +23,25 @@ def test_linear_game_runs_without_optional_dependencies():
     assert out.stdout.strip() == "ok"
 
 
-def test_plotting_without_matplotlib_names_the_install():
+def _error_without(module: str, setup: str, statement: str) -> str:
+    """What ``statement`` raises in a fresh interpreter where ``module`` cannot be imported."""
     code = (
-        "import sys; sys.modules['matplotlib'] = None\n"
-        "from fpo_envs import report\n"
-        "try:\n    report.plot_curves({}, ('true_utility',), 'x.png')\n"
-        "except Exception as err:\n    print(type(err).__name__, err)\n"
+        f"import sys; sys.modules[{module!r}] = None\n{setup}\n"
+        f"try:\n    {statement}\nexcept Exception as err:\n    print(type(err).__name__, err)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "DependencyNotInstalled" in out.stdout and 'pip install "fpo-envs[plot]"' in out.stdout
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+
+
+def test_plotting_without_matplotlib_names_the_install():
+    out = _error_without("matplotlib", "from fpo_envs import report", "report.plot_curves({}, ('true_utility',), 'x.png')")
+    assert "DependencyNotInstalled" in out and 'pip install "fpo-envs[plot]"' in out
 
 
 def test_neural_game_without_torch_names_the_install():
-    code = (
-        "import sys; sys.modules['torch'] = None\n"
-        "import gymnasium as gym, fpo_envs\n"
-        "try:\n    gym.make('FPO/NeuralRM-v0')\n"
-        "except Exception as err:\n    print(type(err).__name__, err)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert "DependencyNotInstalled" in out.stdout and "pip install torch" in out.stdout
+    out = _error_without("torch", "import gymnasium as gym, fpo_envs", "gym.make('FPO/NeuralRM-v0')")
+    assert "DependencyNotInstalled" in out and "pip install torch" in out
+
+
+def test_text_game_without_transformers_names_the_install():
+    out = _error_without("transformers", "import gymnasium as gym, fpo_envs", "gym.make('FPO/TextRM-v0')")
+    assert "DependencyNotInstalled" in out and 'pip install "fpo-envs[text]"' in out
