@@ -159,3 +159,19 @@ def _plot(quality, lengths, wins, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def training_summary(runs: dict[str, Path], window: int = 50) -> str:
+    """Markdown: per learner, the mean over the first and the last ``window`` rounds of its
+    streamed metrics (oracle quality, RM score, quality gap to the reference, length)."""
+    keys = (("true_utility", "U"), ("proxy_reward", "RM score r"), ("signal_norm", "U - U(ref)"), ("noise_norm", "tokens"))
+    head = ["learner", "rounds"] + [f"{name}: first {window} -> last {window}" for _, name in keys]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, run in runs.items():
+        rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+        cells = [label, str(len(rows))]
+        for key, _ in keys:
+            values = np.array([float(r[key]) for r in rows])
+            cells.append(f"{values[:window].mean():.3f} -> {values[-window:].mean():.3f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

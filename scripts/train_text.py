@@ -8,7 +8,8 @@
 Each learner trains in a fresh env, streams metrics to ``OUT/<learner>/metrics.csv`` and
 ``.jsonl`` (TensorBoard where installed), checkpoints every ``--checkpoint-every`` rounds
 and saves its LoRA adapter to ``OUT/<learner>/adapter``. ``--resume`` picks each unfinished
-learner up from its newest checkpoint. Then greedy answers of every trained policy and of
+learner up from its newest checkpoint. ``OUT/train_summary.md`` compares the first and
+last rounds of each learner's metrics. Then greedy answers of every trained policy and of
 the base model to the eval prompts are scored by the oracle: ``OUT/eval_table.md``,
 ``eval_table.csv``, ``eval_answers.jsonl``, ``eval.png``; ``--judge`` adds an LLM judge
 (``FPO_JUDGE_BASE_URL``, ``FPO_JUDGE_MODEL``, ``FPO_JUDGE_API_KEY``).
@@ -26,7 +27,7 @@ import gymnasium as gym
 import agents
 import fpo_envs  # noqa: F401
 from agents.text import TextLeader
-from agents.text_eval import evaluate
+from agents.text_eval import evaluate, training_summary
 from scripts_common import parse_overrides
 
 
@@ -72,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
         agent.save_adapter(run_dir / "adapter")
         (run_dir / "done.json").write_text(json.dumps({"rounds": agent.num_rounds, "seconds_this_run": time.perf_counter() - start}))
         del agent, env
+    summary = training_summary({name: args.out / name for name in args.learners})
+    (args.out / "train_summary.md").write_text(summary)
+    print(summary)
     if not args.no_eval:
         policies = {"base": None, **{name: args.out / name / "adapter" for name in args.learners}}
         rows = evaluate(lambda: make_env("eval"), policies, args.out, judge=args.judge,

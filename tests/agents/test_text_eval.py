@@ -79,3 +79,14 @@ def test_evaluate_writes_tables_for_base_and_trained_policies(tiny_text, tmp_pat
         assert (tmp_path / "eval" / name).stat().st_size > 0
     answers = [json.loads(line) for line in (tmp_path / "eval" / "eval_answers.jsonl").read_text().splitlines()]
     assert len(answers) == 36 and set(answers[0]) == {"prompt", "base", "rlhf"}
+
+
+def test_training_summary_compares_first_and_last_rounds(tmp_path):
+    from agents.text_eval import training_summary
+
+    run = tmp_path / "rlhf"
+    run.mkdir()
+    rows = [{"true_utility": float(i), "proxy_reward": 0.0, "signal_norm": 1.0, "noise_norm": 10.0} for i in range(10)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = training_summary({"rlhf": run}, window=3)
+    assert "| rlhf | 10 | 1.000 -> 8.000 | 0.000 -> 0.000 | 1.000 -> 1.000 | 10.000 -> 10.000 |" in table
