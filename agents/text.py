@@ -25,7 +25,7 @@ import numpy as np
 
 from agents import penalties
 from agents.base import Agent
-from fpo_envs.text_models import chat_prompt_ids, generate, require, response_ids
+from fpo_envs.text_models import chat_prompt_ids, generate, require, response_ids, seeded_global_rng
 
 METRIC_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "reference_utility",
                "reference_reward", "preference", "response_tokens", "response_truncated", "diverged")
@@ -111,10 +111,7 @@ class TextLeader(Agent):
         lora = peft.LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
                                target_modules=list(c.lora_targets), task_type="CAUSAL_LM")
         self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
-        device = next(base.parameters()).device
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            # peft draws the LoRA A matrices from torch's global RNG: seed it from ours.
-            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=self.generator).item()))
+        with seeded_global_rng(self.generator, next(base.parameters()).device):  # peft's LoRA init
             self.model = peft.get_peft_model(base, lora)
         self.model.eval()
         params = self._trainable()
@@ -167,10 +164,7 @@ class TextLeader(Agent):
         labels = input_ids.clone()
         labels[:, : len(p)] = -100
         self.model.train()
-        seed = int(torch.randint(0, 2**62, (1,), generator=self.generator).item())
-        devices = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):  # LoRA dropout draws from our generator only
-            torch.manual_seed(seed)
+        with seeded_global_rng(self.generator, device):  # LoRA dropout
             loss = self.model(input_ids=input_ids, labels=labels).loss
             (loss / self.config.grad_accum).backward()
         self.model.eval()

@@ -273,6 +273,18 @@ def adapters_disabled(model):
             m.enable_adapters(not disabled)
 
 
+@contextlib.contextmanager
+def seeded_global_rng(generator, device):
+    """Run code that draws from torch's global RNG (transformers' sampling, dropout, peft's
+    init) on a seed drawn from ``generator``, restoring the global state afterwards: the
+    randomness comes from the caller's seeded generator and leaks nowhere."""
+    torch = require("torch", "torch")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+    with torch.random.fork_rng(devices=[device] if torch.device(device).type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 # Chat formatting, generation, likelihood -----------------------------------------------------
 def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
     """Token ids of the chat template for a user ``prompt``, ending where the assistant speaks."""
@@ -303,18 +315,13 @@ def generate(model, tokenizer, prompts: list[str], generator, *, do_sample: bool
              min_new_tokens: int, top_p: float, temperature: float) -> tuple[list[str], list[int]]:
     """Batched generation (left-padded); returns the texts and their token counts.
 
-    Sampling draws from ``generator`` only: transformers samples from torch's global RNG, so
-    generation runs inside ``torch.random.fork_rng`` seeded from ``generator``, which leaves
-    the caller's global RNG untouched.
+    Sampling draws from ``generator`` only (see :func:`seeded_global_rng`).
     """
     torch = require("torch", "torch")
     device = next(model.parameters()).device
     ids, mask = _left_pad([chat_prompt_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, device)
     eos = tokenizer.eos_token_id
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.inference_mode():
-        torch.manual_seed(seed)
+    with seeded_global_rng(generator, device), torch.inference_mode():
         out = model.generate(
             input_ids=ids, attention_mask=mask, do_sample=do_sample, top_p=top_p if do_sample else None,
             temperature=temperature if do_sample else None, top_k=None, max_new_tokens=max_new_tokens,
