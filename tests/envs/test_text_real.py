@@ -37,4 +37,6 @@ def test_three_real_rounds_with_the_default_preset(env):
     for key in ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "sft_loss"):
         assert np.all(np.isfinite(history[key])), key
     assert np.all((history["true_utility"] >= -15) & (history["true_utility"] <= 5))
-    assert np.all((5 <= history["noise_norm"]) & (history["noise_norm"] <= 32))
+    # Lengths are counted by re-tokenizing the stripped text, so they can differ by a few
+    # tokens from the 5 to 32 generated.
+    assert np.all((1 <= history["noise_norm"]) & (history["noise_norm"] <= 40))
