@@ -21,13 +21,9 @@ from typing import Any
 
 import numpy as np
 
+from fpo_envs.core import sigmoid
+
 PENALTIES = ("practical", "relaxed")
-
-
-def _sigmoid(x: Any) -> Any:
-    if isinstance(x, np.ndarray) or np.isscalar(x):
-        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x)))
-    return x.sigmoid()
 
 
 def _inner(a: Any, b: Any) -> Any:
@@ -54,7 +50,7 @@ def overconfidence(r: Any, u: Any, r_ref: Any = None, u_ref: Any = None) -> Any:
     ``sigmoid(r - r_ref) - sigmoid(U - U_ref)`` against a reference."""
     if r_ref is None:
         return r - u
-    return _sigmoid(r - r_ref) - _sigmoid(u - u_ref)
+    return sigmoid(r - r_ref) - sigmoid(u - u_ref)
 
 
 def relaxed_penalty(grad_r: Any, residual: Any, grad_r_ref: Any = None) -> Any:

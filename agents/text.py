@@ -100,7 +100,6 @@ class TextLeader(Agent):
         super().__init__(env, seed=seed, **config)
         torch = require("torch", "torch")
         peft = require("peft")
-        self._torch = torch
         game = env.unwrapped
         if self.is_vector or not hasattr(game, "policy_base"):
             raise TypeError("text learners need a single FPO/TextRM-v0 env")
@@ -155,7 +154,7 @@ class TextLeader(Agent):
 
     def sft_step(self, prompt: str, response: str) -> float:
         """One supervised step on ``response`` (accumulated; the optimizer steps every ``grad_accum``)."""
-        torch = self._torch
+        torch = require("torch", "torch")
         tok = self.env.unwrapped.policy_tokenizer
         p = chat_prompt_ids(tok, prompt)
         ids = p + response_ids(tok, response) + [tok.eos_token_id]
@@ -261,7 +260,7 @@ class TextLeader(Agent):
 
     def save_checkpoint(self) -> Path:
         """Write ``run_dir/checkpoints/round_XXXXXX/state.pt`` atomically; keep the newest few."""
-        torch = self._torch
+        torch = require("torch", "torch")
         folder = Path(self.config.run_dir) / "checkpoints"
         folder.mkdir(parents=True, exist_ok=True)
         target = folder / f"round_{self.num_rounds:06d}"

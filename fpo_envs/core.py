@@ -32,6 +32,31 @@ def check_finite_array(value: Any, shape: tuple[int, ...], name: str) -> np.ndar
     return array
 
 
+def check_bounded_array(value: Any, shape: tuple[int, ...], bound: float, name: str) -> np.ndarray:
+    """:func:`check_finite_array`, and every coordinate within ``±bound`` (the action box)."""
+    array = check_finite_array(value, shape, name)
+    if np.abs(array).max(initial=0.0) > bound * (1 + 1e-6):
+        raise ValueError(f"{name} leaves the bounds ±{bound} of the action space (max |y| = {np.abs(array).max():.4g})")
+    return array
+
+
+def check_settings(positive: dict[str, float], non_negative: dict[str, float]) -> None:
+    """Raise ``ValueError`` naming the first constructor setting out of its range."""
+    for name, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    for name, value in non_negative.items():
+        if not value >= 0:
+            raise ValueError(f"{name} must be non-negative, got {value}")
+
+
+def sigmoid(x: Any) -> Any:
+    """The logistic function of a float, numpy array or torch tensor (same type out)."""
+    if isinstance(x, (np.ndarray, float, int, np.floating)):
+        return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=np.float64)))
+    return x.sigmoid()
+
+
 def check_options(options: dict[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:
     """Return ``options`` (or ``{}``), raising ``ValueError`` on a key the game does not know."""
     options = {} if options is None else dict(options)

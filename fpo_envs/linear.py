@@ -7,7 +7,14 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from fpo_envs.core import FeedbackLoopEnv, FeedbackLoopVectorEnv, check_finite_array, game_arguments
+from fpo_envs.core import (
+    FeedbackLoopEnv,
+    FeedbackLoopVectorEnv,
+    check_bounded_array,
+    check_finite_array,
+    check_settings,
+    game_arguments,
+)
 
 
 PARAM_BOUND = 1e6
@@ -138,23 +145,13 @@ class _LinearGame:
         action_cost: float,
         output_bound: float,
     ) -> None:
-        if not 0 < signal_dims <= dim:
-            raise ValueError(f"signal_dims must be in [1, dim={dim}], got {signal_dims}")
-        for name, value in (("utility_width", utility_width), ("rm_lr", rm_lr), ("output_bound", output_bound)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        for name, value in (("rm_weight_decay", rm_weight_decay), ("rm_init_noise", rm_init_noise), ("action_cost", action_cost)):
-            if not value >= 0:
-                raise ValueError(f"{name} must be non-negative, got {value}")
+        check_settings({"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
+                       {"rm_weight_decay": rm_weight_decay, "rm_init_noise": rm_init_noise, "action_cost": action_cost})
+        self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
         self.dim = dim
         self.signal_dims = signal_dims
         self.action_cost = action_cost
         self.rm_init_noise = rm_init_noise
-        ideal = np.zeros(dim)
-        ideal[:signal_dims] = ideal_value
-        if np.abs(ideal).max() >= output_bound:
-            raise ValueError(f"output_bound={output_bound} must exceed the ideal's coordinates ({ideal_value})")
-        self.oracle = GaussianBumpOracle(ideal, utility_peak, utility_width)
         self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
         self.single_action_space = spaces.Box(-output_bound, output_bound, (dim,), np.float32)
         # An RM parameter beyond PARAM_BOUND counts as diverged, so the observation stays in its box.
@@ -178,12 +175,7 @@ class _LinearGame:
             w = np.zeros(d)
             w[: self.signal_dims] = 1.0
             w = w + rng.normal(0.0, self.rm_init_noise, d)
-        if "output" in options:
-            y = _per_copy(options["output"], (d,), index, "output")
-            if np.abs(y).max() > self.single_action_space.high[0]:
-                raise ValueError(f"reset option 'output' leaves the action space bounds ±{self.single_action_space.high[0]}")
-        else:
-            y = np.zeros(d)
+        y = _per_copy(options["output"], (d,), index, "output", self.single_action_space.high[0]) if "output" in options else np.zeros(d)
         return {"w": w, "y": y}
 
     def _get_state(self):
@@ -194,12 +186,7 @@ class _LinearGame:
         self._output = state["y"].copy()
 
     def _check_action(self, action):
-        shape = self.batch_shape + (self.dim,)
-        y = check_finite_array(action, shape, "action")
-        bound = float(self.single_action_space.high[0])
-        if np.abs(y).max(initial=0.0) > bound * (1 + 1e-6):
-            raise ValueError(f"action leaves the bounds ±{bound} of the action space (max |y| = {np.abs(y).max():.4g})")
-        return y
+        return check_bounded_array(action, self.batch_shape + (self.dim,), float(self.single_action_space.high[0]), "action")
 
     def _play(self, y):
         s = self.signal_dims
@@ -227,11 +214,26 @@ class _LinearGame:
         return obs[..., : self.dim], obs[..., self.dim :]
 
 
-def _per_copy(value, shape, index, name):
+def _per_copy(value, shape, index, name, bound=None):
+    """Reset option ``name`` for copy ``index`` (given once for all copies, or per copy)."""
     array = np.asarray(value, dtype=np.float64)
     if index is not None and array.ndim == len(shape) + 1:
         array = array[index]
-    return check_finite_array(array, shape, f"reset option {name!r}")
+    if bound is None:
+        return check_finite_array(array, shape, f"reset option {name!r}")
+    return check_bounded_array(array, shape, float(bound), f"reset option {name!r}")
+
+
+def bump_oracle(dim: int, signal_dims: int, ideal_value: float, peak: float, width: float, output_bound: float) -> GaussianBumpOracle:
+    """The oracle of a vector game: a bump around ``y* = (ideal_value, ..., 0, ...)`` whose
+    first ``signal_dims`` coordinates are signal, checked to lie inside the action bounds."""
+    if not 0 < signal_dims <= dim:
+        raise ValueError(f"signal_dims must be in [1, dim={dim}], got {signal_dims}")
+    ideal = np.zeros(dim)
+    ideal[:signal_dims] = ideal_value
+    if np.abs(ideal).max() >= output_bound:
+        raise ValueError(f"output_bound={output_bound} must exceed the ideal's coordinates ({ideal_value})")
+    return GaussianBumpOracle(ideal, peak, width)
 
 
 class LinearRMEnv(_LinearGame, FeedbackLoopEnv):

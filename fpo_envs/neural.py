@@ -9,8 +9,8 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import DependencyNotInstalled
 
-from fpo_envs.core import FeedbackLoopEnv, FeedbackLoopVectorEnv, check_finite_array, game_arguments
-from fpo_envs.linear import PARAM_BOUND, GaussianBumpOracle, _per_copy
+from fpo_envs.core import FeedbackLoopEnv, FeedbackLoopVectorEnv, check_bounded_array, check_settings, game_arguments
+from fpo_envs.linear import PARAM_BOUND, _per_copy, bump_oracle
 
 try:
     import torch
@@ -246,25 +246,15 @@ class _NeuralGame:
 
     def _setup(self, dim, signal_dims, ideal_value, utility_peak, utility_width, hidden, rm_init_std,
                rm_lr, rm_weight_decay, buffer_size, samples_per_round, action_cost, output_bound):
-        if not 0 < signal_dims <= dim:
-            raise ValueError(f"signal_dims must be in [1, dim={dim}], got {signal_dims}")
         if not 0 < samples_per_round <= buffer_size:
             raise ValueError(f"samples_per_round must be in [1, buffer_size={buffer_size}], got {samples_per_round}")
-        for name, value in (("utility_width", utility_width), ("rm_lr", rm_lr), ("output_bound", output_bound), ("hidden", hidden)):
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        for name, value in (("rm_weight_decay", rm_weight_decay), ("rm_init_std", rm_init_std), ("action_cost", action_cost)):
-            if not value >= 0:
-                raise ValueError(f"{name} must be non-negative, got {value}")
+        check_settings({"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound, "hidden": hidden},
+                       {"rm_weight_decay": rm_weight_decay, "rm_init_std": rm_init_std, "action_cost": action_cost})
+        self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
         self.dim, self.signal_dims, self.hidden = dim, signal_dims, hidden
         self.samples_per_round, self.buffer_size = samples_per_round, buffer_size
         self.action_cost, self.rm_init_std = action_cost, rm_init_std
         self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
-        ideal = np.zeros(dim)
-        ideal[:signal_dims] = ideal_value
-        if np.abs(ideal).max() >= output_bound:
-            raise ValueError(f"output_bound={output_bound} must exceed the ideal's coordinates ({ideal_value})")
-        self.oracle = GaussianBumpOracle(ideal, utility_peak, utility_width)
         self.single_action_space = spaces.Box(-output_bound, output_bound, (samples_per_round, dim), np.float32)
         self.num_params = p = mlp_num_params(dim, hidden)
         low = np.concatenate([np.full(p, -PARAM_BOUND), np.full(dim, -output_bound)]).astype(np.float32)
@@ -282,9 +272,8 @@ class _NeuralGame:
             params = _per_copy(options["rm_params"], (p,), index, "rm_params")
         else:
             params = MLPRewardModel.init_params(rng, d, self.hidden, self.rm_init_std)
-        output = _per_copy(options["output"], (d,), index, "output") if "output" in options else np.zeros(d)
-        if np.abs(output).max() > self.single_action_space.high.max():
-            raise ValueError("reset option 'output' leaves the action space bounds")
+        bound = self.single_action_space.high.max()
+        output = _per_copy(options["output"], (d,), index, "output", bound) if "output" in options else np.zeros(d)
         f32 = torch.float32
         return {
             "params": torch.as_tensor(params, dtype=f32),
@@ -311,10 +300,7 @@ class _NeuralGame:
 
     def _check_action(self, action):
         shape = self.batch_shape + (self.samples_per_round, self.dim)
-        y = check_finite_array(action, shape, "action")
-        bound = float(self.single_action_space.high.max())
-        if np.abs(y).max(initial=0.0) > bound * (1 + 1e-6):
-            raise ValueError(f"action leaves the bounds ±{bound} of the action space (max |y| = {np.abs(y).max():.4g})")
+        y = check_bounded_array(action, shape, float(self.single_action_space.high.max()), "action")
         return torch.as_tensor(y, dtype=torch.float32)
 
     def _play(self, y):

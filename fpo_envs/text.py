@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from fpo_envs.core import FeedbackLoopEnv
+from fpo_envs.core import FeedbackLoopEnv, sigmoid
 from fpo_envs.prompts import load_prompts
 from fpo_envs.text_models import (
     EncoderRewardModel,
@@ -42,10 +42,6 @@ class UnicodeText(spaces.Text):
 def _sanitize(text: str) -> str:
     charset = printable_charset()
     return "".join(c if c in charset else "\ufffd" for c in text)
-
-
-def _sigmoid(x: float) -> float:
-    return float(0.5 * (1.0 + np.tanh(0.5 * x)))
 
 
 class TextRMEnv(FeedbackLoopEnv):
@@ -200,14 +196,14 @@ class TextRMEnv(FeedbackLoopEnv):
         rm = self.reward_model
         r, r_ref = rm.reward([x, x], [response, y_ref])
         u, u_ref = self.oracle.quality([x, x], [response, y_ref])
-        preference = _sigmoid(u - u_ref)
+        preference = float(sigmoid(u - u_ref))
         rm.update(x, response, y_ref, preference)
         info = {
             "true_utility": float(u),
             "proxy_reward": float(r),
             "signal_norm": float(u - u_ref),
             "noise_norm": float(n_tokens),
-            "rm_error": _sigmoid(r - r_ref) - preference,
+            "rm_error": float(sigmoid(r - r_ref)) - preference,
             "reference_utility": float(u_ref),
             "reference_reward": float(r_ref),
             "preference": preference,

@@ -20,12 +20,15 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import shutil
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from gymnasium.error import DependencyNotInstalled
+
+from fpo_envs.core import sigmoid
 
 OFFLINE_PRESET = "smollm2"
 
@@ -198,7 +201,10 @@ def _dequantized_gguf(folder: str, gguf: str) -> str:
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, target) if not target.exists() else None
+        if target.exists():  # another process finished the same cache first
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, target)
     return str(target)
 
 
@@ -460,7 +466,7 @@ class EncoderRewardModel:
         """``(sigmoid(r(y) - r(y_ref)) - p) * ([e(y), 1] - [e(y_ref), 1])``, shape ``(h + 1,)``."""
         f, f_ref = self.features([prompt, prompt], [response, reference])
         z = (f - f_ref) @ self.params
-        return (0.5 * (1.0 + np.tanh(0.5 * z)) - preference) * (f - f_ref)
+        return (sigmoid(z) - preference) * (f - f_ref)
 
     def _adam(self, grad: np.ndarray) -> tuple[np.ndarray, dict]:
         b1, b2 = self.betas
