@@ -1,6 +1,6 @@
-"""Interchangeable learners for the fpo-envs games.
+"""Learners for the fpo-envs games: a policy family per game plus an objective.
 
-``agents.make(name, env, seed=None, **config)`` builds the learner ``name`` for the game
+``agents.make(id, env, seed=None, **config)`` builds a registered learner for the game
 behind ``env`` (a single env or a vector env)::
 
     import gymnasium as gym
@@ -8,58 +8,37 @@ behind ``env`` (a single env or a vector env)::
 
     env = gym.make("FPO/LinearRM-v0")
     history = agents.make("fpo-relaxed", env, seed=0).learn(300)
+
+``rlhf``, ``fpo-practical`` and ``fpo-relaxed`` are presets of each game's policy family
+(``penalty`` ``none``, ``practical``, ``relaxed``); ``ppo``, ``ppo-fpo-practical`` and
+``ppo-fpo-relaxed`` run stable-baselines3's PPO on the vector games. Your own learner or
+penalty registers with :func:`register` / :func:`register_penalty` (ARCHITECTURE.md, 5).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from agents.base import Agent
+from agents.objectives import PENALTIES, Objective, ObjectiveConfig, Outputs, Penalty, get_penalty, register_penalty
+from agents.registration import FAMILIES, PLUGIN_GROUP, LearnerSpec, ids, make, pprint_registry, register, registry, spec
 
 NAMES = ("rlhf", "fpo-practical", "fpo-relaxed")
+"""The paper's three learners, registered for every game."""
 
-# (learner name, game) -> "module:Class", imported on use so heavy games stay optional.
-_REGISTRY = {
-    ("rlhf", "linear"): "agents.gradient:RLHF",
-    ("fpo-practical", "linear"): "agents.gradient:PracticalFPO",
-    ("fpo-relaxed", "linear"): "agents.gradient:RelaxedFPO",
-    ("rlhf", "neural"): "agents.gaussian:GaussianRLHF",
-    ("fpo-practical", "neural"): "agents.gaussian:GaussianPracticalFPO",
-    ("fpo-relaxed", "neural"): "agents.gaussian:GaussianRelaxedFPO",
-    ("rlhf", "text"): "agents.text:TextRLHF",
-    ("fpo-practical", "text"): "agents.text:TextPracticalFPO",
-    ("fpo-relaxed", "text"): "agents.text:TextRelaxedFPO",
-}
-
-_GAMES = {
-    "LinearRMEnv": "linear", "LinearRMVectorEnv": "linear",
-    "NeuralRMEnv": "neural", "NeuralRMVectorEnv": "neural",
-    "TextRMEnv": "text",
-}
+register("rlhf", kwargs={"penalty": "none"})
+register("fpo-practical", kwargs={"penalty": "practical"})
+register("fpo-relaxed", kwargs={"penalty": "relaxed"})
+register("ppo", "agents.sb3:PPOLearner", kwargs={"penalty": "none"}, games=("linear", "neural"))
+register("ppo-fpo-practical", "agents.sb3:PPOLearner", kwargs={"penalty": "practical"}, games=("linear", "neural"))
+register("ppo-fpo-relaxed", "agents.sb3:PPOLearner", kwargs={"penalty": "relaxed"}, games=("linear", "neural"))
 
 
-def _game_of(env: Any) -> str:
-    for cls in type(env.unwrapped).__mro__:
-        if cls.__name__ in _GAMES:
-            return _GAMES[cls.__name__]
-    raise TypeError(f"no fpo-envs learner knows the environment {type(env.unwrapped).__name__}")
+def load(path, env, **config_overrides) -> Agent:
+    """Rebuild the learner saved at ``path`` on ``env`` (see :meth:`Agent.load`)."""
+    return Agent.load(path, env, **config_overrides)
 
 
-def make(name: str, env: Any, seed: int | None = None, **config: Any) -> Agent:
-    """Build learner ``name`` on ``env``.
-
-    Args:
-        name: one of ``agents.NAMES``.
-        env: an ``FPO/`` environment, single (``gym.make``) or vector (``gym.make_vec``).
-        seed: seeds the learner's generator and the env's first ``reset``.
-        **config: fields of the learner's config dataclass; an unknown key is a ``TypeError``.
-    """
-    if name not in NAMES:
-        raise ValueError(f"unknown learner {name!r}; expected one of {NAMES}")
-    import importlib
-
-    module, cls = _REGISTRY[(name, _game_of(env))].split(":")
-    return getattr(importlib.import_module(module), cls)(env, seed=seed, **config)
-
-
-__all__ = ["Agent", "NAMES", "make"]
+__all__ = [
+    "FAMILIES", "NAMES", "PENALTIES", "PLUGIN_GROUP", "Agent", "LearnerSpec", "Objective", "ObjectiveConfig",
+    "Outputs", "Penalty", "get_penalty", "ids", "load", "make", "pprint_registry", "register", "register_penalty",
+    "registry", "spec",
+]

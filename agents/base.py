@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from agents import io
 from fpo_envs import INFO_KEYS
 
 HISTORY_KEYS = INFO_KEYS + ("diverged",)
@@ -32,11 +32,22 @@ class Agent:
     of shape ``(rounds,)``, or ``(rounds, num_envs)`` on a vector env; the first row is the
     learner's first output. A second ``learn`` call continues where the first stopped.
 
-    Subclasses define ``config_cls`` and the hooks ``_start``, ``_act`` and ``_observe``.
+    Subclasses (policy families) define ``config_cls``, ``games`` and the hooks ``_start``,
+    ``_act`` and ``_observe``; :func:`agents.make` builds them through the registry.
     """
 
-    name: str = ""
     config_cls: type
+    games: tuple[str, ...] = ()
+    """The games (``fpo_envs.GAMES``) this family runs on."""
+    spec: Any = None
+    """The registry entry it was made from (set by :func:`agents.make`)."""
+
+    @property
+    def id(self) -> str:
+        """The registered id this learner was made as."""
+        return self.spec.id if self.spec is not None else type(self).__name__
+
+    name = id
 
     def __init__(self, env: gym.Env | gym.vector.VectorEnv, seed: int | None = None, **config: Any):
         self.env = env
@@ -74,6 +85,7 @@ class Agent:
         """
         if total_rounds < 0:
             raise ValueError(f"total_rounds must be non-negative, got {total_rounds}")
+        self._begin_learn(total_rounds)
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=self.seed)
             self._start(self._obs, None)
@@ -82,7 +94,7 @@ class Agent:
         if progress_bar:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=total_rounds, desc=self.name, unit="round")
+            bar = tqdm(total=total_rounds, desc=self.id, unit="round")
         for _ in range(total_rounds):
             obs, _, terminated, truncated, info = self.env.step(self._act())
             for key, value in info.items():
@@ -108,6 +120,9 @@ class Agent:
         shape = (0, self.env.unwrapped.num_envs) if self.is_vector else (0,)
         return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
 
+    def _begin_learn(self, total_rounds: int) -> None:
+        """Called as ``learn(total_rounds)`` starts (a schedule may follow the run's length)."""
+
     def _end_round(self, info: dict) -> None:
         """Called once a round is complete (learner updated, env reset if it ended)."""
 
@@ -119,30 +134,43 @@ class Agent:
         """The next action for ``observation``; returns ``(action, None)`` as stable-baselines3 does."""
         raise NotImplementedError
 
-    def _state(self) -> dict[str, np.ndarray]:
-        """Arrays that save/load must keep besides the config."""
+    def _state(self) -> dict[str, Any]:
+        """What save/load must keep besides the config: nested arrays, tensors and values."""
         return {}
 
-    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+    def _set_state(self, state: dict[str, Any]) -> None:
         pass
 
     def save(self, path: str | Path) -> None:
-        """Write the learner (name, seed, config, learned state) to ``path`` (``.npz``)."""
-        meta = {"name": self.name, "seed": self.seed, "config": dataclasses.asdict(self.config), "num_rounds": self.num_rounds}
-        with open(path, "wb") as fh:
-            np.savez(fh, __meta__=np.asarray(json.dumps(meta)), **self._state())
+        """Write the learner (its registered id, seed, config and learned state) to ``path``
+        in the one learner format (:mod:`agents.io`)."""
+        meta = {"id": self.id, "module": self.spec.module if self.spec else type(self).__module__,
+                "seed": self.seed, "config": dataclasses.asdict(self.config), "num_rounds": self.num_rounds}
+        io.write(path, meta, self._state())
 
     @classmethod
-    def load(cls, path: str | Path, env: gym.Env | gym.vector.VectorEnv) -> "Agent":
-        """Rebuild a saved learner on ``env``."""
-        from agents import make
+    def load(cls, path: str | Path, env: gym.Env | gym.vector.VectorEnv, **config_overrides: Any) -> "Agent":
+        """Rebuild a saved learner on ``env`` through the registry; it continues where it stopped.
 
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["__meta__"]))
-            arrays = {k: data[k] for k in data.files if k != "__meta__"}
-        agent = make(meta["name"], env, seed=meta["seed"], **meta["config"])
+        Args:
+            path: a file written by :meth:`save`.
+            env: an env of the game it was saved from.
+            **config_overrides: config fields to change (e.g. a new ``run_dir``).
+
+        Raises:
+            ValueError: the file is not a learner file, or names an id that is not
+                registered (the message names the module to import).
+        """
+        from agents import registration
+
+        meta, state = io.read(path)
+        registration.load_plugins()
+        if meta["id"] not in registration.registry:
+            raise ValueError(f"{path} holds the learner {meta['id']!r}, which is not registered: "
+                             f"import {meta['module']} (the module that registered it) first")
+        agent = registration.make(meta["id"], env, seed=meta["seed"], **{**meta["config"], **config_overrides})
         if cls is not Agent and not isinstance(agent, cls):
             raise TypeError(f"{path} holds a {type(agent).__name__}, not a {cls.__name__}")
         agent.num_rounds = meta["num_rounds"]
-        agent._set_state(arrays)
+        agent._set_state(state)
         return agent

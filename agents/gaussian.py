@@ -11,18 +11,23 @@ gradients (``torch.func``) and differentiated with respect to ``theta`` by autog
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from agents import penalties
 from agents.base import Agent
+from agents.objectives import Objective, ObjectiveConfig
 
 
 @dataclass(frozen=True)
-class GaussianRLHFConfig:
+class GaussianConfig(ObjectiveConfig):
     """Settings of the Gaussian leader (paper values as defaults)."""
 
+    paper_gamma: ClassVar[float] = 0.005
+
+    oracle_gradient: bool = False
+    """Let ``grad U`` flow into the penalty's gradient (the paper detaches ``U`` here)."""
     inner_steps: int = 15
     """Reparameterized single-sample policy steps per round."""
     sigma_start: float = 0.1
@@ -36,9 +41,13 @@ class GaussianRLHFConfig:
     grad_clip: float = 1.0
     """Each gradient coordinate is clipped to ``[-grad_clip, grad_clip]``."""
     schedule_rounds: int | None = None
-    """Rounds over which the schedules run (``None``: the env's episode length)."""
+    """Rounds over which the schedules run. ``None``: they follow the run, as
+    stable-baselines3's schedules follow ``total_timesteps``: each ``learn(n)`` call stretches
+    them to end at its last round (``num_rounds + n``); before any ``learn``, the env's
+    episode length. Give a number to fix them (e.g. to continue one run over several calls)."""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.inner_steps < 1:
             raise ValueError(f"inner_steps must be at least 1, got {self.inner_steps}")
         for name in ("sigma_start", "sigma_end", "lr_start", "lr_end", "grad_clip"):
@@ -46,22 +55,6 @@ class GaussianRLHFConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.schedule_rounds is not None and self.schedule_rounds < 1:
             raise ValueError(f"schedule_rounds must be at least 1, got {self.schedule_rounds}")
-
-
-@dataclass(frozen=True)
-class GaussianPracticalConfig(GaussianRLHFConfig):
-    """RLHF settings plus the penalty weight."""
-
-    gamma: float = 0.005
-    """Weight of the penalty."""
-
-
-@dataclass(frozen=True)
-class GaussianRelaxedConfig(GaussianPracticalConfig):
-    """Practical-FPO settings plus the oracle-gradient switch."""
-
-    oracle_gradient: bool = False
-    """Let ``grad U`` flow into the penalty's gradient (the paper detaches ``U`` here)."""
 
 
 class GaussianLeader(Agent):
@@ -73,16 +66,23 @@ class GaussianLeader(Agent):
     and ``theta`` itself, shape ``(rounds, [num_envs,] d)``.
     """
 
-    penalty: str | None = None
+    config_cls = GaussianConfig
+    games = ("neural",)
 
     def __init__(self, env, seed=None, **config):
         super().__init__(env, seed=seed, **config)
+        c = self.config
+        self.objective = Objective(env.unwrapped, c.penalty, c.gamma, c.oracle_gradient)
         # The learner's own torch generator, seeded through the API from its numpy one.
         self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**63 - 1)))
         game = env.unwrapped
-        self.schedule_rounds = self.config.schedule_rounds or getattr(game, "max_episode_steps", None) or (
+        self.schedule_rounds = c.schedule_rounds or getattr(game, "max_episode_steps", None) or (
             env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 4000
         )
+
+    def _begin_learn(self, total_rounds):
+        if self.config.schedule_rounds is None:
+            self.schedule_rounds = max(self.num_rounds + total_rounds, 1)
 
     def _game(self):
         return self.env.unwrapped
@@ -94,26 +94,12 @@ class GaussianLeader(Agent):
         decay = 1.0 - progress**4
         return c.sigma_end + (c.sigma_start - c.sigma_end) * decay, c.lr_end + (c.lr_start - c.lr_end) * decay
 
-    def objective(self, y: torch.Tensor, rm) -> torch.Tensor:
-        """``J(y) = r(y) - c ||y||^2 - gamma * R(y)`` per output, differentiable in ``y``."""
-        game = self._game()
-        if self.penalty is None:
-            return rm.reward(y) - game.action_cost * (y * y).sum(-1)
-        r, g = rm.reward_and_grad_params(y)
-        value = r - game.action_cost * (y * y).sum(-1)
-        if self.penalty == "practical":
-            return value - self.config.gamma * penalties.practical_penalty(g)
-        u = game.oracle.utility(y)
-        if not self.config.oracle_gradient:
-            u = u.detach()
-        return value - self.config.gamma * penalties.relaxed_penalty(g, penalties.overconfidence(r, u))
-
     def objective_grad(self, y: torch.Tensor, rm) -> torch.Tensor:
         """``grad_y J`` (equal to ``grad_theta J`` under the reparameterization)."""
-        if self.penalty is None:  # no second derivatives needed: the RM's input gradient
-            return rm.grad_input(y) - 2.0 * self._game().action_cost * y
+        if self.objective.penalty is None:  # no second derivatives needed: the RM's input gradient
+            return self._game().proxy_grad(y, rm.grad_input(y))
         y = y.detach().requires_grad_(True)
-        (grad,) = torch.autograd.grad(self.objective(y, rm).sum(), y)
+        (grad,) = torch.autograd.grad(self.objective.value(y, rm).sum(), y)
         return grad
 
     def _improve(self, theta: torch.Tensor, rm, round_index: int) -> torch.Tensor:
@@ -154,7 +140,7 @@ class GaussianLeader(Agent):
             r, u = game.reward_model.reward(theta), game.oracle.utility(theta)
             self._theta_metrics = {
                 "theta_true_utility": u.double().numpy(),
-                "theta_proxy_reward": (r - game.action_cost * (theta * theta).sum(-1)).double().numpy(),
+                "theta_proxy_reward": game.proxy(theta, r).double().numpy(),
                 "theta_signal_norm": theta[..., :s].norm(dim=-1).double().numpy(),
                 "theta_noise_norm": theta[..., s:].norm(dim=-1).double().numpy(),
                 "theta_rm_error": (r - u).double().numpy(),
@@ -185,35 +171,13 @@ class GaussianLeader(Agent):
         return action.numpy().astype(np.float32), None
 
     def _state(self):
-        state = {"generator": self.generator.get_state().numpy()}
+        state = {"generator": self.generator.get_state(), "schedule_rounds": self.schedule_rounds}
         if hasattr(self, "theta"):
-            state["theta"] = self.theta.numpy()
+            state["theta"] = self.theta
         return state
 
-    def _set_state(self, arrays):
-        self.generator.set_state(torch.as_tensor(arrays["generator"]))
-        if "theta" in arrays:
-            self.theta = torch.as_tensor(arrays["theta"])
-
-
-class GaussianRLHF(GaussianLeader):
-    """Standard iterative RLHF with a Gaussian policy."""
-
-    name = "rlhf"
-    config_cls = GaussianRLHFConfig
-
-
-class GaussianPracticalFPO(GaussianLeader):
-    """FPO with the practical penalty ``||grad_phi r(y)||^2``."""
-
-    name = "fpo-practical"
-    config_cls = GaussianPracticalConfig
-    penalty = "practical"
-
-
-class GaussianRelaxedFPO(GaussianLeader):
-    """FPO with the relaxed penalty ``(r(y) - U(y)) ||grad_phi r(y)||^2``, ``U`` detached by default."""
-
-    name = "fpo-relaxed"
-    config_cls = GaussianRelaxedConfig
-    penalty = "relaxed"
+    def _set_state(self, state):
+        self.generator.set_state(state["generator"])
+        self.schedule_rounds = int(state["schedule_rounds"])
+        if "theta" in state:
+            self.theta = state["theta"].clone()

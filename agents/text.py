@@ -3,7 +3,7 @@
 Each round the policy (the env's base LM with a LoRA adapter) samples ``n_candidates``
 responses to the prompt in one batched generation; one RM pass scores them with the
 reference (and, for relaxed FPO, one oracle pass); the learner picks the winner by
-``r - gamma * R`` with the Bradley-Terry penalty from :mod:`agents.penalties`, takes one
+``r - gamma * R`` with the Bradley-Terry form of its penalty (:mod:`agents.objectives`), takes one
 SFT step on it (gradient accumulation over rounds), and submits it.
 
 Long runs: ``run_dir`` streams metrics to ``metrics.csv`` / ``metrics.jsonl`` (and
@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
-from agents import penalties
 from agents.base import Agent
+from agents.objectives import Objective, ObjectiveConfig, Outputs
 from fpo_envs.text_models import chat_prompt_ids, generate, require, response_ids, seeded_global_rng
 
 METRIC_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "reference_utility",
@@ -32,8 +32,10 @@ METRIC_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_
 
 
 @dataclass(frozen=True)
-class TextRLHFConfig:
+class TextConfig(ObjectiveConfig):
     """Settings of the best-of-N LoRA learner (paper values as defaults)."""
+
+    paper_gamma: ClassVar[float] = 10.0
 
     n_candidates: int = 8
     """Responses sampled per round (one batched generation)."""
@@ -67,6 +69,7 @@ class TextRLHFConfig:
     """How many recent checkpoints to keep."""
 
     def __post_init__(self):
+        super().__post_init__()
         if self.n_candidates < 1 or self.grad_accum < 1 or self.lora_r < 1:
             raise ValueError("n_candidates, grad_accum and lora_r must be at least 1")
         if self.optimizer not in ("adamw", "paged_adamw_8bit"):
@@ -78,26 +81,50 @@ class TextRLHFConfig:
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 
 
-@dataclass(frozen=True)
-class TextPracticalConfig(TextRLHFConfig):
-    """RLHF settings plus the penalty weight."""
+class TextOutputs(Outputs):
+    """Candidate responses to one prompt, judged against the round's reference (Bradley-Terry):
+    one RM pass over the candidates and the reference gives every ``reward`` and
+    ``grad_params`` (the pooled features ``[e, 1]``), and one oracle pass, made only if a
+    penalty reads ``utility``, every quality."""
 
-    gamma: float = 10.0
-    """Weight of the penalty in the selection score ``r - gamma * R``."""
+    def __init__(self, prompt: str, responses: list[str], reference: str, rm, oracle):
+        super().__init__(responses, rm, oracle)
+        self.prompt, self.reference = prompt, reference
 
+    def _features(self):
+        def compute():
+            n = len(self.y)
+            features = self.rm.grad_params([self.prompt] * (n + 1), list(self.y) + [self.reference])
+            return features, features @ self.rm.params
 
-@dataclass(frozen=True)
-class TextRelaxedConfig(TextPracticalConfig):
-    """Practical settings; the relaxed penalty uses the oracle's quality, as the paper."""
+        return self._get("features", compute)
+
+    def _qualities(self):
+        n = len(self.y)
+        return self._get("qualities", lambda: self.oracle.quality([self.prompt] * (n + 1), list(self.y) + [self.reference]))
+
+    reward = property(lambda self: self._features()[1][:-1])
+    ref_reward = property(lambda self: self._features()[1][-1])
+    grad_params = property(lambda self: self._features()[0][:-1])
+    ref_grad_params = property(lambda self: self._features()[0][-1])
+    utility = property(lambda self: self._qualities()[:-1])
+    ref_utility = property(lambda self: self._qualities()[-1])
 
 
 class TextLeader(Agent):
-    """A LoRA policy on the env's base LM, improved by SFT on its best-of-N pick."""
+    """A LoRA policy on the env's base LM, improved by SFT on its best-of-N pick.
 
-    penalty: str | None = None
+    The pick maximizes the objective ``r - gamma * R`` (:class:`agents.objectives.Objective`)
+    with the Bradley-Terry form of the penalty; ``rlhf``, ``fpo-practical`` and
+    ``fpo-relaxed`` are this family with ``penalty`` ``none``, ``practical``, ``relaxed``.
+    """
+
+    config_cls = TextConfig
+    games = ("text",)
 
     def __init__(self, env, seed=None, **config):
         super().__init__(env, seed=seed, **config)
+        self.objective = Objective(env.unwrapped, self.config.penalty, self.config.gamma)
         torch = require("torch", "torch")
         peft = require("peft")
         game = env.unwrapped
@@ -137,19 +164,11 @@ class TextLeader(Agent):
     def scores(self, prompt: str, reference: str, responses: list[str]) -> dict[str, np.ndarray]:
         """The selection score ``r - gamma * R`` of each response, with its parts."""
         game = self.env.unwrapped
-        n = len(responses)
-        features = game.reward_model.grad_params([prompt] * (n + 1), responses + [reference])  # one RM pass
-        r = features @ game.reward_model.params
-        out = {"reward": r[:n], "penalty": np.zeros(n)}
-        if self.penalty is not None:
-            g, g_ref = features[:n], features[n]
-            if self.penalty == "practical":
-                out["penalty"] = penalties.practical_penalty(g, g_ref)
-            else:
-                u = game.oracle.quality([prompt] * (n + 1), responses + [reference])  # one oracle pass
-                residual = penalties.overconfidence(r[:n], u[:n], r[n], u[n])
-                out["penalty"] = penalties.relaxed_penalty(g, residual, g_ref)
-        out["score"] = out["reward"] - getattr(self.config, "gamma", 0.0) * out["penalty"]
+        z = TextOutputs(prompt, responses, reference, game.reward_model, game.oracle)
+        out = {"reward": game.proxy(responses, z.reward), "penalty": np.zeros(len(responses))}
+        if self.objective.penalty is not None:
+            out["penalty"] = np.asarray(self.objective.penalty_value(z), dtype=np.float64)
+        out["score"] = out["reward"] - self.config.gamma * out["penalty"]
         return out
 
     def sft_step(self, prompt: str, response: str) -> float:
@@ -216,75 +235,49 @@ class TextLeader(Agent):
         if every and self.num_rounds % every == 0:
             self.save_checkpoint()
 
-    def _full_state(self) -> dict:
-        """The learner's whole state (and its env's): what a checkpoint or ``save`` holds."""
+    def _state(self) -> dict:
+        """The learner's whole state and its env's: what a checkpoint or ``save`` holds."""
         peft = require("peft")
         return {
-            "name": self.name, "seed": self.seed, "config": asdict(self.config), "num_rounds": self.num_rounds,
-            "pending": self._pending, "adapter": peft.get_peft_model_state_dict(self.model),
+            "pending": self._pending, "adapter": dict(peft.get_peft_model_state_dict(self.model)),
             # Gradients accumulated since the last optimizer step (grad_accum > 1).
             "grads": [None if p.grad is None else p.grad.detach().clone() for p in self._trainable()],
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
             "rng": self.rng.bit_generator.state, "env": self.env.unwrapped.state_dict(), "obs": self._obs,
         }
 
-    @classmethod
-    def _from_state(cls, state: dict, env, **config_overrides) -> "TextLeader":
-        from agents import make
-
+    def _set_state(self, state: dict) -> None:
         peft = require("peft")
-        agent = make(state["name"], env, seed=state["seed"], **{**state["config"], **config_overrides})
-        if cls is not TextLeader and not isinstance(agent, cls):
-            raise TypeError(f"the saved learner is a {type(agent).__name__}, not a {cls.__name__}")
-        peft.set_peft_model_state_dict(agent.model, state["adapter"])
-        agent.optimizer.load_state_dict(state["optimizer"])
-        agent.generator.set_state(state["generator"])
-        agent.rng.bit_generator.state = state["rng"]
-        agent.num_rounds, agent._pending = state["num_rounds"], state["pending"]
-        for param, grad in zip(agent._trainable(), state["grads"], strict=True):
+        peft.set_peft_model_state_dict(self.model, state["adapter"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.rng.bit_generator.state = state["rng"]
+        self._pending = state["pending"]
+        for param, grad in zip(self._trainable(), state["grads"], strict=True):
             param.grad = None if grad is None else grad.to(param.device).clone()
         if state["obs"] is not None:
-            env.reset(seed=state["seed"])  # creates np_random, then overwritten by the saved state
-            env.unwrapped.load_state_dict(state["env"])
-            agent._obs = state["obs"]
-        return agent
-
-    def save(self, path: str | Path) -> None:
-        """Write the learner (adapter, optimizer, RNG states, config) and its env's state to one file."""
-        require("torch", "torch").save(self._full_state(), path)
-
-    @classmethod
-    def load(cls, path: str | Path, env) -> "TextLeader":
-        """Rebuild a saved learner on a fresh ``env`` (same preset); it continues where it stopped."""
-        return cls._from_state(require("torch", "torch").load(path, weights_only=False), env)
+            self.env.reset(seed=self.seed)  # creates np_random, then overwritten by the saved state
+            self.env.unwrapped.load_state_dict(state["env"])
+            self._obs = state["obs"]
 
     def save_checkpoint(self) -> Path:
-        """Write ``run_dir/checkpoints/round_XXXXXX/state.pt`` atomically; keep the newest few."""
-        torch = require("torch", "torch")
+        """Write ``run_dir/checkpoints/round_XXXXXX.fpo`` atomically; keep the newest few."""
         folder = Path(self.config.run_dir) / "checkpoints"
-        folder.mkdir(parents=True, exist_ok=True)
-        target = folder / f"round_{self.num_rounds:06d}"
-        tmp = folder / f".tmp_{self.num_rounds:06d}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        torch.save(self._full_state(), tmp / "state.pt")
-        shutil.rmtree(target, ignore_errors=True)
-        tmp.rename(target)  # a checkpoint folder exists only once it is complete
-        for old in sorted(folder.glob("round_*"))[: -self.config.keep_checkpoints]:
-            shutil.rmtree(old)
+        target = folder / f"round_{self.num_rounds:06d}.fpo"
+        self.save(target)  # written to a temporary file, then renamed: a checkpoint exists only once complete
+        for old in sorted(folder.glob("round_*.fpo"))[: -self.config.keep_checkpoints]:
+            old.unlink()
         return target
 
     @classmethod
     def resume(cls, run_dir: str | Path, env) -> "TextLeader":
         """Rebuild the learner of ``run_dir`` from its newest checkpoint, on a fresh ``env``
         made with the same preset, ready to ``learn`` the remaining rounds."""
-        torch = require("torch", "torch")
-        checkpoints = sorted(Path(run_dir).glob("checkpoints/round_*/state.pt"))
+        checkpoints = sorted(Path(run_dir).glob("checkpoints/round_*.fpo"))
         if not checkpoints:
             raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints")
-        state = torch.load(checkpoints[-1], weights_only=False)
-        agent = cls._from_state(state, env, run_dir=str(run_dir))
-        agent._writers = _MetricWriters(Path(run_dir), state["num_rounds"])
+        agent = cls.load(checkpoints[-1], env, run_dir=str(run_dir))
+        agent._writers = _MetricWriters(Path(run_dir), agent.num_rounds)
         return agent
 
     def save_adapter(self, folder: str | Path) -> None:
@@ -334,28 +327,4 @@ class _MetricWriters:
                     self.tb.add_scalar(key, value, row["round"])
             self.tb.flush()
 
-
-class TextRLHF(TextLeader):
-    """Best-of-N by the RM's score alone."""
-
-    name = "rlhf"
-    config_cls = TextRLHFConfig
-
-
-class TextPracticalFPO(TextLeader):
-    """Best-of-N by ``r - gamma * <grad r(y), grad (r(y) - r(y'))>``."""
-
-    name = "fpo-practical"
-    config_cls = TextPracticalConfig
-    penalty = "practical"
-
-
-class TextRelaxedFPO(TextLeader):
-    """Best-of-N by ``r - gamma * R_bar * (sigmoid(r - r') - sigmoid(U - U'))`` (oracle quality)."""
-
-    name = "fpo-relaxed"
-    config_cls = TextRelaxedConfig
-    penalty = "relaxed"
-
-
-__all__ = ["TextRLHF", "TextPracticalFPO", "TextRelaxedFPO"]
+__all__ = ["TextConfig", "TextLeader", "TextOutputs"]

@@ -11,12 +11,15 @@ Importing the package registers the games under the ``FPO/`` namespace::
     env = gym.make("FPO/TextRM-v0")    # needs the text extra: pip install "fpo-envs[text]"
 """
 
+import sys
+from typing import Any
+
 from gymnasium.envs.registration import register
 
 from fpo_envs.core import INFO_KEYS, FeedbackLoopEnv, FeedbackLoopVectorEnv
 
 __version__ = "0.1.0"
-__all__ = ["INFO_KEYS", "FeedbackLoopEnv", "FeedbackLoopVectorEnv", "ENV_IDS"]
+__all__ = ["ENV_IDS", "GAMES", "INFO_KEYS", "FeedbackLoopEnv", "FeedbackLoopVectorEnv", "game_of"]
 
 register(
     id="FPO/LinearRM-v0",
@@ -40,3 +43,27 @@ register(
 
 ENV_IDS = ("FPO/LinearRM-v0", "FPO/NeuralRM-v0", "FPO/TextRM-v0")
 """Every environment this package registers."""
+
+GAMES = {
+    "linear": ("fpo_envs.linear:LinearGame", ("FPO/LinearRM-v0",)),
+    "neural": ("fpo_envs.neural:NeuralGame", ("FPO/NeuralRM-v0",)),
+    "text": ("fpo_envs.text:TextRMEnv", ("FPO/TextRM-v0",)),
+}
+"""Each game: the class its single and vector environments share, and its env ids."""
+
+
+def game_of(env: Any) -> str:
+    """The name of the game behind ``env`` (single, vector or wrapped), found by its class.
+
+    Raises:
+        TypeError: ``env`` is not one of this package's games.
+    """
+    unwrapped = getattr(env, "unwrapped", env)
+    for name, (path, _) in GAMES.items():
+        module, _, cls = path.partition(":")
+        # A game's module is loaded whenever one of its envs exists, so an env whose module
+        # is absent is not of that game, and checking imports nothing heavy.
+        if module in sys.modules and isinstance(unwrapped, getattr(sys.modules[module], cls)):
+            return name
+    raise TypeError(f"{type(unwrapped).__name__} is not an fpo-envs game; the learners run on {list(ENV_IDS)} "
+                    "(gym.make or gym.make_vec of those ids, after import fpo_envs)")

@@ -83,6 +83,21 @@ def game_arguments(env_cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**params, **kwargs}
 
 
+class CostProxy:
+    """The proxy of the vector games, ``r(y) - action_cost * ||y||^2``: the one definition the
+    env's reward and every learner's objective use."""
+
+    action_cost: float
+
+    def proxy(self, y: Any, reward: Any) -> Any:
+        """The proxy objective of outputs ``y`` (shape ``(*B, d)``) whose RM score is ``reward``."""
+        return reward - self.action_cost * (y * y).sum(-1)
+
+    def proxy_grad(self, y: Any, reward_grad: Any) -> Any:
+        """``grad_y`` of :meth:`proxy`, given ``grad_y r(y)``."""
+        return reward_grad - 2.0 * self.action_cost * y
+
+
 class _Round:
     """The round and state handling shared by the single and the vector environment.
 

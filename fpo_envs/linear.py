@@ -8,6 +8,7 @@ import numpy as np
 from gymnasium import spaces
 
 from fpo_envs.core import (
+    CostProxy,
     FeedbackLoopEnv,
     FeedbackLoopVectorEnv,
     check_bounded_array,
@@ -58,6 +59,10 @@ class LinearRewardModel:
     def grad_params(self, y: np.ndarray) -> np.ndarray:
         """``grad_w r_w(y) = y``, shape ``(*B, p)``."""
         return np.broadcast_to(y, np.broadcast_shapes(np.shape(y), np.shape(self.w))).copy()
+
+    def reward_and_grad_params(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(r_w(y), grad_w r_w(y))`` in one call, as every regression RM offers."""
+        return self.reward(y), self.grad_params(y)
 
     def grad_input(self, y: np.ndarray) -> np.ndarray:
         """``grad_y r_w(y) = w``, shape ``(*B, d)``."""
@@ -127,8 +132,9 @@ class GaussianBumpOracle:
         return self.ideal.copy(), float(self.peak)
 
 
-class _LinearGame:
-    """Hooks of the linear game, shared by the single and the vector environment."""
+class LinearGame(CostProxy):
+    """The linear game's hooks, shared by the single and the vector environment (and the
+    class learners recognise the game by)."""
 
     reset_options = ("rm_params", "output")
 
@@ -194,7 +200,7 @@ class _LinearGame:
         u = self.oracle.label(y)
         self.reward_model.update(y, u)
         self._output = y.copy()
-        proxy = r - self.action_cost * (y * y).sum(-1)
+        proxy = self.proxy(y, r)
         info = {
             "true_utility": u,
             "proxy_reward": proxy,
@@ -236,7 +242,7 @@ def bump_oracle(dim: int, signal_dims: int, ideal_value: float, peak: float, wid
     return GaussianBumpOracle(ideal, peak, width)
 
 
-class LinearRMEnv(_LinearGame, FeedbackLoopEnv):
+class LinearRMEnv(LinearGame, FeedbackLoopEnv):
     """The linear blind-spot game: a linear reward model retrained on the policy's outputs.
 
     ## Description
@@ -323,7 +329,7 @@ class LinearRMEnv(_LinearGame, FeedbackLoopEnv):
         self.observation_space = self.single_observation_space
 
 
-class LinearRMVectorEnv(_LinearGame, FeedbackLoopVectorEnv):
+class LinearRMVectorEnv(LinearGame, FeedbackLoopVectorEnv):
     """``num_envs`` independent copies of :class:`LinearRMEnv` as one batched numpy state.
 
     Made by ``gym.make_vec("FPO/LinearRM-v0", num_envs=n)``; takes the same arguments as

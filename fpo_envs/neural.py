@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.error import DependencyNotInstalled
 
-from fpo_envs.core import FeedbackLoopEnv, FeedbackLoopVectorEnv, check_bounded_array, check_settings, game_arguments
+from fpo_envs.core import CostProxy, FeedbackLoopEnv, FeedbackLoopVectorEnv, check_bounded_array, check_settings, game_arguments
 from fpo_envs.linear import PARAM_BOUND, _per_copy, bump_oracle
 
 try:
@@ -239,8 +239,9 @@ def _filled(buffer: dict):
     return (slots >= size - buffer["count"][..., None]).to(buffer["u"].dtype)
 
 
-class _NeuralGame:
-    """Hooks of the neural game, shared by the single and the vector environment."""
+class NeuralGame(CostProxy):
+    """The neural game's hooks, shared by the single and the vector environment (and the
+    class learners recognise the game by)."""
 
     reset_options = ("rm_params", "output")
 
@@ -307,14 +308,14 @@ class _NeuralGame:
         rm, s = self.reward_model, self.signal_dims
         with torch.no_grad():
             u = self.oracle.label(y)  # (*B, k)
-            proxy = rm.reward(y) - self.action_cost * (y * y).sum(-1)
+            proxy = self.proxy(y, rm.reward(y))
             mean = y.mean(-2)  # the round's outputs are reported at their mean
             r_mean, u_mean = rm.reward(mean), self.oracle.utility(mean)
             rm.update(y, u)
             self._output = mean
             info = {
                 "true_utility": u_mean,
-                "proxy_reward": r_mean - self.action_cost * (mean * mean).sum(-1),
+                "proxy_reward": self.proxy(mean, r_mean),
                 "signal_norm": mean[..., :s].norm(dim=-1),
                 "noise_norm": mean[..., s:].norm(dim=-1),
                 "rm_error": r_mean - u_mean,
@@ -337,7 +338,7 @@ def _stack_batch(state: dict, batch_shape: tuple[int, ...]) -> dict:
     return {k: v.expand(batch_shape + tuple(v.shape)).clone() for k, v in state.items()}
 
 
-class NeuralRMEnv(_NeuralGame, FeedbackLoopEnv):
+class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
     """The neural blind-spot game: an MLP reward model retrained with Adam on a replay buffer.
 
     ## Description
@@ -432,7 +433,7 @@ class NeuralRMEnv(_NeuralGame, FeedbackLoopEnv):
         self.observation_space = self.single_observation_space
 
 
-class NeuralRMVectorEnv(_NeuralGame, FeedbackLoopVectorEnv):
+class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
     """``num_envs`` independent copies of :class:`NeuralRMEnv`, one stacked torch state.
 
     Made by ``gym.make_vec("FPO/NeuralRM-v0", num_envs=n)``; same arguments as

@@ -134,6 +134,10 @@ class TextRMEnv(FeedbackLoopEnv):
         self.generator = torch.Generator()
         self._load_state(self._draw_initial(np.random.default_rng(0), {"rm_params": np.zeros(self.num_params), "prompt": self.prompts[0]}, None, reference=""))
 
+    def proxy(self, y: Any, reward: Any) -> Any:
+        """The proxy objective of responses ``y`` whose RM score is ``reward``: the score itself."""
+        return reward
+
     # State ----------------------------------------------------------------------------------
     def _draw_initial(self, rng, options, index, reference: str | None = None):
         p = self.preset
@@ -195,12 +199,13 @@ class TextRMEnv(FeedbackLoopEnv):
         x, y_ref = self.prompt, self.reference
         rm = self.reward_model
         r, r_ref = rm.reward([x, x], [response, y_ref])
+        proxy = self.proxy(response, float(r))
         u, u_ref = self.oracle.quality([x, x], [response, y_ref])
         preference = float(sigmoid(u - u_ref))
         rm.update(x, response, y_ref, preference)
         info = {
             "true_utility": float(u),
-            "proxy_reward": float(r),
+            "proxy_reward": proxy,
             "signal_norm": float(u - u_ref),
             "noise_norm": float(n_tokens),
             "rm_error": float(sigmoid(r - r_ref)) - preference,
@@ -216,7 +221,7 @@ class TextRMEnv(FeedbackLoopEnv):
         if not diverged:
             self.prompt = self.prompts[int(self.np_random.integers(len(self.prompts)))]
             self.reference = self.oracle.generate_reference([self.prompt], self.generator)[0]
-        return float(r), info, diverged
+        return proxy, info, diverged
 
     def _observation(self):
         return {"prompt": _sanitize(self.prompt), "reference": _sanitize(self.reference)}

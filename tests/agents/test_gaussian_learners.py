@@ -38,7 +38,7 @@ def test_objective_gradient_matches_finite_differences(name, config):
                 return r - 0.01 * (z * z).sum(-1) - 0.005 * penalties.relaxed_penalty(g, r - u)
         else:
             def f(z):
-                return agent.objective(z, rm)
+                return agent.objective.value(z, rm)
         expected[:, i] = (f(y + e) - f(y - e)) / (2 * eps)
     torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-7)
 
@@ -48,11 +48,11 @@ def test_penalty_uses_the_shared_code_and_the_rms_gradients():
     env.reset(seed=0)
     rm = _float64_rm(env)
     y = torch.as_tensor(np.random.default_rng(2).normal(1.0, 0.5, 10))
-    base = agents.make("rlhf", env).objective(y, rm)
+    base = agents.make("rlhf", env).objective.value(y, rm)
     g = rm.grad_params(y)
-    practical = agents.make("fpo-practical", env, gamma=2.0).objective(y, rm)
+    practical = agents.make("fpo-practical", env, gamma=2.0).objective.value(y, rm)
     assert (base - practical).item() == pytest.approx(2.0 * (g * g).sum().item())
-    relaxed = agents.make("fpo-relaxed", env, gamma=2.0).objective(y, rm)
+    relaxed = agents.make("fpo-relaxed", env, gamma=2.0).objective.value(y, rm)
     residual = (rm.reward(y) - env.unwrapped.oracle.utility(y)).item()
     assert (base - relaxed).item() == pytest.approx(2.0 * residual * (g * g).sum().item())
 
@@ -110,8 +110,9 @@ def test_config_defaults_are_the_papers():
     env = gym.make("FPO/NeuralRM-v0")
     relaxed = agents.make("fpo-relaxed", env).config
     assert (relaxed.gamma, relaxed.oracle_gradient, relaxed.inner_steps, relaxed.grad_clip) == (0.005, False, 15, 1.0)
+    assert agents.make("rlhf", env).config.gamma == 0.0 and agents.make("fpo-practical", env).config.gamma == 0.005
     with pytest.raises(TypeError, match="unknown config key"):
-        agents.make("fpo-practical", env, oracle_gradient=True)
+        agents.make("fpo-practical", env, oracle_grad=True)
     with pytest.raises(ValueError, match="inner_steps"):
         agents.make("rlhf", env, inner_steps=0)
 

@@ -126,14 +126,26 @@ def test_predict_is_the_next_output(tmp_path):
 
 def test_config_errors_are_clear():
     env = gym.make("FPO/LinearRM-v0")
-    with pytest.raises(ValueError, match="unknown learner"):
+    with pytest.raises(ValueError, match="unknown learner 'ppo-ish'.*registered for the linear game: .*'fpo-relaxed'"):
         agents.make("ppo-ish", env)
-    with pytest.raises(TypeError, match="unknown config key"):
+    with pytest.raises(TypeError, match="unknown config key.*'gama'.*known: .*'gamma'"):
         agents.make("fpo-relaxed", env, gama=0.1)
-    with pytest.raises(TypeError, match="unknown config key"):
+    with pytest.raises(ValueError, match="no effect with penalty='none'"):
         agents.make("rlhf", env, gamma=0.1)  # RLHF has no penalty to weigh
+    for gamma in (-1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
+            agents.make("fpo-practical", env, gamma=gamma)
+    with pytest.raises(ValueError, match="unknown penalty 'exact'.*register_penalty"):
+        agents.make("rlhf", env, penalty="exact")
     with pytest.raises(ValueError, match="gradient must be one of"):
         agents.make("rlhf", env, gradient="symbolic")
-    with pytest.raises(TypeError, match="no fpo-envs learner"):
+    with pytest.raises(TypeError, match=r"CartPoleEnv is not an fpo-envs game.*FPO/LinearRM-v0"):
         agents.make("rlhf", gym.make("CartPole-v1"))
+    with pytest.raises(ValueError, match="runs on the text game.*not on the linear game"):
+        agents.register("text-only", "agents.text:TextLeader", games=("text",))
+        try:
+            agents.make("text-only", env)
+        finally:
+            del agents.registry["text-only"]
     assert agents.make("fpo-relaxed", env, gamma=0.2).config.gamma == 0.2
+    assert agents.make("rlhf", env, penalty="practical").config.gamma == 0.1  # the paper's gamma

@@ -99,7 +99,7 @@ def test_analytic_objective_gradient_matches_finite_differences(name):
     agent = agents.make(name, env)
     rm = env.unwrapped.reward_model
     y = np.random.default_rng(0).normal(0.5, 0.5, (3, 50))
-    np.testing.assert_allclose(agent.objective_grad(y, rm), _central(lambda z: agent.objective(z, rm), y), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(agent.objective_grad(y, rm), _central(lambda z: agent.objective.value(z, rm), y), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("name, config", [("rlhf", {}), ("fpo-practical", {}), ("fpo-relaxed", {}), ("fpo-relaxed", {"oracle_gradient": False})])
@@ -114,7 +114,7 @@ def test_finite_difference_mode_is_the_papers_forward_difference(name, config):
     for i in range(50):
         e = np.zeros(50)
         e[i] = 0.05
-        expected[:, i] = (agent.objective(y + e, rm, u) - agent.objective(y, rm, u)) / 0.05
+        expected[:, i] = (agent.objective.value(y + e, rm, u) - agent.objective.value(y, rm, u)) / 0.05
     np.testing.assert_allclose(agent.objective_grad(y, rm), expected, rtol=1e-9, atol=1e-9)
     # Forward differences with eps = 0.05 approximate, but do not equal, the analytic gradient.
     analytic = agents.make(name, env, **config).objective_grad(y, rm)

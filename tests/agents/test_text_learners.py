@@ -89,6 +89,8 @@ def test_predict_and_config_errors(tiny_text):
     with pytest.raises(ValueError, match="one learner per env"):
         agents.make("rlhf", agent.env)
     with pytest.raises(TypeError, match="unknown config key"):
+        _agent(tiny_text, "rlhf", gama=1.0)
+    with pytest.raises(ValueError, match="no effect with penalty='none'"):
         _agent(tiny_text, "rlhf", gamma=1.0)
     with pytest.raises(ValueError, match="run_dir"):
         _agent(tiny_text, "rlhf", checkpoint_every=5)
@@ -97,9 +99,9 @@ def test_predict_and_config_errors(tiny_text):
 def test_save_and_load_continue_identically(tiny_text, tmp_path):
     agent = _agent(tiny_text, "fpo-relaxed", grad_accum=2)
     agent.learn(3)
-    agent.save(tmp_path / "agent.pt")
+    agent.save(tmp_path / "agent.fpo")
     after = agent.learn(3)
-    again = type(agent).load(tmp_path / "agent.pt", gym.make("FPO/TextRM-v0", **tiny_text))
+    again = type(agent).load(tmp_path / "agent.fpo", gym.make("FPO/TextRM-v0", **tiny_text))
     assert again.num_rounds == 3 and again.config == agent.config
     replay = again.learn(3)
     assert list(replay["response"]) == list(after["response"])

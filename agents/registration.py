@@ -1,0 +1,198 @@
+"""The learner registry, shaped like Gymnasium's env registry (ARCHITECTURE.md, 5).
+
+``register(id, entry_point, kwargs, games)`` maps an id to a policy family per game plus
+default config; ``make(id, env, seed, **config)`` builds it for the game behind ``env``;
+``make("some.module:my-algo", env)`` imports ``some.module`` first (which registers
+``my-algo``), as ``gym.make("module:Env-v0")`` does. Installed packages register through
+the entry-point group ``fpo_envs.learners``, loaded on first use: an entry point naming a
+module is imported, one naming a function is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from typing import Any, Callable, Mapping
+
+import fpo_envs
+
+PLUGIN_GROUP = "fpo_envs.learners"
+
+FAMILIES: dict[str, str] = {
+    "linear": "agents.gradient:GradientLeader",
+    "neural": "agents.gaussian:GaussianLeader",
+    "text": "agents.text:TextLeader",
+}
+"""The built-in policy family of each game: the entry point of a learner registered without one."""
+
+EntryPoint = str | Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class LearnerSpec:
+    """A registered learner: its id, a policy family per game, and default config.
+
+    Attributes:
+        id: what ``make`` takes.
+        entry_points: game name -> ``"module:Class"`` or a class/callable ``(env, seed, **config)``.
+        kwargs: default config, overridden by ``make``'s keywords.
+        module: the module that registered it (a saved learner names it, to import before loading).
+    """
+
+    id: str
+    entry_points: Mapping[str, EntryPoint]
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    module: str = "__main__"
+
+    @property
+    def games(self) -> tuple[str, ...]:
+        return tuple(self.entry_points)
+
+
+registry: dict[str, LearnerSpec] = {}
+"""Every registered learner by id."""
+
+_plugins_loaded = False
+
+
+def register(
+    id: str,
+    entry_point: EntryPoint | Mapping[str, EntryPoint] | None = None,
+    kwargs: Mapping[str, Any] | None = None,
+    games: tuple[str, ...] | list[str] | None = None,
+) -> LearnerSpec:
+    """Register a learner under ``id``.
+
+    Args:
+        id: the learner id (re-registering an id replaces it, with a warning).
+        entry_point: the policy family: ``"module:Class"``, a class or factory called as
+            ``entry_point(env, seed=seed, **config)``, or a mapping game -> either; ``None``:
+            the built-in family of each game (``FAMILIES``).
+        kwargs: default config of the learner (e.g. ``{"penalty": "practical"}``).
+        games: the games it runs on (names in ``fpo_envs.GAMES``); default: the mapping's
+            games, else the class's ``games`` attribute, else every game with a built-in family.
+
+    Returns:
+        the :class:`LearnerSpec`.
+
+    Example:
+        >>> import agents
+        >>> agents.register("fpo-practical-strong", kwargs={"penalty": "practical", "gamma": 1.0},
+        ...                 games=("linear",))  # doctest: +ELLIPSIS
+        LearnerSpec(id='fpo-practical-strong', ...)
+    """
+    if not isinstance(id, str) or not id or ":" in id:
+        raise ValueError(f"a learner id must be a non-empty string without ':', got {id!r}")
+    if isinstance(entry_point, Mapping):
+        points = dict(entry_point)
+        if games is not None:
+            points = {g: points[g] for g in games if g in points}
+    else:
+        if games is None:
+            games = getattr(entry_point, "games", None) if entry_point is not None else tuple(FAMILIES)
+        if games is None:
+            raise ValueError(f"register({id!r}, ...): name the games the entry point supports, e.g. games=('linear',)")
+        points = {g: FAMILIES.get(g) if entry_point is None else entry_point for g in games}
+    unknown = sorted(g for g in points if g not in fpo_envs.GAMES)
+    if unknown:
+        raise ValueError(f"unknown game(s) {unknown} for learner {id!r}; the games are {sorted(fpo_envs.GAMES)}")
+    missing = sorted(g for g, p in points.items() if p is None)
+    if missing or not points:
+        raise ValueError(f"learner {id!r} has no entry point for game(s) {missing or list(points)}")
+    if id in registry:
+        warnings.warn(f"overriding the learner {id!r} already registered by {registry[id].module}", stacklevel=2)
+    caller = sys._getframe(1).f_globals.get("__name__", "__main__")
+    registry[id] = LearnerSpec(id, points, dict(kwargs or {}), caller)
+    return registry[id]
+
+
+def load_plugins() -> None:
+    """Import the learners that installed packages declare in the ``fpo_envs.learners``
+    entry-point group (once; a plugin that fails to load is a warning, not an error)."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for plugin in entry_points(group=PLUGIN_GROUP):
+        try:
+            loaded = plugin.load()
+            if callable(loaded):
+                loaded()
+        except Exception as err:  # noqa: BLE001 - one broken plugin must not hide the others
+            warnings.warn(f"the fpo_envs.learners plugin {plugin.name!r} ({plugin.value}) failed to load: {err!r}", stacklevel=2)
+
+
+def ids(game: str | None = None) -> tuple[str, ...]:
+    """The registered learner ids, all or those that run on ``game``."""
+    load_plugins()
+    return tuple(sorted(i for i, s in registry.items() if game is None or game in s.games))
+
+
+def pprint_registry() -> str:
+    """A table of the registered learners and their games (also printed)."""
+    load_plugins()
+    width = max(len(i) for i in registry) + 2
+    lines = [f"{i:<{width}}{', '.join(s.games)}" for i, s in sorted(registry.items())]
+    text = "\n".join(lines)
+    print(text)
+    return text
+
+
+def _split_id(id: str) -> str:
+    """``"module:id"`` -> import ``module`` and return ``id``."""
+    if ":" not in id:
+        return id
+    module, _, id = id.rpartition(":")
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ImportError(f"learner id {module}:{id}: the module {module!r} does not import ({err})") from err
+    return id
+
+
+def spec(id: str, game: str | None = None) -> LearnerSpec:
+    """The :class:`LearnerSpec` of ``id`` (``"module:id"`` imports the module first)."""
+    load_plugins()
+    id = _split_id(id)
+    if id not in registry:
+        where = f" for the {game} game" if game else ""
+        raise ValueError(f"unknown learner {id!r}; registered{where}: {list(ids(game))}. "
+                         "Register your own with agents.register(id, ...), or name its module: 'my.module:my-id'")
+    found = registry[id]
+    if game is not None and game not in found.games:
+        raise ValueError(f"learner {id!r} runs on the {', '.join(found.games)} game(s), not on the {game} game; "
+                         f"learners for the {game} game: {list(ids(game))}")
+    return found
+
+
+def _load_entry_point(point: EntryPoint, id: str) -> Callable[..., Any]:
+    if callable(point):
+        return point
+    module, _, attr = point.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as err:
+        raise ImportError(f"learner {id!r}: its entry point {point!r} does not load ({err})") from err
+
+
+def make(id: str, env: Any, seed: int | None = None, **config: Any) -> Any:
+    """Build learner ``id`` on ``env``.
+
+    Args:
+        id: a registered id (``agents.ids()``), or ``"module:id"`` to import ``module`` first.
+        env: an ``FPO/`` environment, single (``gym.make``) or vector (``gym.make_vec``).
+        seed: seeds the learner's generator and the env's first ``reset``.
+        **config: overrides of the learner's config; an unknown key is a ``TypeError``.
+
+    Returns:
+        the learner (an :class:`agents.Agent`).
+    """
+    game = fpo_envs.game_of(env)
+    found = spec(id, game)
+    factory = _load_entry_point(found.entry_points[game], found.id)
+    agent = factory(env, seed=seed, **{**found.kwargs, **config})
+    agent.spec = found
+    return agent
