@@ -142,11 +142,15 @@ class Agent:
         pass
 
     def save(self, path: str | Path) -> None:
-        """Write the learner (its registered id, seed, config and learned state) to ``path``
-        in the one learner format (:mod:`agents.io`)."""
+        """Write the learner (its registered id, seed, config and learned state) and, once it
+        has started, its env's state to ``path`` in the one learner format (:mod:`agents.io`)."""
         meta = {"id": self.id, "module": self.spec.module if self.spec else type(self).__module__,
                 "seed": self.seed, "config": dataclasses.asdict(self.config), "num_rounds": self.num_rounds}
-        io.write(path, meta, self._state())
+        started = self._obs is not None
+        state = {"learner": self._state(), "rng": self.rng.bit_generator.state, "obs": self._obs,
+                 # The env's state too, so the learner continues on a fresh env as on its own.
+                 "env": self.env.unwrapped.state_dict() if started else None}
+        io.write(path, meta, state)
 
     @classmethod
     def load(cls, path: str | Path, env: gym.Env | gym.vector.VectorEnv, **config_overrides: Any) -> "Agent":
@@ -172,5 +176,10 @@ class Agent:
         if cls is not Agent and not isinstance(agent, cls):
             raise TypeError(f"{path} holds a {type(agent).__name__}, not a {cls.__name__}")
         agent.num_rounds = meta["num_rounds"]
-        agent._set_state(state)
+        agent.rng.bit_generator.state = state["rng"]
+        agent._set_state(state["learner"])
+        if state["obs"] is not None:
+            agent.env.reset(seed=agent.seed)  # through the wrappers (order enforcing), then overwritten
+            agent.env.unwrapped.load_state_dict(state["env"])
+            agent._obs = state["obs"]
         return agent

@@ -236,14 +236,13 @@ class TextLeader(Agent):
             self.save_checkpoint()
 
     def _state(self) -> dict:
-        """The learner's whole state and its env's: what a checkpoint or ``save`` holds."""
+        """The adapter, both optimizers' states, accumulated gradients and the generator."""
         peft = require("peft")
         return {
             "pending": self._pending, "adapter": dict(peft.get_peft_model_state_dict(self.model)),
             # Gradients accumulated since the last optimizer step (grad_accum > 1).
             "grads": [None if p.grad is None else p.grad.detach().clone() for p in self._trainable()],
             "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
-            "rng": self.rng.bit_generator.state, "env": self.env.unwrapped.state_dict(), "obs": self._obs,
         }
 
     def _set_state(self, state: dict) -> None:
@@ -251,14 +250,9 @@ class TextLeader(Agent):
         peft.set_peft_model_state_dict(self.model, state["adapter"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.rng.bit_generator.state = state["rng"]
         self._pending = state["pending"]
         for param, grad in zip(self._trainable(), state["grads"], strict=True):
             param.grad = None if grad is None else grad.to(param.device).clone()
-        if state["obs"] is not None:
-            self.env.reset(seed=self.seed)  # creates np_random, then overwritten by the saved state
-            self.env.unwrapped.load_state_dict(state["env"])
-            self._obs = state["obs"]
 
     def save_checkpoint(self) -> Path:
         """Write ``run_dir/checkpoints/round_XXXXXX.fpo`` atomically; keep the newest few."""

@@ -173,6 +173,23 @@ class FeedbackLoopEnv(_Round, gym.Env):
 
         return phase_portrait(self.oracle, self.signal_dims, getattr(self, "_trajectory", []))
 
+    def state_dict(self) -> dict:
+        """Everything needed to continue this env exactly (its state, random generator, round
+        count): arrays, tensors and plain values, which a learner file stores."""
+        if not hasattr(self, "_elapsed"):
+            raise gym.error.ResetNeeded("call reset() before state_dict()")
+        return {"state": self._get_state(), "np_random": self.np_random.bit_generator.state,
+                "elapsed": self._elapsed, "trajectory": [list(map(float, t)) for t in self._trajectory]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (an env made with the same arguments)."""
+        if self._np_random is None:
+            super().reset()
+        self._load_state(state["state"])
+        self.np_random.bit_generator.state = state["np_random"]
+        self._elapsed = int(state["elapsed"])
+        self._trajectory = [tuple(t) for t in state["trajectory"]]
+
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = check_options(options, self.reset_options)
@@ -235,6 +252,25 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         self._load_state(_stack([self._draw_initial(rng, self._options, i) for i, rng in enumerate(self._rngs)]))
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
         return self._observation(), {}
+
+    def state_dict(self) -> dict:
+        """Everything needed to continue this vector env exactly (every copy's state and
+        random generator, round counts, reset options)."""
+        if self._rngs is None:
+            raise gym.error.ResetNeeded("call reset() before state_dict()")
+        return {"state": self._get_state(), "rngs": [r.bit_generator.state for r in self._rngs],
+                "elapsed": self._elapsed.copy(), "options": dict(self._options)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (a vector env made with the same arguments and size)."""
+        if len(state["rngs"]) != self.num_envs:
+            raise ValueError(f"the state holds {len(state['rngs'])} copies, this vector env {self.num_envs}")
+        self._rngs = [np.random.default_rng() for _ in state["rngs"]]
+        for rng, rng_state in zip(self._rngs, state["rngs"]):
+            rng.bit_generator.state = rng_state
+        self._options = dict(state["options"])
+        self._load_state(state["state"])
+        self._elapsed = np.array(state["elapsed"], dtype=np.int64)
 
     def step(self, actions):
         if self._rngs is None:
