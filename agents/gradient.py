@@ -53,6 +53,7 @@ class GradientLeader(Agent):
 
     config_cls = GradientConfig
     games = ("linear",)
+    copies_match_single_envs = True
 
     def __init__(self, env, seed=None, **config):
         super().__init__(env, seed=seed, **config)

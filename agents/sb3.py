@@ -206,7 +206,7 @@ class PPOLearner(Agent):
         finally:
             self._rows = None
         self.num_rounds += rollouts * self.config.n_steps
-        self._obs = self.model._last_obs
+        self._obs = self.model._last_obs if self.is_vector else self.model._last_obs[0]
         shape = (0, n) if self.is_vector else (0,)
         return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
 

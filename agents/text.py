@@ -214,11 +214,17 @@ class TextLeader(Agent):
         return self._round_record
 
     def predict(self, observation, state=None, episode_start=None, deterministic=True):
-        """``deterministic``: the greedy response; otherwise the best-of-N pick (no training)."""
-        if deterministic:
-            return self.candidates(observation["prompt"], n=1, greedy=True)[0], None
-        responses = self.candidates(observation["prompt"])
-        return responses[int(np.argmax(self.scores(observation["prompt"], observation["reference"], responses)["score"]))], None
+        """``deterministic``: the greedy response; otherwise the best-of-N pick (no training).
+        The learner's generator is restored afterwards, so predicting changes nothing."""
+        saved = self.generator.get_state()
+        try:
+            if deterministic:
+                return self.candidates(observation["prompt"], n=1, greedy=True)[0], None
+            responses = self.candidates(observation["prompt"])
+            best = int(np.argmax(self.scores(observation["prompt"], observation["reference"], responses)["score"]))
+            return responses[best], None
+        finally:
+            self.generator.set_state(saved)
 
     # Long runs: metrics, checkpoints, resume ---------------------------------------------------
     def _end_round(self, info):

@@ -65,5 +65,14 @@ def game_of(env: Any) -> str:
         # is absent is not of that game, and checking imports nothing heavy.
         if module in sys.modules and isinstance(unwrapped, getattr(sys.modules[module], cls)):
             return name
+    inner = getattr(unwrapped, "envs", None)
+    if inner:  # a SyncVectorEnv/AsyncVectorEnv of single envs
+        try:
+            game = game_of(inner[0])
+        except (TypeError, AttributeError):
+            pass
+        else:
+            raise TypeError(f"{type(unwrapped).__name__} holds {game}-game envs one per copy; a learner takes a single env "
+                            "or the game's native vector env (gym.make_vec(id, num_envs=n), where the game has one)")
     raise TypeError(f"{type(unwrapped).__name__} is not an fpo-envs game; the learners run on {list(ENV_IDS)} "
                     "(gym.make or gym.make_vec of those ids, after import fpo_envs)")

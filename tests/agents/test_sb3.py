@@ -31,3 +31,86 @@ def test_ppo_trains_through_the_public_api(env_id):
 
 def test_every_vector_output_game_has_an_sb3_test():
     assert {i for i in fpo_envs.ENV_IDS if i != "FPO/TextRM-v0"} == set(SB3_ENVS)
+
+
+@pytest.mark.parametrize("env_id", list(SB3_ENVS))
+@pytest.mark.parametrize("penalty", ["practical", "relaxed"])
+def test_penalty_reward_pays_proxy_minus_gamma_penalty_under_the_rm_before_its_update(env_id, penalty):
+    from agents import Objective
+    from agents.wrappers import PenaltyReward
+
+    env = PenaltyReward(gym.make(env_id), penalty=penalty, gamma=0.3)
+    plain = gym.make(env_id)
+    obs, _ = env.reset(seed=0)
+    plain.reset(seed=0)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        action = (0.3 * rng.uniform(-1, 1, env.action_space.shape)).astype(np.float32)
+        game = env.unwrapped
+        objective = Objective(game, penalty, 0.3)
+        y = game._check_action(action)
+        z = objective.outputs(y, game.reward_model.replace(game.reward_model.params))
+        expected_penalty = float(np.asarray(objective.penalty_value(z), dtype=np.float64).mean())
+        _, reward, _, _, info = env.step(action)
+        _, plain_reward, _, _, _ = plain.step(action)
+        assert info["unpenalized_reward"] == plain_reward
+        assert info["penalty"] == pytest.approx(expected_penalty, rel=1e-6)
+        assert reward == pytest.approx(plain_reward - 0.3 * expected_penalty, rel=1e-6)
+
+
+def test_vector_penalty_reward_equals_the_single_wrapper():
+    from agents.wrappers import PenaltyReward, VectorPenaltyReward
+
+    vec = VectorPenaltyReward(gym.make_vec("FPO/LinearRM-v0", num_envs=2), penalty="relaxed")
+    vec.reset(seed=4)
+    singles = [PenaltyReward(gym.make("FPO/LinearRM-v0"), penalty="relaxed") for _ in range(2)]
+    for i, s in enumerate(singles):
+        s.reset(seed=4 + i)
+    actions = np.random.default_rng(1).uniform(-0.5, 0.5, (2, 50)).astype(np.float32)
+    _, rewards, _, _, info = vec.step(actions)
+    for i, s in enumerate(singles):
+        _, reward, _, _, single_info = s.step(actions[i])
+        assert rewards[i] == pytest.approx(reward, rel=1e-12) and info["penalty"][i] == pytest.approx(single_info["penalty"])
+
+
+def test_penalty_wrappers_reject_what_they_cannot_do():
+    from agents.wrappers import PenaltyReward
+
+    with pytest.raises(ValueError, match="penalty='none' adds nothing"):
+        PenaltyReward(gym.make("FPO/LinearRM-v0"), penalty="none")
+    with pytest.raises(ValueError, match="unknown penalty"):
+        PenaltyReward(gym.make("FPO/LinearRM-v0"), penalty="exactt")
+    with pytest.raises(TypeError, match="not an fpo-envs game"):
+        PenaltyReward(gym.make("CartPole-v1"))
+    env = PenaltyReward(gym.make("FPO/LinearRM-v0"))
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        env.step(np.full(50, np.nan, np.float32))
+
+
+def test_sb3_ppo_trains_on_the_penalized_reward():
+    from agents.wrappers import PenaltyReward
+
+    env = PenaltyReward(gym.make("FPO/LinearRM-v0", output_bound=3.0), penalty="practical")
+    env = gym.wrappers.RescaleAction(env, np.float32(-1), np.float32(1))
+    model = sb3.PPO("MlpPolicy", env, n_steps=32, batch_size=16, n_epochs=1, seed=0, device="cpu")
+    model.learn(64)
+    assert model.num_timesteps == 64 and np.isfinite(model.rollout_buffer.rewards).all()
+
+
+@pytest.mark.parametrize("name", ["ppo", "ppo-fpo-practical", "ppo-fpo-relaxed"])
+def test_ppo_learners_train_on_the_objective_and_record_the_shared_history(name):
+    import torch
+
+    import agents
+
+    torch.set_num_threads(1)
+    agent = agents.make(name, gym.make_vec("FPO/LinearRM-v0", num_envs=4), seed=0, n_steps=64)
+    h = agent.learn(100)  # rounded up to whole rollouts of 64 rounds
+    assert h["true_utility"].shape == (128, 4) and agent.num_rounds == 128
+    assert set(fpo_envs.INFO_KEYS) | {"diverged"} <= set(h)
+    # The rewards PPO trained on in its last rollout are the proxy minus gamma times the penalty.
+    gamma = agent.config.gamma
+    expected = h["proxy_reward"][-64:] - gamma * h["penalty"][-64:] if name != "ppo" else h["proxy_reward"][-64:]
+    assert ("penalty" in h) == (name != "ppo") and gamma == (0.0 if name == "ppo" else 0.1)
+    np.testing.assert_allclose(agent.model.rollout_buffer.rewards, expected, rtol=1e-5, atol=1e-5)
