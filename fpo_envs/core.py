@@ -8,6 +8,7 @@ independent copies (:class:`FeedbackLoopVectorEnv`).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
@@ -40,8 +41,32 @@ def check_bounded_array(value: Any, shape: tuple[int, ...], bound: float, name: 
     return array
 
 
-def check_settings(positive: dict[str, float], non_negative: dict[str, float]) -> None:
-    """Raise ``ValueError`` naming the first constructor setting out of its range."""
+def check_settings(
+    positive: dict[str, float],
+    non_negative: dict[str, float],
+    integers: dict[str, int] | None = None,
+    real: dict[str, float] | None = None,
+) -> None:
+    """Check a game's constructor settings, naming the first one that is wrong.
+
+    ``integers`` must be whole numbers >= 1; every other setting a finite real number,
+    ``positive`` ones > 0 and ``non_negative`` ones >= 0.
+
+    Raises:
+        TypeError: a setting of the wrong type (``dim="50"``, ``dim=3.5``).
+        ValueError: a setting out of its range.
+    """
+    for name, value in (integers or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    for group in (real or {}, positive, non_negative):
+        for name, value in group.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
     for name, value in positive.items():
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
@@ -149,6 +174,24 @@ def _stack_values(values: list) -> Any:
     return torch.stack(values)
 
 
+def _checked_init(cls: type, init: Any) -> Any:
+    """``init`` that first rejects unknown keywords, naming the known ones (as the vector
+    envs do), instead of Python's bare ``unexpected keyword argument``."""
+    params = inspect.signature(init).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return init  # the env checks its own extra keywords
+
+    @functools.wraps(init)
+    def checked(self, *args, **kwargs):
+        unknown = sorted(set(kwargs) - set(params))
+        if unknown:
+            known = sorted(n for n in params if n != "self")
+            raise TypeError(f"unknown argument(s) {unknown} for {cls.__name__}; known: {known}")
+        init(self, *args, **kwargs)
+
+    return checked
+
+
 class FeedbackLoopEnv(_Round, gym.Env):
     """Base of every game as a single Gymnasium environment.
 
@@ -158,6 +201,11 @@ class FeedbackLoopEnv(_Round, gym.Env):
     """
 
     batch_shape = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _checked_init(cls, cls.__dict__["__init__"])
 
     def _set_render_mode(self, render_mode: str | None) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

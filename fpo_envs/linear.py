@@ -152,7 +152,9 @@ class LinearGame(CostProxy):
         output_bound: float,
     ) -> None:
         check_settings({"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
-                       {"rm_weight_decay": rm_weight_decay, "rm_init_noise": rm_init_noise, "action_cost": action_cost})
+                       {"rm_weight_decay": rm_weight_decay, "rm_init_noise": rm_init_noise, "action_cost": action_cost},
+                       integers={"dim": dim, "signal_dims": signal_dims},
+                       real={"ideal_value": ideal_value, "utility_peak": utility_peak})
         self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
         self.dim = dim
         self.signal_dims = signal_dims

@@ -247,10 +247,13 @@ class NeuralGame(CostProxy):
 
     def _setup(self, dim, signal_dims, ideal_value, utility_peak, utility_width, hidden, rm_init_std,
                rm_lr, rm_weight_decay, buffer_size, samples_per_round, action_cost, output_bound):
-        if not 0 < samples_per_round <= buffer_size:
+        check_settings({"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
+                       {"rm_weight_decay": rm_weight_decay, "rm_init_std": rm_init_std, "action_cost": action_cost},
+                       integers={"dim": dim, "signal_dims": signal_dims, "hidden": hidden, "buffer_size": buffer_size,
+                                 "samples_per_round": samples_per_round},
+                       real={"ideal_value": ideal_value, "utility_peak": utility_peak})
+        if not samples_per_round <= buffer_size:
             raise ValueError(f"samples_per_round must be in [1, buffer_size={buffer_size}], got {samples_per_round}")
-        check_settings({"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound, "hidden": hidden},
-                       {"rm_weight_decay": rm_weight_decay, "rm_init_std": rm_init_std, "action_cost": action_cost})
         self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
         self.dim, self.signal_dims, self.hidden = dim, signal_dims, hidden
         self.samples_per_round, self.buffer_size = samples_per_round, buffer_size

@@ -125,7 +125,8 @@ def make_preset(preset: str | TextPreset = OFFLINE_PRESET, **overrides: Any) -> 
     known = {f.name for f in fields(TextPreset)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TypeError(f"unknown argument(s) {unknown} for FPO/TextRM-v0; preset fields: {sorted(known)}")
+        raise TypeError(f"unknown argument(s) {unknown} for FPO/TextRM-v0; known: ['preset', 'render_mode', 'split'] "
+                        f"and the preset fields {sorted(known)}")
     return replace(preset, **overrides)
 
 

@@ -118,6 +118,27 @@ def test_invalid_settings_are_errors(kwargs):
         gym.make("FPO/LinearRM-v0", **kwargs)
 
 
+@pytest.mark.parametrize("env_id", ["FPO/LinearRM-v0", "FPO/NeuralRM-v0"])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"dim": -3}, ValueError, "dim must be at least 1, got -3"),
+        ({"dim": 3.5}, TypeError, r"dim must be a whole number, got 3.5 \(float\)"),
+        ({"dim": "50"}, TypeError, r"dim must be a whole number, got '50' \(str\)"),
+        ({"signal_dims": True}, TypeError, "signal_dims must be a whole number"),
+        ({"rm_lr": "0.1"}, TypeError, "rm_lr must be a real number"),
+        ({"utility_peak": float("nan")}, ValueError, "utility_peak must be finite"),
+    ],
+)
+def test_settings_of_the_wrong_type_or_range_name_the_setting(env_id, kwargs, error, match):
+    if env_id == "FPO/NeuralRM-v0":
+        pytest.importorskip("torch")
+    with pytest.raises(error, match=match):
+        gym.make(env_id, **kwargs)
+    with pytest.raises(error, match=match):
+        gym.make_vec(env_id, num_envs=2, **kwargs)
+
+
 @pytest.mark.parametrize(
     "action, match",
     [

@@ -122,8 +122,8 @@ def test_record_video_films_an_episode(env_id, make_kwargs, tmp_path):
     assert list((tmp_path / "videos").glob("*.mp4"))
 
 
-def test_unknown_constructor_argument_is_an_error(env_id, make_kwargs):
-    with pytest.raises(TypeError):
+def test_unknown_constructor_argument_is_an_error_that_lists_the_known_ones(env_id, make_kwargs):
+    with pytest.raises(TypeError, match=r"no_such_setting.*known: \[.*'render_mode'"):
         gym.make(env_id, no_such_setting=1, **make_kwargs)
 
 
