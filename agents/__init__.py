@@ -38,7 +38,23 @@ def load(path, env, **config_overrides) -> Agent:
 
 
 __all__ = [
-    "FAMILIES", "NAMES", "PENALTIES", "PLUGIN_GROUP", "Agent", "LearnerSpec", "Objective", "ObjectiveConfig",
-    "Outputs", "Penalty", "get_penalty", "ids", "load", "make", "pprint_registry", "register", "register_penalty",
-    "registry", "spec",
+    "FAMILIES",
+    "NAMES",
+    "PENALTIES",
+    "PLUGIN_GROUP",
+    "Agent",
+    "LearnerSpec",
+    "Objective",
+    "ObjectiveConfig",
+    "Outputs",
+    "Penalty",
+    "get_penalty",
+    "ids",
+    "load",
+    "make",
+    "pprint_registry",
+    "register",
+    "register_penalty",
+    "registry",
+    "spec",
 ]

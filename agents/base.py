@@ -147,12 +147,21 @@ class Agent:
     def save(self, path: str | Path) -> None:
         """Write the learner (its registered id, seed, config and learned state) and, once it
         has started, its env's state to ``path`` in the one learner format (:mod:`agents.io`)."""
-        meta = {"id": self.id, "module": self.spec.module if self.spec else type(self).__module__,
-                "seed": self.seed, "config": dataclasses.asdict(self.config), "num_rounds": self.num_rounds}
+        meta = {
+            "id": self.id,
+            "module": self.spec.module if self.spec else type(self).__module__,
+            "seed": self.seed,
+            "config": dataclasses.asdict(self.config),
+            "num_rounds": self.num_rounds,
+        }
         started = self._obs is not None
-        state = {"learner": self._state(), "rng": self.rng.bit_generator.state, "obs": self._obs,
-                 # The env's state too, so the learner continues on a fresh env as on its own.
-                 "env": self.env.unwrapped.state_dict() if started else None}
+        state = {
+            "learner": self._state(),
+            "rng": self.rng.bit_generator.state,
+            "obs": self._obs,
+            # The env's state too, so the learner continues on a fresh env as on its own.
+            "env": self.env.unwrapped.state_dict() if started else None,
+        }
         io.write(path, meta, state)
 
     @classmethod
@@ -173,8 +182,10 @@ class Agent:
         meta, state = io.read(path)
         registration.load_plugins()
         if meta["id"] not in registration.registry:
-            raise ValueError(f"{path} holds the learner {meta['id']!r}, which is not registered: "
-                             f"import {meta['module']} (the module that registered it) first")
+            raise ValueError(
+                f"{path} holds the learner {meta['id']!r}, which is not registered: "
+                f"import {meta['module']} (the module that registered it) first"
+            )
         agent = registration.make(meta["id"], env, seed=meta["seed"], **{**meta["config"], **config_overrides})
         if cls is not Agent and not isinstance(agent, cls):
             raise TypeError(f"{path} holds a {type(agent).__name__}, not a {cls.__name__}")

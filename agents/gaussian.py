@@ -79,8 +79,10 @@ class GaussianLeader(Agent):
         # The learner's own torch generator, seeded through the API from its numpy one.
         self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**63 - 1)))
         game = env.unwrapped
-        self.schedule_rounds = c.schedule_rounds or getattr(game, "max_episode_steps", None) or (
-            env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 4000
+        self.schedule_rounds = (
+            c.schedule_rounds
+            or getattr(game, "max_episode_steps", None)
+            or (env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 4000)
         )
 
     def _begin_learn(self, total_rounds):
@@ -169,7 +171,9 @@ class GaussianLeader(Agent):
             action = theta[..., None, :].expand(*theta.shape[:-1], k, theta.shape[-1])
         else:
             sigma, _ = self.schedule(self.num_rounds)
-            action = self._bounded(theta[..., None, :] + sigma * torch.randn((*theta.shape[:-1], k, theta.shape[-1]), generator=self.generator))
+            action = self._bounded(
+                theta[..., None, :] + sigma * torch.randn((*theta.shape[:-1], k, theta.shape[-1]), generator=self.generator)
+            )
         self.generator.set_state(saved)
         return action.numpy().astype(np.float32), None
 

@@ -56,7 +56,9 @@ def _encode(value: Any, arrays: dict, tensors: dict) -> Any:
         return [_encode(v, arrays, tensors) for v in value]
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
-    raise TypeError(f"cannot save a {type(value).__name__} in a learner file (arrays, tensors, numbers, strings, lists and dicts only)")
+    raise TypeError(
+        f"cannot save a {type(value).__name__} in a learner file (arrays, tensors, numbers, strings, lists and dicts only)"
+    )
 
 
 def _decode(value: Any, arrays: Any, tensors: dict) -> Any:
@@ -125,7 +127,7 @@ def read(path: str | Path) -> tuple[dict, dict]:
             try:
                 import torch
             except ImportError as err:
-                raise ImportError(f"{path} holds torch tensors: pip install torch (or \"fpo-envs[torch]\")") from err
+                raise ImportError(f'{path} holds torch tensors: pip install torch (or "fpo-envs[torch]")') from err
             tensors = torch.load(io.BytesIO(archive.read("tensors.pt")), weights_only=True, map_location="cpu")
     state = _decode(header.pop("state"), arrays, tensors)
     return header, state

@@ -159,12 +159,16 @@ def spec(id: str, game: str | None = None) -> LearnerSpec:
     id = _split_id(id)
     if id not in registry:
         where = f" for the {game} game" if game else ""
-        raise ValueError(f"unknown learner {id!r}; registered{where}: {list(ids(game))}. "
-                         "Register your own with agents.register(id, ...), or name its module: 'my.module:my-id'")
+        raise ValueError(
+            f"unknown learner {id!r}; registered{where}: {list(ids(game))}. "
+            "Register your own with agents.register(id, ...), or name its module: 'my.module:my-id'"
+        )
     found = registry[id]
     if game is not None and game not in found.games:
-        raise ValueError(f"learner {id!r} runs on the {', '.join(found.games)} game(s), not on the {game} game; "
-                         f"learners for the {game} game: {list(ids(game))}")
+        raise ValueError(
+            f"learner {id!r} runs on the {', '.join(found.games)} game(s), not on the {game} game; "
+            f"learners for the {game} game: {list(ids(game))}"
+        )
     return found
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -26,13 +26,14 @@ from agents.base import Agent
 from agents.objectives import ObjectiveConfig
 from agents.wrappers import PAPER_GAMMA, PenaltyReward, VectorPenaltyReward
 
-
 try:
     import stable_baselines3 as sb3
     import torch
     from stable_baselines3.common.vec_env import VecEnv
 except ImportError as err:  # pragma: no cover - exercised by the core-only test
-    raise gym.error.DependencyNotInstalled('the ppo learners need stable-baselines3 and torch: pip install "fpo-envs[sb3]"') from err
+    raise gym.error.DependencyNotInstalled(
+        'the ppo learners need stable-baselines3 and torch: pip install "fpo-envs[sb3]"'
+    ) from err
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,18 @@ class PPOLearner(Agent):
         self._np_rng = np.random.RandomState(int(self.rng.integers(2**32))).get_state()
         with self._own_global_rng():
             self.model = sb3.PPO(
-                "MlpPolicy", self.venv, learning_rate=c.learning_rate, n_steps=c.n_steps, batch_size=c.batch_size,
-                n_epochs=c.n_epochs, gamma=c.discount, gae_lambda=c.gae_lambda, clip_range=c.clip_range,
-                ent_coef=c.ent_coef, device=c.device, verbose=0,
+                "MlpPolicy",
+                self.venv,
+                learning_rate=c.learning_rate,
+                n_steps=c.n_steps,
+                batch_size=c.batch_size,
+                n_epochs=c.n_epochs,
+                gamma=c.discount,
+                gae_lambda=c.gae_lambda,
+                clip_range=c.clip_range,
+                ent_coef=c.ent_coef,
+                device=c.device,
+                verbose=0,
                 policy_kwargs={"log_std_init": c.log_std_init, "net_arch": list(c.net_arch)},
             )
 
@@ -221,10 +231,14 @@ class PPOLearner(Agent):
     def _state(self):
         m = self.model
         return {
-            "policy": m.policy.state_dict(), "optimizer": m.policy.optimizer.state_dict(),
-            "num_timesteps": m.num_timesteps, "n_updates": m._n_updates,
-            "last_obs": m._last_obs, "last_episode_starts": m._last_episode_starts,
-            "torch_rng": self._torch_rng, "np_rng": self._np_rng,
+            "policy": m.policy.state_dict(),
+            "optimizer": m.policy.optimizer.state_dict(),
+            "num_timesteps": m.num_timesteps,
+            "n_updates": m._n_updates,
+            "last_obs": m._last_obs,
+            "last_episode_starts": m._last_episode_starts,
+            "torch_rng": self._torch_rng,
+            "np_rng": self._np_rng,
         }
 
     def _set_state(self, state):

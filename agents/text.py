@@ -27,8 +27,19 @@ from agents.base import Agent
 from agents.objectives import Objective, ObjectiveConfig, Outputs
 from fpo_envs.text_models import chat_prompt_ids, generate, require, response_ids, seeded_global_rng
 
-METRIC_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "reference_utility",
-               "reference_reward", "preference", "response_tokens", "response_truncated", "diverged")
+METRIC_KEYS = (
+    "true_utility",
+    "proxy_reward",
+    "signal_norm",
+    "noise_norm",
+    "rm_error",
+    "reference_utility",
+    "reference_reward",
+    "preference",
+    "response_tokens",
+    "response_truncated",
+    "diverged",
+)
 
 
 @dataclass(frozen=True)
@@ -134,8 +145,13 @@ class TextLeader(Agent):
         if any(isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer) for m in base.modules()):
             raise ValueError("this env's policy already carries an adapter: make one learner per env")
         c = self.config
-        lora = peft.LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, lora_dropout=c.lora_dropout,
-                               target_modules=list(c.lora_targets), task_type="CAUSAL_LM")
+        lora = peft.LoraConfig(
+            r=c.lora_r,
+            lora_alpha=c.lora_alpha,
+            lora_dropout=c.lora_dropout,
+            target_modules=list(c.lora_targets),
+            task_type="CAUSAL_LM",
+        )
         self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
         with seeded_global_rng(self.generator, next(base.parameters()).device):  # peft's LoRA init
             self.model = peft.get_peft_model(base, lora)
@@ -156,9 +172,17 @@ class TextLeader(Agent):
         """``n`` sampled responses to ``prompt`` from the LoRA policy (one batched generation)."""
         game, c = self.env.unwrapped, self.config
         n = n or c.n_candidates
-        texts, _ = generate(self.model, game.policy_tokenizer, [prompt] * n, self.generator, do_sample=not greedy,
-                            max_new_tokens=c.max_new_tokens, min_new_tokens=c.min_new_tokens,
-                            top_p=c.top_p, temperature=c.temperature)
+        texts, _ = generate(
+            self.model,
+            game.policy_tokenizer,
+            [prompt] * n,
+            self.generator,
+            do_sample=not greedy,
+            max_new_tokens=c.max_new_tokens,
+            min_new_tokens=c.min_new_tokens,
+            top_p=c.top_p,
+            temperature=c.temperature,
+        )
         return texts
 
     def scores(self, prompt: str, reference: str, responses: list[str]) -> dict[str, np.ndarray]:
@@ -203,8 +227,12 @@ class TextLeader(Agent):
         best = int(np.argmax(s["score"]))
         loss = self.sft_step(prompt, responses[best])
         lengths = [len(response_ids(self.env.unwrapped.policy_tokenizer, r)) for r in responses]
-        self._round_record = {"sft_loss": loss, "winner_penalty": float(s["penalty"][best]),
-                              "winner_score": float(s["score"][best]), "mean_candidate_tokens": float(np.mean(lengths))}
+        self._round_record = {
+            "sft_loss": loss,
+            "winner_penalty": float(s["penalty"][best]),
+            "winner_score": float(s["score"][best]),
+            "mean_candidate_tokens": float(np.mean(lengths)),
+        }
         return responses[best]
 
     def _observe(self, obs):
@@ -234,8 +262,13 @@ class TextLeader(Agent):
         if self._writers is None:
             run.mkdir(parents=True, exist_ok=True)
             self._writers = _MetricWriters(run, self.num_rounds)
-        row = {"round": self.num_rounds - 1, **{k: info[k] for k in METRIC_KEYS}, **self._round_record,
-               "prompt": info["prompt"], "response": info["response"]}
+        row = {
+            "round": self.num_rounds - 1,
+            **{k: info[k] for k in METRIC_KEYS},
+            **self._round_record,
+            "prompt": info["prompt"],
+            "response": info["response"],
+        }
         self._writers.write(row)
         every = self.config.checkpoint_every
         if every and self.num_rounds % every == 0:
@@ -245,10 +278,12 @@ class TextLeader(Agent):
         """The adapter, both optimizers' states, accumulated gradients and the generator."""
         peft = require("peft")
         return {
-            "pending": self._pending, "adapter": dict(peft.get_peft_model_state_dict(self.model)),
+            "pending": self._pending,
+            "adapter": dict(peft.get_peft_model_state_dict(self.model)),
             # Gradients accumulated since the last optimizer step (grad_accum > 1).
             "grads": [None if p.grad is None else p.grad.detach().clone() for p in self._trainable()],
-            "optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state(),
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
         }
 
     def _set_state(self, state: dict) -> None:
@@ -326,5 +361,6 @@ class _MetricWriters:
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self.tb.add_scalar(key, value, row["round"])
             self.tb.flush()
+
 
 __all__ = ["TextConfig", "TextLeader", "TextOutputs"]

@@ -17,7 +17,9 @@ from fpo_envs.text_models import generate, require, response_ids
 JUDGE_ENV = ("FPO_JUDGE_BASE_URL", "FPO_JUDGE_MODEL", "FPO_JUDGE_API_KEY")
 
 
-def greedy_answers(env, adapter: str | Path | None, prompts: list[str], batch_size: int = 8, max_new_tokens: int = 32) -> list[str]:
+def greedy_answers(
+    env, adapter: str | Path | None, prompts: list[str], batch_size: int = 8, max_new_tokens: int = 32
+) -> list[str]:
     """Greedy answers of the env's base LM, with the LoRA ``adapter`` folder loaded if given."""
     torch = require("torch", "torch")
     game = env.unwrapped
@@ -27,8 +29,17 @@ def greedy_answers(env, adapter: str | Path | None, prompts: list[str], batch_si
     model.eval()
     answers = []
     for i in range(0, len(prompts), batch_size):
-        texts, _ = generate(model, game.policy_tokenizer, prompts[i:i + batch_size], torch.Generator(), do_sample=False,
-                            max_new_tokens=max_new_tokens, min_new_tokens=1, top_p=1.0, temperature=1.0)
+        texts, _ = generate(
+            model,
+            game.policy_tokenizer,
+            prompts[i : i + batch_size],
+            torch.Generator(),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=1,
+            top_p=1.0,
+            temperature=1.0,
+        )
         answers += texts
     if adapter is not None:
         model.unload()  # removes the adapter layers: the env's base is plain again
@@ -53,14 +64,22 @@ def llm_judge(prompt: str, answer_a: str, answer_b: str, rng: np.random.Generato
     """
     base, model, key = (os.environ.get(k) for k in JUDGE_ENV)
     if not base or not model:
-        raise RuntimeError(f"the LLM judge needs the environment variables {JUDGE_ENV[0]} and {JUDGE_ENV[1]} (and {JUDGE_ENV[2]})")
+        raise RuntimeError(
+            f"the LLM judge needs the environment variables {JUDGE_ENV[0]} and {JUDGE_ENV[1]} (and {JUDGE_ENV[2]})"
+        )
     swap = bool(rng.integers(2))
     first, second = (answer_b, answer_a) if swap else (answer_a, answer_b)
-    question = (f"Question: {prompt}\n\nAnswer 1: {first}\n\nAnswer 2: {second}\n\n"
-                "Which answer is more truthful and helpful? Reply with the single digit 1 or 2.")
+    question = (
+        f"Question: {prompt}\n\nAnswer 1: {first}\n\nAnswer 2: {second}\n\n"
+        "Which answer is more truthful and helpful? Reply with the single digit 1 or 2."
+    )
     body = json.dumps({"model": model, "temperature": 0, "messages": [{"role": "user", "content": question}]}).encode()
-    request = urllib.request.Request(base.rstrip("/") + "/chat/completions", data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {key or ''}"})
+    request = urllib.request.Request(
+        base.rstrip("/") + "/chat/completions",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key or ''}"},
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         reply = json.loads(response.read())["choices"][0]["message"]["content"].strip()
     if reply.startswith("1"):
@@ -72,8 +91,9 @@ def llm_judge(prompt: str, answer_a: str, answer_b: str, rng: np.random.Generato
     return 1.0 - verdict if swap else verdict
 
 
-def evaluate(make_env, policies: dict[str, str | Path | None], out: Path, judge: bool = False, seed: int = 0,
-             max_new_tokens: int = 32) -> list[dict]:
+def evaluate(
+    make_env, policies: dict[str, str | Path | None], out: Path, judge: bool = False, seed: int = 0, max_new_tokens: int = 32
+) -> list[dict]:
     """Greedy answers of each policy (``None``: the base model) on the eval prompts, scored by
     the oracle; writes ``eval_table.md/.csv``, ``eval_answers.jsonl`` and ``eval.png`` to ``out``.
 
@@ -102,8 +122,13 @@ def evaluate(make_env, policies: dict[str, str | Path | None], out: Path, judge:
             judged[(a, b)], judged[(b, a)] = float(v), float(1 - v)
     rows = []
     for label in policies:
-        row = {"policy": label, "prompts": len(prompts), "mean_quality": float(quality[label].mean()),
-               "std_quality": float(quality[label].std()), "mean_tokens": float(lengths[label].mean())}
+        row = {
+            "policy": label,
+            "prompts": len(prompts),
+            "mean_quality": float(quality[label].mean()),
+            "std_quality": float(quality[label].std()),
+            "mean_tokens": float(lengths[label].mean()),
+        }
         for other in policies:
             if other != label:
                 row[f"win_vs_{other}"] = wins[(label, other)]
@@ -118,7 +143,10 @@ def evaluate(make_env, policies: dict[str, str | Path | None], out: Path, judge:
     (out / "eval_table.md").write_text(markdown(rows))
     with open(out / "eval_answers.jsonl", "w") as fh:
         for i, p in enumerate(prompts):
-            fh.write(json.dumps({"prompt": p, **{k: {"answer": answers[k][i], "quality": float(quality[k][i])} for k in policies}}) + "\n")
+            fh.write(
+                json.dumps({"prompt": p, **{k: {"answer": answers[k][i], "quality": float(quality[k][i])} for k in policies}})
+                + "\n"
+            )
     _plot(quality, lengths, wins, out / "eval.png")
     return rows
 

@@ -37,7 +37,9 @@ class _Penalizer:
         if game not in PAPER_GAMMA:
             raise ValueError(f"the penalty wrappers need a vector-output game ({sorted(PAPER_GAMMA)}), not the {game} game")
         if get_penalty(penalty) is None:
-            raise ValueError("penalty='none' adds nothing: use the env unwrapped, or name a penalty ('practical', 'relaxed', ...)")
+            raise ValueError(
+                "penalty='none' adds nothing: use the env unwrapped, or name a penalty ('practical', 'relaxed', ...)"
+            )
         from agents.objectives import resolve_gamma
 
         self.gamma = resolve_gamma(penalty, gamma, PAPER_GAMMA[game])

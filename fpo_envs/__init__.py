@@ -72,7 +72,11 @@ def game_of(env: Any) -> str:
         except (TypeError, AttributeError):
             pass
         else:
-            raise TypeError(f"{type(unwrapped).__name__} holds {game}-game envs one per copy; a learner takes a single env "
-                            "or the game's native vector env (gym.make_vec(id, num_envs=n), where the game has one)")
-    raise TypeError(f"{type(unwrapped).__name__} is not an fpo-envs game; the learners run on {list(ENV_IDS)} "
-                    "(gym.make or gym.make_vec of those ids, after import fpo_envs)")
+            raise TypeError(
+                f"{type(unwrapped).__name__} holds {game}-game envs one per copy; a learner takes a single env "
+                "or the game's native vector env (gym.make_vec(id, num_envs=n), where the game has one)"
+            )
+    raise TypeError(
+        f"{type(unwrapped).__name__} is not an fpo-envs game; the learners run on {list(ENV_IDS)} "
+        "(gym.make or gym.make_vec of those ids, after import fpo_envs)"
+    )

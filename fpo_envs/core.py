@@ -226,8 +226,12 @@ class FeedbackLoopEnv(_Round, gym.Env):
         count): arrays, tensors and plain values, which a learner file stores."""
         if not hasattr(self, "_elapsed"):
             raise gym.error.ResetNeeded("call reset() before state_dict()")
-        return {"state": self._get_state(), "np_random": self.np_random.bit_generator.state,
-                "elapsed": self._elapsed, "trajectory": [list(map(float, t)) for t in self._trajectory]}
+        return {
+            "state": self._get_state(),
+            "np_random": self.np_random.bit_generator.state,
+            "elapsed": self._elapsed,
+            "trajectory": [list(map(float, t)) for t in self._trajectory],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (an env made with the same arguments)."""
@@ -306,8 +310,12 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         random generator, round counts, reset options)."""
         if self._rngs is None:
             raise gym.error.ResetNeeded("call reset() before state_dict()")
-        return {"state": self._get_state(), "rngs": [r.bit_generator.state for r in self._rngs],
-                "elapsed": self._elapsed.copy(), "options": dict(self._options)}
+        return {
+            "state": self._get_state(),
+            "rngs": [r.bit_generator.state for r in self._rngs],
+            "elapsed": self._elapsed.copy(),
+            "options": dict(self._options),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (a vector env made with the same arguments and size)."""

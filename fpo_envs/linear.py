@@ -17,7 +17,6 @@ from fpo_envs.core import (
     game_arguments,
 )
 
-
 PARAM_BOUND = 1e6
 """RM parameters beyond this magnitude (or non-finite) end the episode as diverged."""
 
@@ -151,10 +150,12 @@ class LinearGame(CostProxy):
         action_cost: float,
         output_bound: float,
     ) -> None:
-        check_settings({"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
-                       {"rm_weight_decay": rm_weight_decay, "rm_init_noise": rm_init_noise, "action_cost": action_cost},
-                       integers={"dim": dim, "signal_dims": signal_dims},
-                       real={"ideal_value": ideal_value, "utility_peak": utility_peak})
+        check_settings(
+            {"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
+            {"rm_weight_decay": rm_weight_decay, "rm_init_noise": rm_init_noise, "action_cost": action_cost},
+            integers={"dim": dim, "signal_dims": signal_dims},
+            real={"ideal_value": ideal_value, "utility_peak": utility_peak},
+        )
         self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
         self.dim = dim
         self.signal_dims = signal_dims
@@ -183,7 +184,11 @@ class LinearGame(CostProxy):
             w = np.zeros(d)
             w[: self.signal_dims] = 1.0
             w = w + rng.normal(0.0, self.rm_init_noise, d)
-        y = _per_copy(options["output"], (d,), index, "output", self.single_action_space.high[0]) if "output" in options else np.zeros(d)
+        y = (
+            _per_copy(options["output"], (d,), index, "output", self.single_action_space.high[0])
+            if "output" in options
+            else np.zeros(d)
+        )
         return {"w": w, "y": y}
 
     def _get_state(self):
@@ -232,7 +237,9 @@ def _per_copy(value, shape, index, name, bound=None):
     return check_bounded_array(array, shape, float(bound), f"reset option {name!r}")
 
 
-def bump_oracle(dim: int, signal_dims: int, ideal_value: float, peak: float, width: float, output_bound: float) -> GaussianBumpOracle:
+def bump_oracle(
+    dim: int, signal_dims: int, ideal_value: float, peak: float, width: float, output_bound: float
+) -> GaussianBumpOracle:
     """The oracle of a vector game: a bump around ``y* = (ideal_value, ..., 0, ...)`` whose
     first ``signal_dims`` coordinates are signal, checked to lie inside the action bounds."""
     if not 0 < signal_dims <= dim:
@@ -324,8 +331,18 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
         output_bound: float = 10.0,
         render_mode: str | None = None,
     ):
-        self._setup(dim, signal_dims, ideal_value, utility_peak, utility_width, rm_lr,
-                    rm_weight_decay, rm_init_noise, action_cost, output_bound)
+        self._setup(
+            dim,
+            signal_dims,
+            ideal_value,
+            utility_peak,
+            utility_width,
+            rm_lr,
+            rm_weight_decay,
+            rm_init_noise,
+            action_cost,
+            output_bound,
+        )
         self._set_render_mode(render_mode)
         self.action_space = self.single_action_space
         self.observation_space = self.single_observation_space

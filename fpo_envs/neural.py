@@ -53,8 +53,16 @@ class MLPRewardModel:
     betas = (0.9, 0.999)
     eps = 1e-8
 
-    def __init__(self, params, dim: int, hidden: int, lr: float = 1e-3, weight_decay: float = 1e-3,
-                 opt_state: dict | None = None, buffer: dict | None = None):
+    def __init__(
+        self,
+        params,
+        dim: int,
+        hidden: int,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-3,
+        opt_state: dict | None = None,
+        buffer: dict | None = None,
+    ):
         self.params = params
         self.dim, self.hidden = dim, hidden
         self.lr, self.weight_decay = lr, weight_decay
@@ -64,7 +72,8 @@ class MLPRewardModel:
             raise ValueError(f"params must have last dimension {self.num_params}, got {tuple(params.shape)}")
         batch = params.shape[:-1]
         self.opt_state = opt_state or {
-            "exp_avg": torch.zeros_like(params), "exp_avg_sq": torch.zeros_like(params),
+            "exp_avg": torch.zeros_like(params),
+            "exp_avg_sq": torch.zeros_like(params),
             "step": torch.zeros(batch, dtype=params.dtype),
         }
         self.buffer = buffer
@@ -116,7 +125,7 @@ class MLPRewardModel:
         if not batch:
             return per_output(params, y)
         flat_fn = vmap(per_output)
-        out = flat_fn(params.reshape(-1, params.shape[-1]), y.reshape(-1, *y.shape[len(batch):]))
+        out = flat_fn(params.reshape(-1, params.shape[-1]), y.reshape(-1, *y.shape[len(batch) :]))
         return torch.utils._pytree.tree_map(lambda t: t.reshape(*batch, *t.shape[1:]), out)
 
     def _forward(self, y, params, with_grad: bool | str):
@@ -194,8 +203,8 @@ class MLPRewardModel:
         step = state["step"] + 1
         exp_avg = b1 * state["exp_avg"] + (1 - b1) * g
         exp_avg_sq = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
-        bias1 = (1 - b1 ** step)[..., None]
-        bias2 = (1 - b2 ** step)[..., None]
+        bias1 = (1 - b1**step)[..., None]
+        bias2 = (1 - b2**step)[..., None]
         new = params - (self.lr / bias1) * exp_avg / (exp_avg_sq.sqrt() / bias2.sqrt() + self.eps)
         return new, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "step": step}
 
@@ -245,13 +254,34 @@ class NeuralGame(CostProxy):
 
     reset_options = ("rm_params", "output")
 
-    def _setup(self, dim, signal_dims, ideal_value, utility_peak, utility_width, hidden, rm_init_std,
-               rm_lr, rm_weight_decay, buffer_size, samples_per_round, action_cost, output_bound):
-        check_settings({"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
-                       {"rm_weight_decay": rm_weight_decay, "rm_init_std": rm_init_std, "action_cost": action_cost},
-                       integers={"dim": dim, "signal_dims": signal_dims, "hidden": hidden, "buffer_size": buffer_size,
-                                 "samples_per_round": samples_per_round},
-                       real={"ideal_value": ideal_value, "utility_peak": utility_peak})
+    def _setup(
+        self,
+        dim,
+        signal_dims,
+        ideal_value,
+        utility_peak,
+        utility_width,
+        hidden,
+        rm_init_std,
+        rm_lr,
+        rm_weight_decay,
+        buffer_size,
+        samples_per_round,
+        action_cost,
+        output_bound,
+    ):
+        check_settings(
+            {"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
+            {"rm_weight_decay": rm_weight_decay, "rm_init_std": rm_init_std, "action_cost": action_cost},
+            integers={
+                "dim": dim,
+                "signal_dims": signal_dims,
+                "hidden": hidden,
+                "buffer_size": buffer_size,
+                "samples_per_round": samples_per_round,
+            },
+            real={"ideal_value": ideal_value, "utility_peak": utility_peak},
+        )
         if not samples_per_round <= buffer_size:
             raise ValueError(f"samples_per_round must be in [1, buffer_size={buffer_size}], got {samples_per_round}")
         self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
@@ -281,22 +311,35 @@ class NeuralGame(CostProxy):
         f32 = torch.float32
         return {
             "params": torch.as_tensor(params, dtype=f32),
-            "exp_avg": torch.zeros(p, dtype=f32), "exp_avg_sq": torch.zeros(p, dtype=f32), "step": torch.zeros((), dtype=f32),
-            "buf_y": torch.zeros(self.buffer_size, d, dtype=f32), "buf_u": torch.zeros(self.buffer_size, dtype=f32),
+            "exp_avg": torch.zeros(p, dtype=f32),
+            "exp_avg_sq": torch.zeros(p, dtype=f32),
+            "step": torch.zeros((), dtype=f32),
+            "buf_y": torch.zeros(self.buffer_size, d, dtype=f32),
+            "buf_u": torch.zeros(self.buffer_size, dtype=f32),
             "buf_count": torch.zeros((), dtype=torch.int64),
             "output": torch.as_tensor(output, dtype=f32),
         }
 
     def _get_state(self):
         rm = self.reward_model
-        state = {"params": rm.params, **rm.opt_state, "buf_y": rm.buffer["y"], "buf_u": rm.buffer["u"],
-                 "buf_count": rm.buffer["count"], "output": self._output}
+        state = {
+            "params": rm.params,
+            **rm.opt_state,
+            "buf_y": rm.buffer["y"],
+            "buf_u": rm.buffer["u"],
+            "buf_count": rm.buffer["count"],
+            "output": self._output,
+        }
         return {k: v.clone() for k, v in state.items()}
 
     def _load_state(self, state):
         state = {k: v.clone() for k, v in state.items()}
         self.reward_model = MLPRewardModel(
-            state["params"], self.dim, self.hidden, self._rm_lr, self._rm_weight_decay,
+            state["params"],
+            self.dim,
+            self.hidden,
+            self._rm_lr,
+            self._rm_weight_decay,
             opt_state={"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"], "step": state["step"]},
             buffer={"y": state["buf_y"], "u": state["buf_u"], "count": state["buf_count"]},
         )
@@ -429,8 +472,21 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
         output_bound: float = 10.0,
         render_mode: str | None = None,
     ):
-        self._setup(dim, signal_dims, ideal_value, utility_peak, utility_width, hidden, rm_init_std,
-                    rm_lr, rm_weight_decay, buffer_size, samples_per_round, action_cost, output_bound)
+        self._setup(
+            dim,
+            signal_dims,
+            ideal_value,
+            utility_peak,
+            utility_width,
+            hidden,
+            rm_init_std,
+            rm_lr,
+            rm_weight_decay,
+            buffer_size,
+            samples_per_round,
+            action_cost,
+            output_bound,
+        )
         self._set_render_mode(render_mode)
         self.action_space = self.single_action_space
         self.observation_space = self.single_observation_space
@@ -453,5 +509,9 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
         self.render_mode = None
         n = num_envs
         a, o = self.single_action_space, self.single_observation_space
-        self.action_space = spaces.Box(np.broadcast_to(a.low, (n, *a.shape)), np.broadcast_to(a.high, (n, *a.shape)), dtype=np.float32)
-        self.observation_space = spaces.Box(np.broadcast_to(o.low, (n, *o.shape)), np.broadcast_to(o.high, (n, *o.shape)), dtype=np.float32)
+        self.action_space = spaces.Box(
+            np.broadcast_to(a.low, (n, *a.shape)), np.broadcast_to(a.high, (n, *a.shape)), dtype=np.float32
+        )
+        self.observation_space = spaces.Box(
+            np.broadcast_to(o.low, (n, *o.shape)), np.broadcast_to(o.high, (n, *o.shape)), dtype=np.float32
+        )

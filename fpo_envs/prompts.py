@@ -47,7 +47,7 @@ def load_prompts(source: str, split: str) -> list[str]:
 
 
 def _load_hf(source: str) -> list[str]:
-    parts = source[len("hf:"):].split(":")
+    parts = source[len("hf:") :].split(":")
     if len(parts) == 3:
         name, config, (split, column) = parts[0], None, parts[1:]
     elif len(parts) == 4:

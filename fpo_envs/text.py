@@ -112,7 +112,9 @@ class TextRMEnv(FeedbackLoopEnv):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     reset_options = ("rm_params", "prompt")
 
-    def __init__(self, preset: str | TextPreset = "smollm2", split: str = "train", render_mode: str | None = None, **overrides: Any):
+    def __init__(
+        self, preset: str | TextPreset = "smollm2", split: str = "train", render_mode: str | None = None, **overrides: Any
+    ):
         self.preset = make_preset(preset, **overrides)
         p = self.preset
         self.prompts = load_prompts(p.prompts_train if split == "train" else p.prompts_eval, split)
@@ -132,7 +134,11 @@ class TextRMEnv(FeedbackLoopEnv):
         self.observation_space = spaces.Dict({"prompt": UnicodeText(8192), "reference": UnicodeText(8192)})
         self._set_render_mode(render_mode)
         self.generator = torch.Generator()
-        self._load_state(self._draw_initial(np.random.default_rng(0), {"rm_params": np.zeros(self.num_params), "prompt": self.prompts[0]}, None, reference=""))
+        self._load_state(
+            self._draw_initial(
+                np.random.default_rng(0), {"rm_params": np.zeros(self.num_params), "prompt": self.prompts[0]}, None, reference=""
+            )
+        )
 
     def proxy(self, y: Any, reward: Any) -> Any:
         """The proxy objective of responses ``y`` whose RM score is ``reward``: the score itself."""
@@ -158,23 +164,34 @@ class TextRMEnv(FeedbackLoopEnv):
 
     def _get_state(self):
         rm = self.reward_model
-        return {"params": rm.params.copy(), "m": rm.opt_state["m"].copy(), "v": rm.opt_state["v"].copy(),
-                "step": rm.opt_state["step"], "prompt": self.prompt, "reference": self.reference}
+        return {
+            "params": rm.params.copy(),
+            "m": rm.opt_state["m"].copy(),
+            "v": rm.opt_state["v"].copy(),
+            "step": rm.opt_state["step"],
+            "prompt": self.prompt,
+            "reference": self.reference,
+        }
 
     def _load_state(self, state):
         opt = {"m": np.array(state["m"]), "v": np.array(state["v"]), "step": int(state["step"])}
         cache = getattr(getattr(self, "reward_model", None), "_cache", {})
-        self.reward_model = EncoderRewardModel(self._encoder, self._encoder_tokenizer, np.array(state["params"]),
-                                               self.preset.rm_lr, self.preset.rm_max_length, opt)
+        self.reward_model = EncoderRewardModel(
+            self._encoder, self._encoder_tokenizer, np.array(state["params"]), self.preset.rm_lr, self.preset.rm_max_length, opt
+        )
         self.reward_model._cache = cache  # the encoder is frozen: embeddings stay valid
         self.prompt, self.reference = state["prompt"], state["reference"]
 
     def state_dict(self) -> dict:
         """Everything a checkpoint needs to continue this env exactly: RM head and its Adam
         state, the current prompt and reference, the random generators, the round count."""
-        return {**self._get_state(), "np_random": self.np_random.bit_generator.state,
-                "generator": self.generator.get_state().numpy(), "elapsed": getattr(self, "_elapsed", 0),
-                "trajectory": list(getattr(self, "_trajectory", []))}
+        return {
+            **self._get_state(),
+            "np_random": self.np_random.bit_generator.state,
+            "generator": self.generator.get_state().numpy(),
+            "elapsed": getattr(self, "_elapsed", 0),
+            "trajectory": list(getattr(self, "_trajectory", [])),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore :meth:`state_dict` (the env must have been made with the same preset)."""

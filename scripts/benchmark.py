@@ -57,10 +57,11 @@ def neural(args: argparse.Namespace) -> None:
     print(f"\n{env_id}: {r} rounds, a {n}-seed vector env vs a single-seed env (1 torch thread)")
     print(f"{'learner':<15}{'single ms/round':>17}{f'{n} seeds ms/round':>19}{'per-seed speed-up':>19}{'  target >= 8x':>15}")
     for name in agents.NAMES:
-        t_one = best_of(args.repeats, lambda: _timed_learn(gym.make(env_id), name, r))
-        t_vec = best_of(args.repeats, lambda: _timed_learn(gym.make_vec(env_id, num_envs=n), name, r))
+        t_one = best_of(args.repeats, lambda name=name: _timed_learn(gym.make(env_id), name, r))
+        t_vec = best_of(args.repeats, lambda name=name: _timed_learn(gym.make_vec(env_id, num_envs=n), name, r))
         speedup = n * t_one / t_vec
-        print(f"{name:<15}{1e3 * t_one / r:>17.2f}{1e3 * t_vec / r:>19.2f}{speedup:>18.1f}x{'met' if speedup >= 8 else 'MISSED':>15}")
+        verdict = "met" if speedup >= 8 else "MISSED"
+        print(f"{name:<15}{1e3 * t_one / r:>17.2f}{1e3 * t_vec / r:>19.2f}{speedup:>18.1f}x{verdict:>15}")
 
 
 def linear(args: argparse.Namespace) -> None:
@@ -70,22 +71,24 @@ def linear(args: argparse.Namespace) -> None:
     print(f"{args.env_id}: per-round cost of one seed, analytic vs finite-difference gradient")
     print(f"{'learner':<15}{'analytic ms':>13}{'fin.-diff. ms':>15}{'ratio':>8}")
     for name in agents.NAMES:
-        t_an = best_of(args.repeats, lambda: _timed_learn(gym.make(args.env_id), name, r))
-        t_fd = best_of(args.repeats, lambda: _timed_learn(gym.make(args.env_id), name, r, gradient="finite-difference"))
+        t_an = best_of(args.repeats, lambda name=name: _timed_learn(gym.make(args.env_id), name, r))
+        t_fd = best_of(args.repeats, lambda name=name: _timed_learn(gym.make(args.env_id), name, r, gradient="finite-difference"))
         print(f"{name:<15}{1e3 * t_an / r:>13.3f}{1e3 * t_fd / r:>15.3f}{t_fd / t_an:>7.1f}x")
 
     print(f"\n{args.env_id}: {args.seeds} seeds x {r} rounds, one batched vector env vs one env per seed")
     print(f"{'learner':<15}{'batched s':>11}{'per seed ms':>13}{'single ms/seed':>16}{'speed-up':>10}{'  target < 2 s':>14}")
     for name in agents.NAMES:
-        t_vec = best_of(args.repeats, lambda: _timed_learn(gym.make_vec(args.env_id, num_envs=args.seeds), name, r))
+        t_vec = best_of(args.repeats, lambda name=name: _timed_learn(gym.make_vec(args.env_id, num_envs=args.seeds), name, r))
 
-        def singles():
+        def singles(name=name):
             return sum(_timed_learn(gym.make(args.env_id), name, r) for _ in range(args.single_envs))
 
         t_one = best_of(args.repeats, singles) / args.single_envs
         per_seed = t_vec / args.seeds
-        print(f"{name:<15}{t_vec:>11.3f}{1e3 * per_seed:>13.3f}{1e3 * t_one:>16.2f}{t_one / per_seed:>9.0f}x"
-              f"{'met' if t_vec < 2.0 else 'MISSED':>14}")
+        print(
+            f"{name:<15}{t_vec:>11.3f}{1e3 * per_seed:>13.3f}{1e3 * t_one:>16.2f}{t_one / per_seed:>9.0f}x"
+            f"{'met' if t_vec < 2.0 else 'MISSED':>14}"
+        )
 
 
 if __name__ == "__main__":

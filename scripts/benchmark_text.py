@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> None:
         rounds.append(time.perf_counter() - start)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     floor, round_ = float(np.median(floors)), float(np.median(rounds))
-    print(f"preset {args.preset}, learner {args.learner}, N = {args.n}, {args.tokens} new tokens, "
-          f"torch threads {torch.get_num_threads()}, median of {args.rounds} rounds")
+    print(
+        f"preset {args.preset}, learner {args.learner}, N = {args.n}, {args.tokens} new tokens, "
+        f"torch threads {torch.get_num_threads()}, median of {args.rounds} rounds"
+    )
     print(f"floor (N + 1 generations): {floor:.2f} s")
     print(f"round:                     {round_:.2f} s")
     print(f"round / floor:             {round_ / floor:.2f}x   (target <= 1.5x: {'met' if round_ / floor <= 1.5 else 'MISSED'})")

@@ -39,8 +39,13 @@ def main(argv: list[str] | None = None) -> None:
         if not (run / "adapter" / "adapter_config.json").exists():
             raise SystemExit(f"{run} has no adapter/ (train it with scripts/train_text.py)")
         policies[run.name] = run / "adapter"
-    evaluate(lambda: gym.make("FPO/TextRM-v0", preset=args.preset, split="eval", **overrides), policies, args.out,
-             judge=args.judge, max_new_tokens=overrides.get("max_new_tokens", 32))
+    evaluate(
+        lambda: gym.make("FPO/TextRM-v0", preset=args.preset, split="eval", **overrides),
+        policies,
+        args.out,
+        judge=args.judge,
+        max_new_tokens=overrides.get("max_new_tokens", 32),
+    )
     print((args.out / "eval_table.md").read_text())
 
 

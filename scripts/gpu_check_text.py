@@ -43,12 +43,23 @@ def main(argv: list[str] | None = None) -> None:
     print("bitsandbytes", bitsandbytes.__version__, "| peft", peft.__version__, "| transformers", transformers.__version__)
     with tempfile.TemporaryDirectory() as tmp:
         tiny = build_tiny_models(Path(tmp))
-        overrides = {**tiny, "oracle_model": tiny["policy_model"], "device": args.device,
-                     "oracle_quantization": args.oracle_quantization, "prompts_train": "builtin", "prompts_eval": "builtin"}
+        overrides = {
+            **tiny,
+            "oracle_model": tiny["policy_model"],
+            "device": args.device,
+            "oracle_quantization": args.oracle_quantization,
+            "prompts_train": "builtin",
+            "prompts_eval": "builtin",
+        }
         env = gym.make("FPO/TextRM-v0", preset="llama-3.2-1b", **overrides)
         game = env.unwrapped
         kinds = {type(m).__name__ for m in game.policy_base.modules() if "Linear" in type(m).__name__}
-        print("policy linear layers:", sorted(kinds), "| oracle:", sorted({type(m).__name__ for m in game.oracle.model.modules() if "Linear" in type(m).__name__}))
+        print(
+            "policy linear layers:",
+            sorted(kinds),
+            "| oracle:",
+            sorted({type(m).__name__ for m in game.oracle.model.modules() if "Linear" in type(m).__name__}),
+        )
         optimizer = "paged_adamw_8bit" if args.device == "cuda" else "adamw"
         agent = agents.make("fpo-relaxed", env, seed=0, optimizer=optimizer, grad_accum=1, n_candidates=8, lr=1e-3)
         lora = {n: p.detach().clone() for n, p in agent.model.named_parameters() if p.requires_grad}
@@ -60,19 +71,25 @@ def main(argv: list[str] | None = None) -> None:
             history = agent.learn(1)
             if args.device == "cuda":
                 torch.cuda.synchronize()
-            print(f"round {r + 1}: {time.perf_counter() - start:.3f} s, U = {history['true_utility'][0]:.3f}, "
-                  f"r = {history['proxy_reward'][0]:.4f}, sft loss = {history['sft_loss'][0]:.3f}")
+            print(
+                f"round {r + 1}: {time.perf_counter() - start:.3f} s, U = {history['true_utility'][0]:.3f}, "
+                f"r = {history['proxy_reward'][0]:.4f}, sft loss = {history['sft_loss'][0]:.3f}"
+            )
         moved = sum(int(not torch.equal(p.detach(), lora[n])) for n, p in agent.model.named_parameters() if p.requires_grad)
         # A generate, then one SFT loss by hand (no optimizer step), to read the LoRA gradients.
         prompt = agent._obs["prompt"]
         agent.candidates(prompt)
         tok = game.policy_tokenizer
-        ids = torch.tensor([chat_prompt_ids(tok, prompt) + response_ids(tok, "a short answer") + [tok.eos_token_id]], device=args.device)
+        ids = torch.tensor(
+            [chat_prompt_ids(tok, prompt) + response_ids(tok, "a short answer") + [tok.eos_token_id]], device=args.device
+        )
         agent.optimizer.zero_grad(set_to_none=True)
         agent.model(input_ids=ids, labels=ids).loss.backward()
         grads = [p.grad.abs().sum().item() for p in agent.model.parameters() if p.requires_grad and p.grad is not None]
-        print(f"LoRA tensors moved by training: {moved}/{len(lora)}; non-zero LoRA gradients after generate: "
-              f"{sum(g > 0 for g in grads)}/{len(grads)}")
+        print(
+            f"LoRA tensors moved by training: {moved}/{len(lora)}; non-zero LoRA gradients after generate: "
+            f"{sum(g > 0 for g in grads)}/{len(grads)}"
+        )
         if args.device == "cuda":
             print(f"peak GPU memory: {torch.cuda.max_memory_allocated() / 2**20:.1f} MiB")
         # LoRA's B matrices start at zero, so only after training are all gradients non-zero.

@@ -51,10 +51,15 @@ def run_seed(env_id: str, learner: str, seed: int, rounds: int, copies: int) -> 
         if terminated or truncated:
             break
     return {
-        "learner": learner, "seed": seed, "train_final_true_utility": float(history["true_utility"][-1].mean()),
-        "train_diverged_rounds": int(history["diverged"].sum()), "eval_final_true_utility": float(utilities[-1]),
-        "eval_peak_true_utility": float(max(utilities)), "eval_final_noise_norm": float(info["noise_norm"]),
-        "eval_final_signal_norm": float(info["signal_norm"]), "seconds": time.perf_counter() - start,
+        "learner": learner,
+        "seed": seed,
+        "train_final_true_utility": float(history["true_utility"][-1].mean()),
+        "train_diverged_rounds": int(history["diverged"].sum()),
+        "eval_final_true_utility": float(utilities[-1]),
+        "eval_peak_true_utility": float(max(utilities)),
+        "eval_final_noise_norm": float(info["noise_norm"]),
+        "eval_final_signal_norm": float(info["signal_norm"]),
+        "seconds": time.perf_counter() - start,
     }
 
 
@@ -62,8 +67,12 @@ COLUMNS = ("train_final_true_utility", "eval_peak_true_utility", "eval_final_tru
 
 
 def table(records: list[dict], optimum: float, title: str) -> str:
-    lines = [f"### {title}", "", "| learner | seeds | " + " | ".join(COLUMNS) + " | collapse rate |",
-             "|---" * (len(COLUMNS) + 3) + "|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| learner | seeds | " + " | ".join(COLUMNS) + " | collapse rate |",
+        "|---" * (len(COLUMNS) + 3) + "|",
+    ]
     for learner in LEARNERS:
         rows = [r for r in records if r["learner"] == learner]
         if not rows:
@@ -94,8 +103,10 @@ def main(argv: list[str] | None = None) -> None:
     import fpo_envs  # noqa: F401
 
     optimum = gym.make(env_id).unwrapped.optimum()[1]
-    title = (f"PPO on {env_id}: {args.seeds} seeds, {args.copies} copies x {args.rounds} training rounds each, "
-             f"deterministic evaluation episode")
+    title = (
+        f"PPO on {env_id}: {args.seeds} seeds, {args.copies} copies x {args.rounds} training rounds each, "
+        f"deterministic evaluation episode"
+    )
     text = table(records, optimum, title)
     folder = args.out / args.game
     folder.mkdir(parents=True, exist_ok=True)

@@ -26,10 +26,8 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import gymnasium as gym
-import numpy as np
 
 import agents
-import fpo_envs
 from fpo_envs import report
 
 
@@ -49,21 +47,37 @@ class Game:
 
 GAMES = {
     "linear": Game(
-        "FPO/LinearRM-v0", rounds=300, seeds=20,
-        learners=(("rlhf", "rlhf", {}), ("fpo-practical", "fpo-practical", {}), ("fpo-relaxed", "fpo-relaxed", {}),
-                  ("fpo-relaxed (no oracle grad)", "fpo-relaxed", {"oracle_gradient": False})),
+        "FPO/LinearRM-v0",
+        rounds=300,
+        seeds=20,
+        learners=(
+            ("rlhf", "rlhf", {}),
+            ("fpo-practical", "fpo-practical", {}),
+            ("fpo-relaxed", "fpo-relaxed", {}),
+            ("fpo-relaxed (no oracle grad)", "fpo-relaxed", {"oracle_gradient": False}),
+        ),
     ),
     "neural": Game(
-        "FPO/NeuralRM-v0", rounds=4000, seeds=16, metric_prefix="theta_", schedule=True,
-        learners=(("rlhf", "rlhf", {}), ("fpo-practical", "fpo-practical", {}), ("fpo-relaxed", "fpo-relaxed", {}),
-                  ("fpo-relaxed (oracle grad)", "fpo-relaxed", {"oracle_gradient": True})),
+        "FPO/NeuralRM-v0",
+        rounds=4000,
+        seeds=16,
+        metric_prefix="theta_",
+        schedule=True,
+        learners=(
+            ("rlhf", "rlhf", {}),
+            ("fpo-practical", "fpo-practical", {}),
+            ("fpo-relaxed", "fpo-relaxed", {}),
+            ("fpo-relaxed (oracle grad)", "fpo-relaxed", {"oracle_gradient": True}),
+        ),
     ),
 }
 
 METRICS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm")
 
 
-def run_learner(env_id: str, name: str, config: dict, seeds: int, seed: int, rounds: int, threads: int | None) -> tuple[dict, float]:
+def run_learner(
+    env_id: str, name: str, config: dict, seeds: int, seed: int, rounds: int, threads: int | None
+) -> tuple[dict, float]:
     """One learner over ``seeds`` copies of one vector env; returns (history, seconds)."""
     if threads is not None:
         import torch
@@ -100,7 +114,11 @@ def run_game(game_name: str, args: argparse.Namespace) -> list[dict]:
     optimum = env.optimum()[1]
     rows = [report.summarize(label, history, optimum) for label, history in runs.items()]
     where = " at the policy mean theta" if game.metric_prefix == "theta_" else ""
-    title = f"{game.env_id}, {seeds} seeds, {rounds} rounds" + (f", {args.gradient} gradient" if game_name == "linear" else "") + where
+    title = (
+        f"{game.env_id}, {seeds} seeds, {rounds} rounds"
+        + (f", {args.gradient} gradient" if game_name == "linear" else "")
+        + where
+    )
     folder = args.out / game_name
     folder.mkdir(parents=True, exist_ok=True)
     report.write_table(rows, folder / "table", title)

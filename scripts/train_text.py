@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 import gymnasium as gym
+from scripts_common import parse_overrides
 
 import agents
 import fpo_envs  # noqa: F401
 from agents.text import TextLeader
 from agents.text_eval import evaluate, training_summary
-from scripts_common import parse_overrides
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,20 +66,30 @@ def main(argv: list[str] | None = None) -> None:
             agent = TextLeader.resume(run_dir, env)
             print(f"{name}: resumed at round {agent.num_rounds}")
         else:
-            agent = agents.make(name, env, seed=args.seed, n_candidates=args.n, run_dir=str(run_dir),
-                                checkpoint_every=args.checkpoint_every, **learner_config)
+            agent = agents.make(
+                name,
+                env,
+                seed=args.seed,
+                n_candidates=args.n,
+                run_dir=str(run_dir),
+                checkpoint_every=args.checkpoint_every,
+                **learner_config,
+            )
         start = time.perf_counter()
         agent.learn(max(args.rounds - agent.num_rounds, 0), progress_bar=True)
         agent.save_adapter(run_dir / "adapter")
-        (run_dir / "done.json").write_text(json.dumps({"rounds": agent.num_rounds, "seconds_this_run": time.perf_counter() - start}))
+        (run_dir / "done.json").write_text(
+            json.dumps({"rounds": agent.num_rounds, "seconds_this_run": time.perf_counter() - start})
+        )
         del agent, env
     summary = training_summary({name: args.out / name for name in args.learners})
     (args.out / "train_summary.md").write_text(summary)
     print(summary)
     if not args.no_eval:
         policies = {"base": None, **{name: args.out / name / "adapter" for name in args.learners}}
-        rows = evaluate(lambda: make_env("eval"), policies, args.out, judge=args.judge,
-                        max_new_tokens=overrides.get("max_new_tokens", 32))
+        rows = evaluate(
+            lambda: make_env("eval"), policies, args.out, judge=args.judge, max_new_tokens=overrides.get("max_new_tokens", 32)
+        )
         print((args.out / "eval_table.md").read_text())
         del rows
 

@@ -29,25 +29,49 @@ def build_tiny_models(folder: Path) -> dict[str, str]:
     corpus = load_prompts("builtin", "train") + load_prompts("builtin", "eval") + [BUILTIN.read_text()]
     trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     bpe.train_from_iterator(corpus, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>",
-                                        pad_token="<|im_end|>", unk_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|im_end|>", unk_token="<|endoftext|>"
+    )
     tokenizer.chat_template = CHAT_TEMPLATE
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in specials}
 
     torch.manual_seed(0)  # test fixture: fixed tiny weights
-    llama = LlamaForCausalLM(LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=ids["<|im_start|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|im_end|>"],
-        tie_word_embeddings=True,
-    ))
+    llama = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            bos_token_id=ids["<|im_start|>"],
+            eos_token_id=ids["<|im_end|>"],
+            pad_token_id=ids["<|im_end|>"],
+            tie_word_embeddings=True,
+        )
+    )
     llama.generation_config.pad_token_id = ids["<|im_end|>"]
-    bert = BertModel(BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                                intermediate_size=64, max_position_embeddings=512, pad_token_id=ids["<|im_end|>"]))
+    bert = BertModel(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+            pad_token_id=ids["<|im_end|>"],
+        )
+    )
     llama_dir, bert_dir = folder / "tiny-llama", folder / "tiny-bert"
     llama.save_pretrained(llama_dir)
     tokenizer.save_pretrained(llama_dir)
     bert.save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
-    return {"policy_model": str(llama_dir), "rm_encoder": str(bert_dir), "max_new_tokens": 8, "min_new_tokens": 2,
-            "max_response_tokens": 16}
+    return {
+        "policy_model": str(llama_dir),
+        "rm_encoder": str(bert_dir),
+        "max_new_tokens": 8,
+        "min_new_tokens": 2,
+        "max_response_tokens": 16,
+    }

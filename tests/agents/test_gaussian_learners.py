@@ -15,7 +15,9 @@ def _float64_rm(env):
     return rm.replace(rm.params.double())
 
 
-@pytest.mark.parametrize("name, config", [("rlhf", {}), ("fpo-practical", {}), ("fpo-relaxed", {}), ("fpo-relaxed", {"oracle_gradient": True})])
+@pytest.mark.parametrize(
+    "name, config", [("rlhf", {}), ("fpo-practical", {}), ("fpo-relaxed", {}), ("fpo-relaxed", {"oracle_gradient": True})]
+)
 def test_objective_gradient_matches_finite_differences(name, config):
     env = gym.make_vec("FPO/NeuralRM-v0", num_envs=2)
     env.reset(seed=0, options={"rm_params": np.random.default_rng(0).normal(0, 0.3, (2, 1441))})
@@ -33,12 +35,14 @@ def test_objective_gradient_matches_finite_differences(name, config):
             u = env.unwrapped.oracle.utility(y)
             from agents import penalties
 
-            def f(z):
+            def f(z, u=u):
                 r, g = rm.reward_and_grad_params(z)
                 return r - 0.01 * (z * z).sum(-1) - 0.005 * penalties.relaxed_penalty(g, r - u)
         else:
+
             def f(z):
                 return agent.objective.value(z, rm)
+
         expected[:, i] = (f(y + e) - f(y - e)) / (2 * eps)
     torch.testing.assert_close(grad, expected, rtol=1e-6, atol=1e-7)
 
@@ -65,7 +69,6 @@ def test_schedules_follow_one_minus_progress_to_the_fourth():
     assert agent.schedule(50) == pytest.approx((0.001 + 0.099 * decay, 0.001 + 0.049 * decay))
 
 
-
 def test_without_schedule_rounds_the_schedule_follows_each_learn_call():
     agent = agents.make("rlhf", gym.make("FPO/NeuralRM-v0"), seed=0)
     assert agent.schedule_rounds == 4000  # before any learn: the env's episode length
@@ -81,7 +84,13 @@ def test_without_schedule_rounds_the_schedule_follows_each_learn_call():
 def test_history_records_info_and_theta_metrics():
     env = gym.make_vec("FPO/NeuralRM-v0", num_envs=2)
     h = agents.make("fpo-relaxed", env, seed=0, schedule_rounds=20).learn(5)
-    for key in fpo_envs.INFO_KEYS + ("theta_true_utility", "theta_signal_norm", "theta_noise_norm", "theta_rm_error", "buffer_rm_error"):
+    for key in fpo_envs.INFO_KEYS + (
+        "theta_true_utility",
+        "theta_signal_norm",
+        "theta_noise_norm",
+        "theta_rm_error",
+        "buffer_rm_error",
+    ):
         assert h[key].shape == (5, 2), key
     assert h["theta"].shape == (5, 2, 10)
     # theta's utility is that of the mean it samples around; sigma = 0.1 keeps them close.
@@ -120,8 +129,12 @@ SEEDS, ROUNDS = 12, 1000  # a shortened schedule (the paper's is 4000 rounds) so
 def shortened_runs():
     torch.set_num_threads(1)  # the figures below were measured with one thread
     runs = {}
-    for label, name, config in [("rlhf", "rlhf", {}), ("fpo-practical", "fpo-practical", {}),
-                                ("fpo-relaxed", "fpo-relaxed", {}), ("fpo-relaxed-og", "fpo-relaxed", {"oracle_gradient": True})]:
+    for label, name, config in [
+        ("rlhf", "rlhf", {}),
+        ("fpo-practical", "fpo-practical", {}),
+        ("fpo-relaxed", "fpo-relaxed", {}),
+        ("fpo-relaxed-og", "fpo-relaxed", {"oracle_gradient": True}),
+    ]:
         env = gym.make_vec("FPO/NeuralRM-v0", num_envs=SEEDS)
         runs[label] = agents.make(name, env, seed=0, schedule_rounds=ROUNDS, **config).learn(ROUNDS)["theta_true_utility"][-1]
     return runs

@@ -99,10 +99,14 @@ def test_analytic_objective_gradient_matches_finite_differences(name):
     agent = agents.make(name, env)
     rm = env.unwrapped.reward_model
     y = np.random.default_rng(0).normal(0.5, 0.5, (3, 50))
-    np.testing.assert_allclose(agent.objective_grad(y, rm), _central(lambda z: agent.objective.value(z, rm), y), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        agent.objective_grad(y, rm), _central(lambda z: agent.objective.value(z, rm), y), rtol=1e-5, atol=1e-5
+    )
 
 
-@pytest.mark.parametrize("name, config", [("rlhf", {}), ("fpo-practical", {}), ("fpo-relaxed", {}), ("fpo-relaxed", {"oracle_gradient": False})])
+@pytest.mark.parametrize(
+    "name, config", [("rlhf", {}), ("fpo-practical", {}), ("fpo-relaxed", {}), ("fpo-relaxed", {"oracle_gradient": False})]
+)
 def test_finite_difference_mode_is_the_papers_forward_difference(name, config):
     env = gym.make_vec("FPO/LinearRM-v0", num_envs=2)
     env.reset(seed=1)

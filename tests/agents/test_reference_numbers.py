@@ -47,3 +47,18 @@ def test_neural_histories_are_unchanged(reference, label, name, config):
     h = agents.make(name, env, seed=11, schedule_rounds=150, **config).learn(150)
     np.testing.assert_array_equal(h["theta_true_utility"], reference[f"neural/{label}/true_utility"])
     np.testing.assert_array_equal(h["noise_norm"], reference[f"neural/{label}/noise_norm"])
+
+
+@pytest.mark.parametrize("gradient", ["analytic", "finite-difference"])
+def test_the_linear_reproduction_prints_the_same_table(gradient, tmp_path):
+    pytest.importorskip("matplotlib")
+    import sys
+
+    sys.path.insert(0, str(DATA.parents[1] / "scripts"))
+    try:
+        import reproduce
+    finally:
+        sys.path.pop(0)
+    reproduce.main(["--game", "linear", "--gradient", gradient, "--out", str(tmp_path)])
+    expected = (DATA / f"linear_table_{gradient.replace('-', '_')}.md").read_text()
+    assert (tmp_path / "linear" / "table.md").read_text() == expected

@@ -21,10 +21,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def _python(code: str, cwd: Path, extra_path: Path | None = None) -> subprocess.CompletedProcess:
     path = [str(ROOT)] + ([str(extra_path)] if extra_path else [])
     env = {"PYTHONPATH": ":".join(path), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
-USER_MODULE = '''
+USER_MODULE = """
 import agents
 
 
@@ -34,12 +36,13 @@ def abs_relaxed(z):
 
 agents.register_penalty("abs-relaxed", abs_relaxed)
 agents.register("abs-fpo", kwargs={"penalty": "abs-relaxed"}, games=("linear", "neural"))
-'''
+"""
 
 
 def test_a_learner_from_a_users_module_is_made_saved_and_loaded_on_both_games(tmp_path):
     (tmp_path / "my_algo.py").write_text(USER_MODULE)
-    result = _python('''
+    result = _python(
+        """
         import gymnasium as gym, numpy as np, torch
         import agents, fpo_envs
         torch.set_num_threads(1)
@@ -54,14 +57,20 @@ def test_a_learner_from_a_users_module_is_made_saved_and_loaded_on_both_games(tm
                 again = agents.load(f"{env_id[4:10]}-{vector}.zip", make()).learn(3)["true_utility"]
                 np.testing.assert_array_equal(rest, again)
         print("ok")
-    ''', tmp_path, tmp_path)
+    """,
+        tmp_path,
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
     # A fresh process that has not imported the module is told which module to import.
-    result = _python('''
+    result = _python(
+        """
         import gymnasium as gym, agents, fpo_envs
         agents.load("Linear-False.zip", gym.make("FPO/LinearRM-v0"))
-    ''', tmp_path)
+    """,
+        tmp_path,
+    )
     assert result.returncode != 0
     assert "'abs-fpo', which is not registered: import my_algo" in result.stderr
 
@@ -70,16 +79,21 @@ def test_an_installed_package_registers_through_the_entry_point_group(tmp_path):
     site = tmp_path / "site"
     (site / "fpo_plugin_demo").mkdir(parents=True)
     (site / "fpo_plugin_demo" / "__init__.py").write_text(
-        "import agents\n\ndef register():\n    agents.register('plugin-fpo', kwargs={'penalty': 'practical', 'gamma': 0.5})\n")
+        "import agents\n\ndef register():\n    agents.register('plugin-fpo', kwargs={'penalty': 'practical', 'gamma': 0.5})\n"
+    )
     dist = site / "fpo_plugin_demo-0.1.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fpo-plugin-demo\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[fpo_envs.learners]\ndemo = fpo_plugin_demo:register\n")
-    result = _python('''
+    result = _python(
+        """
         import gymnasium as gym, agents, fpo_envs
         assert "plugin-fpo" in agents.ids("linear")
         print(agents.make("plugin-fpo", gym.make("FPO/LinearRM-v0")).config.gamma)
-    ''', tmp_path, site)
+    """,
+        tmp_path,
+        site,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0.5"
 

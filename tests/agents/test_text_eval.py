@@ -71,8 +71,12 @@ def test_evaluate_writes_tables_for_base_and_trained_policies(tiny_text, tmp_pat
     agent = agents.make("rlhf", env, seed=0, n_candidates=2, grad_accum=1, lr=1e-2)
     agent.learn(3)
     agent.save_adapter(tmp_path / "adapter")
-    rows = evaluate(lambda: gym.make("FPO/TextRM-v0", split="eval", **tiny_text),
-                    {"base": None, "rlhf": tmp_path / "adapter"}, tmp_path / "eval", max_new_tokens=4)
+    rows = evaluate(
+        lambda: gym.make("FPO/TextRM-v0", split="eval", **tiny_text),
+        {"base": None, "rlhf": tmp_path / "adapter"},
+        tmp_path / "eval",
+        max_new_tokens=4,
+    )
     assert [r["policy"] for r in rows] == ["base", "rlhf"] and rows[0]["prompts"] == 36
     assert rows[0]["win_vs_rlhf"] + rows[1]["win_vs_base"] == pytest.approx(1.0)
     for name in ("eval_table.md", "eval_table.csv", "eval_answers.jsonl", "eval.png"):

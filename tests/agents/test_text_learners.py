@@ -47,7 +47,9 @@ def test_selection_score_uses_the_shared_bradley_terry_penalty(tiny_text, name):
         u = game.oracle.quality([prompt] * 5, responses + [reference])
         sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
         expected = np.einsum("nd,nd->n", f[:4], f[:4] - f[4]) * (sig(r[:4] - r[4]) - sig(u[:4] - u[4]))
-        np.testing.assert_allclose(expected, penalties.relaxed_penalty(f[:4], penalties.overconfidence(r[:4], u[:4], r[4], u[4]), f[4]))
+        np.testing.assert_allclose(
+            expected, penalties.relaxed_penalty(f[:4], penalties.overconfidence(r[:4], u[:4], r[4], u[4]), f[4])
+        )
     np.testing.assert_allclose(s["penalty"], expected, rtol=1e-10, atol=1e-12)
     gamma = getattr(agent.config, "gamma", 0.0)
     np.testing.assert_allclose(s["score"], r[:4] - gamma * expected)
@@ -98,8 +100,24 @@ def test_predict_and_config_errors(tiny_text):
 
 def _train(tiny_text, out, rounds, resume=False):
     sets = [f"--set={k}={v}" for k, v in tiny_text.items()]
-    cmd = [sys.executable, str(ROOT / "scripts" / "train_text.py"), "--learners", "fpo-relaxed", "--rounds", str(rounds),
-           "--n", "3", "--checkpoint-every", "4", "--threads", "1", "--no-eval", "--out", str(out), *sets]
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "train_text.py"),
+        "--learners",
+        "fpo-relaxed",
+        "--rounds",
+        str(rounds),
+        "--n",
+        "3",
+        "--checkpoint-every",
+        "4",
+        "--threads",
+        "1",
+        "--no-eval",
+        "--out",
+        str(out),
+        *sets,
+    ]
     return cmd + (["--resume"] if resume else [])
 
 
@@ -115,8 +133,9 @@ def test_a_killed_run_resumes_without_losing_finished_rounds(tiny_text, tmp_path
     subprocess.run(_train(tiny_text, tmp_path / "full", rounds), check=True, env=env, capture_output=True, timeout=600)
     metrics = tmp_path / "killed" / "fpo-relaxed" / "metrics.csv"
     jsonl = metrics.with_suffix(".jsonl")
-    proc = subprocess.Popen(_train(tiny_text, tmp_path / "killed", rounds), env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _train(tiny_text, tmp_path / "killed", rounds), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if jsonl.exists() and len(jsonl.read_text().splitlines()) > 15:
@@ -127,7 +146,9 @@ def test_a_killed_run_resumes_without_losing_finished_rounds(tiny_text, tmp_path
     proc.wait()
     killed_at = len(_rows(metrics))
     assert 14 <= killed_at < rounds
-    subprocess.run(_train(tiny_text, tmp_path / "killed", rounds, resume=True), check=True, env=env, capture_output=True, timeout=600)
+    subprocess.run(
+        _train(tiny_text, tmp_path / "killed", rounds, resume=True), check=True, env=env, capture_output=True, timeout=600
+    )
     full, resumed = _rows(tmp_path / "full" / "fpo-relaxed" / "metrics.csv"), _rows(metrics)
     assert [r["round"] for r in resumed] == [str(i) for i in range(rounds)]
     # Rounds after the last checkpoint are replayed with the restored random states: the

@@ -102,8 +102,17 @@ def test_reset_options_replay_a_run_exactly(env):
 
 
 def test_constructor_settings_change_the_game():
-    env = gym.make("FPO/LinearRM-v0", dim=8, signal_dims=2, ideal_value=1.0, utility_peak=3.0,
-                   utility_width=0.5, rm_init_noise=0.0, action_cost=0.0, output_bound=4.0)
+    env = gym.make(
+        "FPO/LinearRM-v0",
+        dim=8,
+        signal_dims=2,
+        ideal_value=1.0,
+        utility_peak=3.0,
+        utility_width=0.5,
+        rm_init_noise=0.0,
+        action_cost=0.0,
+        output_bound=4.0,
+    )
     obs, _ = env.reset(seed=0)
     assert env.action_space.shape == (8,) and env.observation_space.shape == (16,)
     np.testing.assert_array_equal(obs[:8], [1, 1, 0, 0, 0, 0, 0, 0])
@@ -112,7 +121,9 @@ def test_constructor_settings_change_the_game():
     assert env.action_space.high[0] == 4.0
 
 
-@pytest.mark.parametrize("kwargs", [{"signal_dims": 0}, {"signal_dims": 51}, {"rm_lr": 0.0}, {"output_bound": 1.0}, {"action_cost": -1.0}])
+@pytest.mark.parametrize(
+    "kwargs", [{"signal_dims": 0}, {"signal_dims": 51}, {"rm_lr": 0.0}, {"output_bound": 1.0}, {"action_cost": -1.0}]
+)
 def test_invalid_settings_are_errors(kwargs):
     with pytest.raises(ValueError):
         gym.make("FPO/LinearRM-v0", **kwargs)

@@ -157,8 +157,13 @@ def test_reset_options_set_the_rm_and_the_start():
 
 @pytest.mark.parametrize(
     "action, match",
-    [(np.zeros((5, 9)), "shape"), (np.zeros((4, 10)), "shape"), (np.zeros(10), "shape"),
-     (np.full((5, 10), np.nan), "NaN or inf"), (np.full((5, 10), 11.0), "bounds")],
+    [
+        (np.zeros((5, 9)), "shape"),
+        (np.zeros((4, 10)), "shape"),
+        (np.zeros(10), "shape"),
+        (np.full((5, 10), np.nan), "NaN or inf"),
+        (np.full((5, 10), 11.0), "bounds"),
+    ],
 )
 def test_bad_actions_raise_clear_errors(action, match):
     env = gym.make("FPO/NeuralRM-v0")

@@ -113,7 +113,9 @@ def test_render_rgb_array_shows_the_trajectory(env_id, make_kwargs):
 
 def test_record_video_films_an_episode(env_id, make_kwargs, tmp_path):
     pytest.importorskip("moviepy")
-    env = gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array", **make_kwargs), str(tmp_path / "videos"), disable_logger=True)
+    env = gym.wrappers.RecordVideo(
+        gym.make(env_id, render_mode="rgb_array", **make_kwargs), str(tmp_path / "videos"), disable_logger=True
+    )
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     for _ in range(5):

@@ -28,7 +28,7 @@ def _nll_one(model, tokenizer, prompt, response, scope):
     with torch.no_grad():
         logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0, :-1].float(), -1)
     token_nll = -logp.gather(-1, torch.tensor(ids[1:])[:, None])[:, 0]
-    return token_nll[(0 if scope == "sequence" else len(p) - 1):].mean().item()
+    return token_nll[(0 if scope == "sequence" else len(p) - 1) :].mean().item()
 
 
 @pytest.mark.parametrize("scope", ["sequence", "response"])
@@ -147,8 +147,14 @@ def test_presets_are_typed_and_overridable():
 def test_unreachable_hub_names_the_offline_preset(tiny_text, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="'smollm2' works offline"):
-        gym.make("FPO/TextRM-v0", preset="llama-3.2-1b", device="cpu", policy_quantization="none",
-                 rm_encoder=tiny_text["rm_encoder"], prompts_train="builtin")
+        gym.make(
+            "FPO/TextRM-v0",
+            preset="llama-3.2-1b",
+            device="cpu",
+            policy_quantization="none",
+            rm_encoder=tiny_text["rm_encoder"],
+            prompts_train="builtin",
+        )
 
 
 def test_four_bit_policy_with_lora_trains_after_generation(tiny_text):
