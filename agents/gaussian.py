@@ -1,11 +1,13 @@
-"""The paper's Gaussian-policy learners for the neural game.
+"""The paper's Gaussian-policy family for the neural game.
 
 The policy is ``y = theta + sigma * eps``. Each round it takes ``inner_steps``
-reparameterized single-sample gradient steps on ``r(y) - c ||y||^2 - gamma * R(y)``
-against the RM it sees (the gradient clipped element-wise), then emits the round's fresh
-samples. ``sigma`` and the step size follow ``decay = 1 - progress^4`` over the run. The
-penalty comes from :mod:`agents.penalties`, built from the RM's per-sample parameter
-gradients (``torch.func``) and differentiated with respect to ``theta`` by autograd.
+reparameterized single-sample gradient steps on the objective
+``J(y) = r(y) - c ||y||^2 - gamma * R(y)`` (:class:`agents.objectives.Objective`) against
+the RM it sees (the gradient clipped element-wise), then emits the round's fresh samples.
+``sigma`` and the step size follow ``decay = 1 - progress^4`` over the run. The penalty is
+built from the RM's per-sample parameter gradients (closed form, differentiable in ``y``)
+and differentiated with respect to ``theta`` by autograd. ``rlhf``, ``fpo-practical`` and
+``fpo-relaxed`` are this family with ``penalty`` ``none``, ``practical`` and ``relaxed``.
 """
 
 from __future__ import annotations

@@ -304,11 +304,16 @@ class TextLeader(Agent):
             old.unlink()
         return target
 
+    @staticmethod
+    def checkpoints(run_dir: str | Path) -> list[Path]:
+        """The complete checkpoints of ``run_dir``, oldest first."""
+        return sorted(Path(run_dir).glob("checkpoints/round_*.fpo"))
+
     @classmethod
     def resume(cls, run_dir: str | Path, env) -> "TextLeader":
         """Rebuild the learner of ``run_dir`` from its newest checkpoint, on a fresh ``env``
         made with the same preset, ready to ``learn`` the remaining rounds."""
-        checkpoints = sorted(Path(run_dir).glob("checkpoints/round_*.fpo"))
+        checkpoints = cls.checkpoints(run_dir)
         if not checkpoints:
             raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints")
         agent = cls.load(checkpoints[-1], env, run_dir=str(run_dir))

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}: finished earlier, skipped")
             continue
         env = make_env()
-        if args.resume and list(run_dir.glob("checkpoints/round_*/state.pt")):
+        if args.resume and TextLeader.checkpoints(run_dir):
             agent = TextLeader.resume(run_dir, env)
             print(f"{name}: resumed at round {agent.num_rounds}")
         else:
