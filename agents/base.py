@@ -41,6 +41,9 @@ class Agent:
     """The games (``fpo_envs.GAMES``) this family runs on."""
     spec: Any = None
     """The registry entry it was made from (set by :func:`agents.make`)."""
+    vector_copies_are_seeds: bool = False
+    """Whether each copy of a vector env is an independent learner (so a benchmark can run
+    many seeds as one vector env); false where the copies share one policy (PPO)."""
     copies_match_single_envs: bool = False
     """Whether copy ``i`` of a vector env seeded ``s`` plays exactly as a single env and
     learner seeded ``s + i`` (a family whose copies share one random stream does not)."""

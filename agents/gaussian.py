@@ -73,6 +73,7 @@ class GaussianLeader(Agent):
     # One generator draws every copy's noise (as the paper's batched runs): the copies are
     # independent learners, but copy i is not the single env and learner seeded s + i.
     copies_match_single_envs = False
+    vector_copies_are_seeds = True
 
     def __init__(self, env, seed=None, **config):
         super().__init__(env, seed=seed, **config)

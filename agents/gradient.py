@@ -54,6 +54,7 @@ class GradientLeader(Agent):
     config_cls = GradientConfig
     games = ("linear",)
     copies_match_single_envs = True
+    vector_copies_are_seeds = True
 
     def __init__(self, env, seed=None, **config):
         super().__init__(env, seed=seed, **config)

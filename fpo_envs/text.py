@@ -140,6 +140,10 @@ class TextRMEnv(FeedbackLoopEnv):
             )
         )
 
+    def optimum(self) -> tuple[None, float]:
+        """No known best response, and the largest quality the oracle gives: ``U = 5`` (NLL 0)."""
+        return None, 5.0
+
     def proxy(self, y: Any, reward: Any) -> Any:
         """The proxy objective of responses ``y`` whose RM score is ``reward``: the score itself."""
         return reward

@@ -1,0 +1,5 @@
+import sys
+
+from agents.bench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,95 @@
+"""The ``fpo-bench`` command (also ``python -m agents.bench``).
+
+fpo-bench run paper                            # the paper's suite: leaderboard and figures in results/paper
+fpo-bench run quick --learner my_algo:my-fpo   # your learner next to the built-in ones
+fpo-bench run my_suite.toml --backend ray      # a suite file, on Ray Tune
+fpo-bench list                                 # suites, learners and games
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fpo-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a suite (skipping stored runs) and write its report")
+    run.add_argument("suite", help="a shipped suite (paper, quick, text) or a TOML file")
+    run.add_argument("--out", type=Path, default=None, help="report folder (default: results/<suite>); runs go to <out>/store")
+    run.add_argument("--backend", choices=["local", "serial", "ray"], default="local")
+    run.add_argument("--workers", type=int, default=2, help="processes (or Ray CPUs)")
+    run.add_argument(
+        "--learner",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="add a learner to the suite (repeatable); 'module:id' imports the module first",
+    )
+    run.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import a module first (one that registers learners)",
+    )
+    run.add_argument("--seeds", type=int, default=None, help="use only this many seeds per game")
+    run.add_argument("--rounds", type=int, default=None, help="play this many rounds per run")
+    run.add_argument("--game", action="append", default=[], metavar="ENV_ID", help="run only these games (repeatable)")
+    run.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the confidence intervals")
+    run.add_argument("--no-plots", action="store_true", help="write the tables only")
+    run.add_argument("--ray-address", default=None, help="a running Ray cluster to join (--backend ray)")
+    sub.add_parser("list", help="list the shipped suites, the registered learners and the games")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    import importlib
+
+    import agents
+    import fpo_envs
+    from agents import bench
+
+    if args.command == "list":
+        print("suites:  ", ", ".join(bench.shipped_suites()))
+        print("games:   ", ", ".join(fpo_envs.ENV_IDS))
+        print("learners:")
+        agents.pprint_registry()
+        return 0
+    sys.path.insert(0, str(Path.cwd()))  # a user's module in the working folder
+    for module in args.imports:
+        importlib.import_module(module)
+    start = time.perf_counter()
+    try:
+        suite = bench.load_suite(args.suite)
+        out = args.out or Path("results") / suite.name
+        board = bench.run(
+            suite,
+            out=out,
+            backend=args.backend,
+            workers=args.workers,
+            learners=args.learner,
+            seeds=args.seeds,
+            rounds=args.rounds,
+            games=args.game or None,
+            reps=args.reps,
+            plots=not args.no_plots,
+            ray_address=args.ray_address,
+        )
+    except (bench.SuiteError, bench.StoreError, ImportError) as err:
+        print(f"fpo-bench: error: {err}", file=sys.stderr)
+        return 2
+    print(board.read_text())
+    print(
+        f"wrote {board.parent}/ (leaderboard.md, leaderboard.csv, per_seed.csv, figures) in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The benchmark's figures (matplotlib): interval estimates, curves, phase portraits,
+performance profiles. Every figure has a title, labelled axes and a legend placed off the
+data, and says what its lines and bands are."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COLORS = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494", "#ece133", "#fbafe4")
+
+
+def pyplot():
+    try:
+        import matplotlib
+    except ImportError as err:
+        from gymnasium.error import DependencyNotInstalled
+
+        raise DependencyNotInstalled('plotting needs matplotlib: pip install "fpo-envs[plot]"') from err
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def colors_for(labels: list[str]) -> dict[str, str]:
+    return {label: COLORS[i % len(COLORS)] for i, label in enumerate(labels)}
+
+
+def plot_interval_estimates(tables: dict[str, list[dict]], path: Path, title: str) -> Path:
+    """Per game (and across games): IQM of the normalised final true utility and the collapse
+    rate, each with its stratified-bootstrap 95% confidence interval."""
+    plt = pyplot()
+    games = list(tables)
+    labels = list(dict.fromkeys(row["learner"] for rows in tables.values() for row in rows))
+    color = colors_for(labels)
+    fig, axes = plt.subplots(len(games), 2, figsize=(10, 0.5 + (0.35 * len(labels) + 0.9) * len(games)), squeeze=False)
+    for r, game in enumerate(games):
+        rows = {row["learner"]: row for row in tables[game]}
+        for c, (metric, xlabel) in enumerate([("iqm", "IQM of final U / U(y*)"), ("collapse_rate", "collapse rate")]):
+            ax = axes[r][c]
+            for y, label in enumerate(reversed(labels)):
+                if label not in rows:
+                    continue
+                row = rows[label]
+                ax.errorbar(
+                    row[metric],
+                    y,
+                    xerr=[[row[metric] - row[f"{metric}_low"]], [row[f"{metric}_high"] - row[metric]]],
+                    fmt="o",
+                    color=color[label],
+                    capsize=4,
+                    linewidth=2,
+                )
+            ax.set_yticks(range(len(labels)))
+            ax.set_yticklabels(list(reversed(labels)) if c == 0 else [])
+            ax.set_xlim(-0.03, 1.03)
+            ax.set_xlabel(xlabel)
+            ax.grid(axis="x", alpha=0.3)
+            ax.set_title(f"{game}: {xlabel}", fontsize=10)
+    fig.suptitle(title + "\npoint: estimate over seeds; bar: stratified-bootstrap 95% CI", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_curves(
+    runs: dict[str, dict[str, np.ndarray]], keys: tuple[str, ...], path: Path, title: str, optimum: float | None = None
+) -> Path:
+    """Median over seeds and interquartile band of each ``key`` against rounds, one panel a key;
+    ``runs[label][key]`` has shape ``(rounds, seeds)``."""
+    plt = pyplot()
+    color = colors_for(list(runs))
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys) + 2.2, 4), squeeze=False)
+    for ax, key in zip(axes[0], keys):
+        for label, history in runs.items():
+            values = np.asarray(history[key], dtype=np.float64)
+            lo, mid, hi = np.percentile(values, [25, 50, 75], axis=1)
+            rounds = np.arange(len(mid))
+            ax.plot(rounds, mid, color=color[label], linewidth=1.8, label=f"{label} ({values.shape[1]} seeds)")
+            ax.fill_between(rounds, lo, hi, color=color[label], alpha=0.2, linewidth=0)
+        if key.endswith("true_utility") and optimum is not None:
+            ax.axhline(optimum, color="k", linestyle=":", linewidth=1, label="optimum U(y*)")
+        ax.set_xlabel("round")
+        ax.set_ylabel(key.removeprefix("theta_").replace("_", " "))
+        ax.set_title(key.removeprefix("theta_").replace("_", " ") + " over rounds", fontsize=10)
+        ax.grid(alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(title + "\nline: median over seeds; band: interquartile range (25th-75th percentile)", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1 - 2.2 / (5.2 * len(keys) + 2.2), 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_phase_portrait(runs: dict[str, dict[str, np.ndarray]], oracle: Any, signal_dims: int, path: Path, title: str) -> Path:
+    """Signal magnitude against noise magnitude over the best true utility at those magnitudes,
+    with each learner's median trajectory over seeds (circle: start, star: end)."""
+    from fpo_envs.render import best_utility
+
+    plt = pyplot()
+    color = colors_for(list(runs))
+    s_all = np.concatenate([np.asarray(h["signal_norm"]).ravel() for h in runs.values()])
+    n_all = np.concatenate([np.asarray(h["noise_norm"]).ravel() for h in runs.values()])
+    s_star = float(np.linalg.norm(oracle.ideal[:signal_dims]))
+    s = np.linspace(0, max(1.5 * s_star, 1.1 * s_all.max()), 200)
+    n = np.linspace(0, max(1.0, 1.1 * n_all.max()), 200)
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    contour = ax.contourf(s, n, best_utility(oracle, signal_dims, s[None, :], n[:, None]), levels=20, cmap="Greys")
+    fig.colorbar(contour, ax=ax, label="best true utility at these magnitudes")
+    for label, history in runs.items():
+        sig, noise = np.median(history["signal_norm"], 1), np.median(history["noise_norm"], 1)
+        ax.plot(sig, noise, linewidth=2.2, color=color[label], label=label)
+        ax.plot(sig[0], noise[0], "o", color=color[label])
+        ax.plot(sig[-1], noise[-1], "*", markersize=15, color=color[label], markeredgecolor="k")
+    ax.set_xlabel("signal magnitude ||y_signal||")
+    ax.set_ylabel("noise magnitude ||y_noise||")
+    ax.set_title(title + "\nmedian trajectory over seeds (circle: start, star: end)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.25, 1.0), frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_pca_portrait(runs: dict[str, np.ndarray], oracle: Any, path: Path, title: str, seeds_shown: int = 6) -> Path:
+    """The policy means' trajectories on their first two principal components, over the
+    true utility on that plane: one panel per learner (median over seeds thick, a few
+    seeds thin), so the learners do not hide each other. ``runs[label]``: ``(rounds, seeds, d)``."""
+    plt = pyplot()
+    color = colors_for(list(runs))
+    thin = {label: np.asarray(t[:: max(1, len(t) // 400)], dtype=np.float64) for label, t in runs.items()}
+    stacked = np.concatenate([t.reshape(-1, t.shape[-1]) for t in thin.values()] + [oracle.ideal[None, :]])
+    center = stacked.mean(0)
+    _, _, vt = np.linalg.svd(stacked - center, full_matrices=False)
+    basis = vt[:2]
+    project = lambda y: (y - center) @ basis.T
+    points = project(stacked)
+    lo, hi = points.min(0), points.max(0)
+    pad = 0.08 * (hi - lo) + 1e-9
+    a = np.linspace(lo[0] - pad[0], hi[0] + pad[0], 160)
+    b = np.linspace(lo[1] - pad[1], hi[1] + pad[1], 160)
+    plane = center + a[None, :, None] * basis[0] + b[:, None, None] * basis[1]
+    background = oracle.utility(plane)
+    cols = min(len(thin), 3)
+    rows = -(-len(thin) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols + 1.2, 4.0 * rows + 0.8), squeeze=False, layout="constrained")
+    contour = None
+    for ax, (label, traj) in zip(axes.ravel(), thin.items()):
+        contour = ax.contourf(a, b, background, levels=20, cmap="Greys")
+        proj = project(traj)  # (rounds, seeds, 2)
+        for s in range(min(seeds_shown, proj.shape[1])):
+            ax.plot(proj[:, s, 0], proj[:, s, 1], linewidth=0.7, alpha=0.6, color=color[label])
+        median = np.median(proj, axis=1)
+        ax.plot(median[:, 0], median[:, 1], linewidth=2.6, color=color[label])
+        ax.plot(*median[0], "o", color=color[label], markeredgecolor="k")
+        ax.plot(*median[-1], "*", markersize=15, color=color[label], markeredgecolor="k")
+        ax.plot(*project(oracle.ideal), "P", color="gold", markersize=11, markeredgecolor="k")
+        ax.set_title(label, fontsize=10)
+        ax.set_xlabel("principal component 1")
+        ax.set_ylabel("principal component 2")
+    for ax in axes.ravel()[len(thin) :]:
+        ax.axis("off")
+    fig.colorbar(contour, ax=axes, label="true utility U on the plane", shrink=0.8)
+    fig.suptitle(
+        title + f"\nthick: median over seeds; thin: {seeds_shown} seeds; circle: start, star: end; gold cross: ideal y*",
+        fontsize=10,
+    )
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_performance_profiles(profiles: dict, cis: dict, taus: np.ndarray, path: Path, title: str) -> Path:
+    """rliable's performance profiles: the share of runs scoring above each threshold."""
+    from rliable import plot_utils
+
+    plt = pyplot()
+    color = colors_for(list(profiles))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    plot_utils.plot_performance_profiles(
+        profiles,
+        taus,
+        performance_profile_cis=cis,
+        colors=color,
+        ax=ax,
+        xlabel="normalised final true utility threshold (final U / U(y*))",
+        ylabel="fraction of runs above the threshold",
+    )
+    ax.legend(
+        [plt.Line2D([0], [0], color=color[k], linewidth=2) for k in profiles],
+        list(profiles),
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        frameon=False,
+    )
+    ax.set_title(title + "\nline: estimate; band: 95% bootstrap CI", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,262 @@
+"""Turn a suite into jobs, skip what the store holds, run the rest on a backend.
+
+A *job* is one learner on one game for a batch of seeds: one vector env whose copies are
+the seeds, for learners whose copies are independent learners (``vector_copies_are_seeds``),
+else one single env per seed. Each job is a pure function of its description: it writes
+its runs to the store and returns, so any executor can run it. Backends:
+
+- ``local`` (default): a process pool, one torch thread per worker;
+- ``serial``: in this process (debugging, tests);
+- ``ray``: one Ray Tune trial per job with the suite's threads as its CPUs
+  (``pip install "fpo-envs[ray]"``); ``ray_address`` joins a running cluster, else a local
+  Ray instance is started. Workers import ``fpo_envs`` and ``agents`` themselves.
+
+Every backend writes the same runs: a run's numbers depend on its key, not on who ran it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from agents.bench.store import Store, run_hash
+from agents.bench.suite import GameEntry, LearnerEntry, Suite
+
+BACKENDS = ("local", "serial", "ray")
+STORED_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "diverged")
+
+
+def _game_name(env_id: str) -> str:
+    import fpo_envs
+
+    for name, (_, ids) in fpo_envs.GAMES.items():
+        if env_id in ids:
+            return name
+    raise ValueError(f"{env_id!r} is not an fpo-envs game")
+
+
+def _family(learner_id: str, env_id: str) -> type:
+    import agents
+    from agents.registration import _load_entry_point
+
+    found = agents.spec(learner_id)
+    return _load_entry_point(found.entry_points[_game_name(env_id)], found.id)
+
+
+def run_key(suite: Suite, game: GameEntry, entry: LearnerEntry, seed: int, batch: tuple[int, int] | None) -> dict:
+    """Everything that determines one run's numbers."""
+    return {
+        "env": game.id,
+        "env_kwargs": game.kwargs,
+        "rounds": game.rounds,
+        "learner": entry.id.rpartition(":")[2],
+        "config": entry.config,
+        "seed": seed,
+        "batch": list(batch) if batch else None,
+        "threads": suite.threads,
+    }
+
+
+def plan(suite: Suite) -> list[dict]:
+    """Every job of the suite, each with the keys and hashes of the runs it produces."""
+    import agents
+
+    jobs = []
+    for game in suite.games:
+        game_name = _game_name(game.id)
+        for entry in suite.learners:
+            if game_name not in agents.spec(entry.id).games or (entry.games is not None and game.id not in entry.games):
+                continue
+            family = _family(entry.id, game.id)
+            n = min(entry.seeds or game.seeds, game.seeds)
+            seeds = list(range(game.first_seed, game.first_seed + n))
+            if getattr(family, "vector_copies_are_seeds", False):
+                # Fixed batches: batch k holds seeds first_seed + k*B ..., so adding seeds adds batches.
+                batches = [seeds[i : i + game.batch] for i in range(0, n, game.batch)]
+            else:
+                batches = [[s] for s in seeds]
+            vector = getattr(family, "vector_copies_are_seeds", False)
+            shared_stream = vector and not getattr(family, "copies_match_single_envs", False)
+            for batch in batches:
+                span = (batch[0], len(batch)) if shared_stream else None
+                keys = [run_key(suite, game, entry, s, span) for s in batch]
+                jobs.append(
+                    {
+                        "env": game.id,
+                        "env_kwargs": game.kwargs,
+                        "rounds": game.rounds,
+                        "learner": entry.id,
+                        "config": entry.config,
+                        "label": entry.name,
+                        "seeds": batch,
+                        "vector": vector,
+                        "threads": suite.threads,
+                        "metric_prefix": game.metric_prefix,
+                        "keys": keys,
+                        "hashes": [run_hash(k) for k in keys],
+                    }
+                )
+    return jobs
+
+
+def _summary(history: dict[str, np.ndarray], optimum: float) -> dict[str, float]:
+    u = np.asarray(history["true_utility"], dtype=np.float64)
+    return {
+        "optimum": optimum,
+        "final_true_utility": float(u[-1]),
+        "peak_true_utility": float(u.max()),
+        "final_proxy_reward": float(history["proxy_reward"][-1]),
+        "final_signal_norm": float(history["signal_norm"][-1]),
+        "final_noise_norm": float(history["noise_norm"][-1]),
+        "diverged_rounds": int(np.sum(history["diverged"])),
+    }
+
+
+def run_job(job: dict, store_root: str) -> list[str]:
+    """Play one job and store its runs (safe to call in any process)."""
+    import gymnasium as gym
+
+    import agents
+    import fpo_envs  # noqa: F401 - registers the envs in this worker
+
+    try:
+        import torch
+
+        torch.set_num_threads(job["threads"])
+    except ImportError:
+        pass
+    store = Store(store_root, check=False)
+    prefix, rounds = job["metric_prefix"], job["rounds"]
+
+    def stored(h: dict, i: int | None) -> dict[str, np.ndarray]:
+        # The suite's metric prefix where the learner records it (the Gaussian policy's
+        # theta_ metrics), else the env's own info; stored under the shared keys.
+        at = prefix if prefix and prefix + "true_utility" in h else ""
+        pick = (lambda v: v[:rounds]) if i is None else (lambda v: v[:rounds, i])
+        out = {k: pick(h[at + k] if k != "diverged" else h[k]) for k in STORED_KEYS}
+        if "theta" in h and at:
+            out["theta"] = pick(h["theta"])
+        return out
+
+    histories = []
+    if job["vector"]:
+        env = gym.make_vec(job["env"], num_envs=len(job["seeds"]), **job["env_kwargs"])
+        h = agents.make(job["learner"], env, seed=job["seeds"][0], **job["config"]).learn(rounds)
+        histories = [stored(h, i) for i in range(len(job["seeds"]))]
+        optimum = env.unwrapped.optimum()[1]
+    else:
+        for seed in job["seeds"]:
+            env = gym.make(job["env"], **job["env_kwargs"])
+            histories.append(stored(agents.make(job["learner"], env, seed=seed, **job["config"]).learn(rounds), None))
+            optimum = env.unwrapped.optimum()[1]
+    done = []
+    for key, history in zip(job["keys"], histories):
+        summary = _summary(history, float(optimum))
+        arrays = {k: np.asarray(v, dtype=np.float32 if k != "diverged" else bool) for k, v in history.items()}
+        done.append(store.write(key, arrays, summary))
+    return done
+
+
+def _pythonpath() -> str:
+    return os.pathsep.join(p for p in sys.path if p)
+
+
+def execute(
+    jobs: list[dict],
+    store: Store,
+    backend: str = "local",
+    workers: int = 2,
+    progress: bool = True,
+    ray_address: str | None = None,
+) -> None:
+    """Run ``jobs`` (those with runs missing from ``store``) on ``backend``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    todo = [job for job in jobs if not all(store.has(h) for h in job["hashes"])]
+    if not todo:
+        return
+    bar = _bar(len(todo), progress)
+    try:
+        if backend == "serial":
+            for job in todo:
+                run_job(job, str(store.root))
+                bar.update()
+        elif backend == "local":
+            _run_local(todo, store, workers, bar.update)
+        else:
+            _run_ray(todo, store, workers, ray_address, bar.update)
+    finally:
+        bar.close()
+
+
+def _bar(total: int, enabled: bool) -> Any:
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm comes with the text extra
+        enabled = False
+    if not enabled:
+
+        class _Silent:
+            def update(self, n: int = 1) -> None:
+                pass
+
+            def close(self) -> None:
+                pass
+
+        return _Silent()
+    return tqdm(total=total, desc="fpo-bench runs", unit="job")
+
+
+def _run_local(jobs: list[dict], store: Store, workers: int, done: Callable[[], None]) -> None:
+    # Largest jobs first, so the pool does not end on one long job.
+    jobs = sorted(jobs, key=lambda j: -j["rounds"] * len(j["seeds"]))
+    with ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn")) as pool:
+        pending = {pool.submit(run_job, job, str(store.root)) for job in jobs}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                future.result()  # a failed job stops the sweep; finished runs stay stored
+                done()
+
+
+def _run_ray(jobs: list[dict], store: Store, workers: int, address: str | None, done: Callable[[], None]) -> None:
+    try:
+        import ray
+        from ray import tune
+    except ImportError as err:
+        raise ImportError('the ray backend needs Ray Tune: pip install "fpo-envs[ray]"') from err
+    started = False
+    if not ray.is_initialized():
+        runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+        else:
+            ray.init(num_cpus=max(1, workers), include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
+        started = True
+    try:
+        root = str(store.root.resolve())
+
+        def trainable(config: dict) -> None:
+            run_job(config["job"], config["store"])
+            tune.report({"runs": len(config["job"]["seeds"])})
+
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, lambda config: {"cpu": config["job"]["threads"]}),
+            param_space={"job": tune.grid_search(jobs), "store": root},
+            tune_config=tune.TuneConfig(max_concurrent_trials=max(1, workers)),
+            run_config=tune.RunConfig(storage_path=str(Path(root) / "ray"), name="fpo-bench", verbose=0),
+        )
+        results = tuner.fit()
+        if results.errors:
+            raise RuntimeError(f"{len(results.errors)} Ray trial(s) failed; first: {results.errors[0]!r}")
+        for _ in jobs:
+            done()
+    finally:
+        if started:
+            ray.shutdown()

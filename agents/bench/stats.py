@@ -1,0 +1,129 @@
+"""Statistics of a suite's runs, computed with ``rliable`` (Agarwal et al., 2021).
+
+Scores are final true utility normalised by the game's optimum ``U(y*)``. Per game and
+learner: the interquartile mean (IQM), median and mean with stratified-bootstrap 95%
+confidence intervals, the collapse rate (share of seeds whose normalised final utility is
+below 0.5) with its interval, peak and peak-to-final drop, the final proxy/true gap, and
+the probability of improvement over ``rlhf``. Across games: the same aggregates over a
+(seeds x games) score matrix of the seeds every game has, with bootstrap strata per game,
+and performance profiles.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+COLLAPSE_BELOW = 0.5
+"""A seed has collapsed when its final true utility is below this share of the optimum."""
+BASELINE = "rlhf"
+
+
+def _rliable():
+    try:
+        from rliable import library as rly
+        from rliable import metrics
+    except ImportError as err:
+        raise ImportError('the benchmark statistics need rliable: pip install "fpo-envs[bench]"') from err
+    return rly, metrics
+
+
+@dataclass
+class LearnerScores:
+    """Per-seed results of one learner on one game (arrays over seeds)."""
+
+    label: str
+    seeds: np.ndarray
+    final: np.ndarray
+    peak: np.ndarray
+    gap: np.ndarray
+    noise: np.ndarray
+    histories: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _aggregates(x: np.ndarray) -> np.ndarray:
+    _, metrics = _rliable()
+    return np.array(
+        [metrics.aggregate_iqm(x), metrics.aggregate_median(x), metrics.aggregate_mean(x), np.mean(x < COLLAPSE_BELOW)]
+    )
+
+
+AGGREGATES = ("iqm", "median", "mean", "collapse_rate")
+
+
+def _intervals(score_dict: dict[str, Any], func, reps: int, seed: int) -> tuple[dict, dict]:
+    rly, _ = _rliable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state
+        return rly.get_interval_estimates(score_dict, func, reps=reps, random_state=np.random.RandomState(seed))
+
+
+def game_table(scores: dict[str, LearnerScores], reps: int = 2000, seed: int = 0) -> list[dict]:
+    """One row per learner of one game (see the module docstring)."""
+    _, metrics = _rliable()
+    score_dict = {label: s.final[:, None] for label, s in scores.items()}
+    points, intervals = _intervals(score_dict, _aggregates, reps, seed)
+    poi_points, poi_intervals = {}, {}
+    if BASELINE in scores:
+        pairs = {label: [s.final[:, None], scores[BASELINE].final[:, None]] for label, s in scores.items() if label != BASELINE}
+        if pairs:
+            poi_points, poi_intervals = _intervals(pairs, metrics.probability_of_improvement, reps, seed)
+    rows = []
+    for label, s in scores.items():
+        row: dict[str, Any] = {"learner": label, "seeds": len(s.final)}
+        for i, name in enumerate(AGGREGATES):
+            row[name] = float(points[label][i])
+            row[f"{name}_low"], row[f"{name}_high"] = (float(v) for v in intervals[label][:, i])
+        row["mean_peak"] = float(s.peak.mean())
+        row["mean_drop"] = float((s.peak - s.final).mean())
+        row["mean_final_gap"] = float(s.gap.mean())
+        row["mean_final_noise"] = float(s.noise.mean())
+        if label in poi_points:
+            row["p_improve"] = float(np.squeeze(poi_points[label]))
+            row["p_improve_low"], row["p_improve_high"] = (float(v) for v in np.ravel(poi_intervals[label]))
+        rows.append(row)
+    return rows
+
+
+def aggregate_table(per_game: dict[str, dict[str, LearnerScores]], reps: int = 2000, seed: int = 0) -> tuple[list[dict], dict]:
+    """Across games: rows per learner present in every game, over the seeds every game has;
+    also returns the (seeds x games) score matrices for performance profiles."""
+    _, metrics = _rliable()
+    labels = [label for label in next(iter(per_game.values())) if all(label in g for g in per_game.values())]
+    if not labels:
+        return [], {}
+    n = min(len(g[label].final) for g in per_game.values() for label in labels)
+    matrices = {label: np.stack([g[label].final[:n] for g in per_game.values()], axis=1) for label in labels}
+    points, intervals = _intervals(matrices, _aggregates, reps, seed)
+    poi_points, poi_intervals = {}, {}
+    if BASELINE in matrices:
+        pairs = {label: [m, matrices[BASELINE]] for label, m in matrices.items() if label != BASELINE}
+        if pairs:
+            poi_points, poi_intervals = _intervals(pairs, metrics.probability_of_improvement, reps, seed)
+    rows = []
+    for label in labels:
+        row: dict[str, Any] = {"learner": label, "seeds": n, "games": len(per_game)}
+        for i, name in enumerate(AGGREGATES):
+            row[name] = float(points[label][i])
+            row[f"{name}_low"], row[f"{name}_high"] = (float(v) for v in intervals[label][:, i])
+        if label in poi_points:
+            row["p_improve"] = float(np.squeeze(poi_points[label]))
+            row["p_improve_low"], row["p_improve_high"] = (float(v) for v in np.ravel(poi_intervals[label]))
+        rows.append(row)
+    return rows, matrices
+
+
+def performance_profiles(matrices: dict[str, np.ndarray], taus: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[dict, dict]:
+    """rliable's score distributions: the share of runs whose normalised score exceeds tau."""
+    rly, _ = _rliable()
+    state = np.random.get_state()
+    np.random.seed(seed)  # rliable draws these intervals from numpy's global generator
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return rly.create_performance_profile(matrices, taus, reps=reps)
+    finally:
+        np.random.set_state(state)

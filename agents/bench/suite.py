@@ -1,0 +1,211 @@
+"""Benchmark suites: a grid of games x learners x seeds, from a TOML file or built in code.
+
+A suite file::
+
+    name = "my-suite"
+    threads = 1                      # torch threads per run (float results depend on it)
+
+    [[games]]
+    id = "FPO/LinearRM-v0"           # a registered env id
+    rounds = 300
+    seeds = 100                      # seeds first_seed .. first_seed + seeds - 1
+    first_seed = 0
+    batch = 100                      # seeds per vector env, for learners whose copies are seeds
+    kwargs = { rm_lr = 0.005 }       # env arguments
+    metric_prefix = ""               # "theta_": read the Gaussian policy's metrics at its mean
+
+    [[learners]]
+    id = "fpo-relaxed"               # any registered id, or "my.module:my-id"
+    label = "fpo-relaxed (no oracle grad)"   # default: the id
+    config = { oracle_gradient = false }
+    games = ["FPO/LinearRM-v0"]      # default: every game of the suite the learner runs on
+    seeds = 10                       # default: each game's seeds
+
+The shipped suites (``paper``, ``quick``, ``text``) live beside this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+class SuiteError(ValueError):
+    """A suite that does not parse or names an unknown game, learner or key."""
+
+
+@dataclass(frozen=True)
+class GameEntry:
+    """One game of a suite."""
+
+    id: str
+    rounds: int
+    seeds: int
+    first_seed: int = 0
+    batch: int = 64
+    kwargs: dict = field(default_factory=dict)
+    metric_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class LearnerEntry:
+    """One learner of a suite (an id with a config and a label)."""
+
+    id: str
+    label: str = ""
+    config: dict = field(default_factory=dict)
+    games: tuple[str, ...] | None = None
+    seeds: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or self.id
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A grid of games x learners x seeds."""
+
+    name: str
+    games: tuple[GameEntry, ...]
+    learners: tuple[LearnerEntry, ...]
+    description: str = ""
+    threads: int = 1
+
+    def with_learners(self, extra: list[LearnerEntry]) -> Suite:
+        """This suite with more learners (e.g. ``--learner my_module:my-algo``)."""
+        return dataclasses.replace(self, learners=self.learners + tuple(extra))
+
+    def with_overrides(self, seeds: int | None = None, rounds: int | None = None, games: list[str] | None = None) -> Suite:
+        """This suite with fewer seeds or rounds, or only some games."""
+        entries = []
+        for g in self.games:
+            if games and g.id not in games:
+                continue
+            changes = {}
+            if seeds is not None:
+                changes["seeds"] = seeds
+                changes["batch"] = min(g.batch, seeds)
+            if rounds is not None:
+                changes["rounds"] = rounds
+            entries.append(dataclasses.replace(g, **changes))
+        if games:
+            unknown = sorted(set(games) - {g.id for g in self.games})
+            if unknown:
+                raise SuiteError(f"suite {self.name!r} has no game(s) {unknown}; its games: {[g.id for g in self.games]}")
+        learners = tuple(
+            dataclasses.replace(entry, seeds=min(entry.seeds, seeds)) if seeds and entry.seeds else entry
+            for entry in self.learners
+        )
+        return dataclasses.replace(self, games=tuple(entries), learners=learners)
+
+
+def _entry(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{where}: expected a table, got {raw!r}")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SuiteError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+    missing = sorted(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw
+    )
+    if missing:
+        raise SuiteError(f"{where}: missing key(s) {missing}")
+    raw = dict(raw)
+    if "games" in raw and raw["games"] is not None:
+        raw["games"] = tuple(raw["games"])
+    return cls(**raw)
+
+
+def suite_from_dict(data: dict, name: str = "suite") -> Suite:
+    """Build and check a :class:`Suite` from parsed TOML (or any dict of the same shape)."""
+    known = {"name", "description", "threads", "games", "learners"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SuiteError(f"suite {name!r}: unknown key(s) {unknown}; known: {sorted(known)}")
+    games = tuple(_entry(GameEntry, g, f"suite {name!r}, games[{i}]") for i, g in enumerate(data.get("games", [])))
+    learners = tuple(
+        _entry(LearnerEntry, entry, f"suite {name!r}, learners[{i}]") for i, entry in enumerate(data.get("learners", []))
+    )
+    suite = Suite(
+        name=data.get("name", name),
+        games=games,
+        learners=learners,
+        description=data.get("description", ""),
+        threads=int(data.get("threads", 1)),
+    )
+    check_suite(suite)
+    return suite
+
+
+def check_suite(suite: Suite) -> None:
+    """Every game a registered env id with sane numbers; every learner registered for a game
+    it names; labels unique. Raises :class:`SuiteError` naming what is wrong."""
+    import gymnasium as gym
+
+    import agents
+    import fpo_envs
+
+    if not suite.games or not suite.learners:
+        raise SuiteError(f"suite {suite.name!r} needs at least one game and one learner")
+    game_of_id = {ids[0]: name for name, (_, ids) in fpo_envs.GAMES.items()}
+    for g in suite.games:
+        if g.id not in gym.registry:
+            raise SuiteError(f"suite {suite.name!r}: unknown game {g.id!r}; registered: {list(fpo_envs.ENV_IDS)}")
+        if g.id not in game_of_id:
+            raise SuiteError(f"suite {suite.name!r}: {g.id!r} is not an fpo-envs game; games: {list(fpo_envs.ENV_IDS)}")
+        for key in ("rounds", "seeds", "batch"):
+            value = getattr(g, key)
+            if not isinstance(value, int) or value < 1:
+                raise SuiteError(f"suite {suite.name!r}, game {g.id}: {key} must be a whole number >= 1, got {value!r}")
+    labels = [entry.name for entry in suite.learners]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise SuiteError(f"suite {suite.name!r}: learner label(s) {duplicates} appear twice; give each a distinct label")
+    suite_games = {g.id for g in suite.games}
+    for entry in suite.learners:
+        try:
+            found = agents.spec(entry.id)
+        except (ValueError, ImportError) as err:
+            raise SuiteError(f"suite {suite.name!r}: {err}") from err
+        if entry.games is not None:
+            unknown = sorted(set(entry.games) - suite_games)
+            if unknown:
+                raise SuiteError(f"suite {suite.name!r}, learner {entry.name!r}: game(s) {unknown} are not in the suite")
+        runs_on = [g for g in suite.games if game_of_id[g.id] in found.games]
+        if not runs_on:
+            raise SuiteError(
+                f"suite {suite.name!r}: learner {entry.id!r} runs on the {', '.join(found.games)} game(s), "
+                f"none of which is in the suite"
+            )
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """A shipped suite by name (``paper``, ``quick``, ``text``) or a TOML file by path."""
+    path = Path(name_or_path)
+    if not path.suffix and (SUITES_DIR / f"{name_or_path}.toml").exists():
+        path = SUITES_DIR / f"{name_or_path}.toml"
+    if not path.exists():
+        raise SuiteError(f"no suite {str(name_or_path)!r}: give a TOML file or one of {shipped_suites()}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise SuiteError(f"{path} does not parse as TOML: {err}") from err
+    return suite_from_dict(data, name=path.stem)
+
+
+def shipped_suites() -> list[str]:
+    return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
