@@ -75,6 +75,20 @@ class Outputs:
         return self._cache["grad_params"]
 
     @property
+    def grad_sqnorm(self) -> Any:
+        """``||grad_phi r_phi(y)||^2``, from the RM's closed form where it has one (the MLP),
+        else from :attr:`grad_params`."""
+        if "grad_sqnorm" not in self._cache:
+            if "grad_params" not in self._cache and hasattr(self.rm, "reward_and_grad_sqnorm"):
+                r, n = self.rm.reward_and_grad_sqnorm(self.y)
+                self._cache.setdefault("reward", r)
+                self._cache["grad_sqnorm"] = n
+            else:
+                g = self.grad_params
+                self._cache["grad_sqnorm"] = (g * g).sum(-1)
+        return self._cache["grad_sqnorm"]
+
+    @property
     def utility(self) -> Any:
         def compute():
             u = self.oracle.utility(self.y)
@@ -104,10 +118,14 @@ class Penalty:
 
 
 def _practical(z: Outputs) -> Any:
+    if z.ref_grad_params is None:  # regression: ||g||^2
+        return z.grad_sqnorm
     return penalties.practical_penalty(z.grad_params, z.ref_grad_params)
 
 
 def _relaxed(z: Outputs) -> Any:
+    if z.ref_grad_params is None:  # regression: ||g||^2 (r - U)
+        return z.grad_sqnorm * penalties.overconfidence(z.reward, z.utility)
     residual = penalties.overconfidence(z.reward, z.utility, z.ref_reward, z.ref_utility)
     return penalties.relaxed_penalty(z.grad_params, residual, z.ref_grad_params)
 
@@ -218,9 +236,8 @@ class Objective:
         z = self.outputs(y, rm, utility)
         if self.penalty is None:
             return self.game.proxy(y, z.reward)
-        z.grad_params  # noqa: B018 - the joint reward/gradient pass first, so the proxy reuses its reward
-        value = self.game.proxy(y, z.reward)
-        return value - self.gamma * self.penalty.fn(z)
+        penalty = self.penalty.fn(z)  # first: a joint reward/gradient pass caches the reward the proxy uses
+        return self.game.proxy(y, z.reward) - self.gamma * penalty
 
     def grad_numpy(self, y: np.ndarray, rm: Any, eps: float = 1e-6) -> np.ndarray:
         """``grad_y J`` in numpy: the proxy's gradient, and the penalty's analytic gradient

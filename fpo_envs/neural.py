@@ -149,6 +149,12 @@ class MLPRewardModel:
         d1 = (d2 @ w2) * torch.sigmoid(a1)
         if with_grad == "input":
             return (r[..., 0] if single else r), squeeze(d1 @ w1)
+        if with_grad == "sqnorm":
+            # ||a (x) b||^2 = ||a||^2 ||b||^2: the norm of [d1 h0^T, d1, d2 h1^T, d2, h2, 1]
+            # without forming the p-vector (about twice as fast for a learner's penalty).
+            sq = lambda t: (t * t).sum(-1)  # noqa: E731
+            n = sq(d1) * (sq(h0) + 1) + sq(d2) * (sq(h1) + 1) + sq(h2) + 1
+            return (r[..., 0] if single else r), (n[..., 0] if single else n)
         outer = lambda a, b: (a[..., :, None] * b[..., None, :]).flatten(-2)  # noqa: E731
         g = torch.cat([outer(d1, h0), d1, outer(d2, h1), d2, h2, torch.ones_like(r)[..., None]], dim=-1)
         return (r[..., 0] if single else r), squeeze(g)
@@ -162,6 +168,11 @@ class MLPRewardModel:
         backward pass over all copies at once: the same numbers as :meth:`grad_params`
         (tested), about twice as fast, and differentiable in ``y``. Learners use this."""
         return self._forward(y, self.params, with_grad=True)
+
+    def reward_and_grad_sqnorm(self, y):
+        """``(r_phi(y), ||grad_phi r_phi(y)||^2)`` per sample in closed form, differentiable in
+        ``y``: the practical penalty without the per-sample gradients (tested against them)."""
+        return self._forward(y, self.params, with_grad="sqnorm")
 
     def grad_input(self, y):
         """``grad_y r_phi(y)`` per output, shape of ``y`` (closed form, no autograd)."""

@@ -199,3 +199,16 @@ def test_vector_env_equals_single_envs():
         outs = [e.step(a) for e, a in zip(singles, actions)]
         np.testing.assert_allclose(obs, np.stack([o[0] for o in outs]), rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(info["buffer_rm_error"], [o[4]["buffer_rm_error"] for o in outs], rtol=1e-4)
+
+
+def test_closed_form_gradient_norm_equals_the_per_sample_gradients_norm(rm):
+    y = torch.as_tensor(np.random.default_rng(5).normal(0.5, 1.0, (*rm.params.shape[:-1], 5, rm.dim)), dtype=rm.params.dtype)
+    y.requires_grad_(True)
+    r, n = rm.reward_and_grad_sqnorm(y)
+    r_ref, g = rm.reward_and_grad_params(y)
+    torch.testing.assert_close(r, r_ref)
+    torch.testing.assert_close(n, (g * g).sum(-1))
+    # ... and its gradient in y too (the learners differentiate it).
+    (dn,) = torch.autograd.grad(n.sum(), y, retain_graph=True)
+    (dref,) = torch.autograd.grad((g * g).sum(-1).sum(), y)
+    torch.testing.assert_close(dn, dref)
