@@ -78,8 +78,10 @@ class GradientLeader(Agent):
         return (self.objective.value(shifted, rm_b, u) - self.objective.value(y, rm)[..., None]) / eps
 
     def _clip(self, y: np.ndarray) -> np.ndarray:
-        space = self._game().single_action_space
-        return np.clip(y, space.low.astype(np.float64), space.high.astype(np.float64))
+        if not hasattr(self, "_bounds"):
+            space = self._game().single_action_space
+            self._bounds = space.low.astype(np.float64), space.high.astype(np.float64)
+        return np.clip(y, *self._bounds)
 
     def _start(self, obs, mask):
         _, y0 = self._game().split_observation(obs)

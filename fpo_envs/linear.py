@@ -87,9 +87,13 @@ class LinearRewardModel:
         """The parameters after one follower step on ``(y, u)``, without applying it."""
         return (1.0 - self.weight_decay) * self.w - self.lr * self.loss_grad(y, u)
 
-    def update(self, y: np.ndarray, u: np.ndarray) -> None:
-        """Take the follower step in place (the env's state changes)."""
-        self.w[...] = self.preview_update(y, u)
+    def update(self, y: np.ndarray, u: np.ndarray, reward: np.ndarray | None = None) -> None:
+        """Take the follower step in place (the env's state changes); ``reward``, if given,
+        is ``r_w(y)`` already computed (it saves the env a second pass)."""
+        if reward is None:
+            self.w[...] = self.preview_update(y, u)
+        else:
+            self.w[...] = (1.0 - self.weight_decay) * self.w - self.lr * (2.0 * (reward - u)[..., None] * y)
 
 
 class GaussianBumpOracle:
@@ -205,14 +209,15 @@ class LinearGame(CostProxy):
         s = self.signal_dims
         r = self.reward_model.reward(y)
         u = self.oracle.label(y)
-        self.reward_model.update(y, u)
-        self._output = y.copy()
+        self.reward_model.update(y, u, reward=r)
+        self._output = y
         proxy = self.proxy(y, r)
+        squares = y * y
         info = {
             "true_utility": u,
             "proxy_reward": proxy,
-            "signal_norm": np.linalg.norm(y[..., :s], axis=-1),
-            "noise_norm": np.linalg.norm(y[..., s:], axis=-1),
+            "signal_norm": np.sqrt(squares[..., :s].sum(-1)),
+            "noise_norm": np.sqrt(squares[..., s:].sum(-1)),
             "rm_error": r - u,
         }
         diverged = ~(np.abs(self.reward_model.w) <= PARAM_BOUND).all(-1)  # NaN compares False
