@@ -72,7 +72,9 @@ def linear(args: argparse.Namespace) -> None:
     print(f"FPO/LinearRM-v0: {n} seeds x {r} rounds in one vector env, against a bare numpy loop of the same arithmetic")
     print(f"{'learner':<15}{'vector env s':>14}{'bare loop s':>13}{'ratio':>8}   target <= 2x")
     for name, penalty in (("rlhf", "none"), ("fpo-practical", "practical"), ("fpo-relaxed", "relaxed")):
-        ours = best_of(args.repeats, lambda name=name: agents.make(name, gym.make_vec("FPO/LinearRM-v0", num_envs=n), seed=0).learn(r))
+        ours = best_of(
+            args.repeats, lambda name=name: agents.make(name, gym.make_vec("FPO/LinearRM-v0", num_envs=n), seed=0).learn(r)
+        )
         bare = best_of(args.repeats, lambda penalty=penalty: bare_linear_loop(penalty, n, r))
         ratio = ours / bare
         print(f"{name:<15}{ours:>14.3f}{bare:>13.3f}{ratio:>7.2f}x   {'met' if ratio <= 2 else 'MISSED'}")
@@ -135,13 +137,22 @@ def neural(args: argparse.Namespace) -> None:
     r = args.neural_rounds
     sizes = (64, 256)
     print(f"\nFPO/NeuralRM-v0: {r} rounds, seconds per seed, the paper's notebook loop (one seed) against a vector env")
-    print(f"{'learner':<15}{'paper loop':>12}" + "".join(f"{f'{n} seeds':>12}{'ratio':>8}" for n in sizes) + "   target >= 100x at 256")
+    print(
+        f"{'learner':<15}{'paper loop':>12}"
+        + "".join(f"{f'{n} seeds':>12}{'ratio':>8}" for n in sizes)
+        + "   target >= 100x at 256"
+    )
     for name, penalty in (("rlhf", "none"), ("fpo-practical", "practical"), ("fpo-relaxed", "relaxed")):
         paper = best_of(args.repeats, lambda penalty=penalty: paper_neural_loop(penalty, r))
         line, ratio = f"{name:<15}{paper:>12.3f}", 0.0
         for n in sizes:
-            ours = best_of(args.repeats, lambda n=n, name=name: agents.make(
-                name, gym.make_vec("FPO/NeuralRM-v0", num_envs=n), seed=0).learn(r)) / n
+            ours = (
+                best_of(
+                    args.repeats,
+                    lambda n=n, name=name: agents.make(name, gym.make_vec("FPO/NeuralRM-v0", num_envs=n), seed=0).learn(r),
+                )
+                / n
+            )
             ratio = paper / ours
             line += f"{ours:>12.4f}{ratio:>7.0f}x"
         print(line + f"   {'met' if ratio >= 100 else 'MISSED'}")

@@ -54,11 +54,29 @@ def _aggregates(x: np.ndarray) -> np.ndarray:
 AGGREGATES = ("iqm", "median", "mean", "collapse_rate")
 
 
+class _SeededGlobalRNG:
+    """rliable's bootstraps resample with numpy's global generator (``np.random.choice``):
+    seed it for the call and restore the caller's state, so a report repeats for a seed."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __enter__(self):
+        self.state = np.random.get_state()
+        np.random.seed(self.seed)
+        self.warnings = warnings.catch_warnings()
+        self.warnings.__enter__()
+        warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state
+
+    def __exit__(self, *exc):
+        self.warnings.__exit__(*exc)
+        np.random.set_state(self.state)
+
+
 def _intervals(score_dict: dict[str, Any], func, reps: int, seed: int) -> tuple[dict, dict]:
     rly, _ = _rliable()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state
-        return rly.get_interval_estimates(score_dict, func, reps=reps, random_state=np.random.RandomState(seed))
+    with _SeededGlobalRNG(seed):
+        return rly.get_interval_estimates(score_dict, func, reps=reps)
 
 
 def game_table(scores: dict[str, LearnerScores], reps: int = 2000, seed: int = 0) -> list[dict]:
@@ -119,11 +137,5 @@ def aggregate_table(per_game: dict[str, dict[str, LearnerScores]], reps: int = 2
 def performance_profiles(matrices: dict[str, np.ndarray], taus: np.ndarray, reps: int = 2000, seed: int = 0) -> tuple[dict, dict]:
     """rliable's score distributions: the share of runs whose normalised score exceeds tau."""
     rly, _ = _rliable()
-    state = np.random.get_state()
-    np.random.seed(seed)  # rliable draws these intervals from numpy's global generator
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            return rly.create_performance_profile(matrices, taus, reps=reps)
-    finally:
-        np.random.set_state(state)
+    with _SeededGlobalRNG(seed):
+        return rly.create_performance_profile(matrices, taus, reps=reps)

@@ -69,7 +69,7 @@ class LearnerEntry:
 
     @property
     def name(self) -> str:
-        return self.label or self.id
+        return self.label or self.id.rpartition(":")[2]
 
 
 @dataclass(frozen=True)

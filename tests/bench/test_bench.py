@@ -1,0 +1,316 @@
+"""fpo-bench: suites, the resumable store, the statistics, the backends and the command."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rliable")
+
+from agents import bench  # noqa: E402
+from agents.bench import report, runner, stats  # noqa: E402
+from agents.bench.store import Store, StoreError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TINY = {
+    "name": "tiny",
+    "games": [
+        {"id": "FPO/LinearRM-v0", "rounds": 40, "seeds": 6, "batch": 3},
+        {"id": "FPO/NeuralRM-v0", "rounds": 12, "seeds": 4, "batch": 2, "metric_prefix": "theta_"},
+    ],
+    "learners": [{"id": "rlhf"}, {"id": "fpo-relaxed"}],
+}
+
+
+def _tiny(**changes):
+    return bench.suite_from_dict({**TINY, **changes})
+
+
+def _run(suite, out, **kwargs):
+    kwargs.setdefault("reps", 200)
+    return bench.run(suite, out=out, backend=kwargs.pop("backend", "serial"), progress=False, **kwargs)
+
+
+def test_the_shipped_suites_parse_and_name_registered_learners():
+    assert set(bench.shipped_suites()) >= {"paper", "quick", "text"}
+    paper = bench.load_suite("paper")
+    assert {(g.id, g.seeds, g.rounds) for g in paper.games} == {("FPO/LinearRM-v0", 100, 300), ("FPO/NeuralRM-v0", 64, 4000)}
+    quick = bench.load_suite("quick")
+    assert {e.id for e in quick.learners} >= {"rlhf", "fpo-practical", "fpo-relaxed", "ppo"}
+    assert bench.load_suite("text").games[0].id == "FPO/TextRM-v0"
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"games": [{"id": "FPO/Chess-v0", "rounds": 3, "seeds": 2}]}, "unknown game 'FPO/Chess-v0'"),
+        ({"learners": [{"id": "no-such-learner"}]}, "unknown learner 'no-such-learner'"),
+        ({"learners": [{"id": "rlhf", "confg": {}}]}, r"unknown key\(s\) \['confg'\]"),
+        ({"games": [{"id": "FPO/LinearRM-v0", "rounds": 0, "seeds": 2}]}, "rounds must be a whole number >= 1"),
+        ({"learners": [{"id": "rlhf"}, {"id": "rlhf"}]}, "appear twice"),
+        ({"seedz": 3}, "unknown key"),
+        ({"learners": [{"id": "rlhf", "games": ["FPO/TextRM-v0"]}]}, "not in the suite"),
+    ],
+)
+def test_bad_suites_are_clear_errors(change, match):
+    with pytest.raises(bench.SuiteError, match=match):
+        _tiny(**change)
+
+
+def test_a_suite_file_that_does_not_parse_names_itself(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text("[[games]\nid = ")
+    with pytest.raises(bench.SuiteError, match="broken.toml does not parse as TOML"):
+        bench.load_suite(path)
+    with pytest.raises(bench.SuiteError, match="no suite 'nope'"):
+        bench.load_suite("nope")
+
+
+def test_an_unknown_config_key_fails_the_run_with_the_learners_error(tmp_path):
+    suite = _tiny(learners=[{"id": "rlhf", "config": {"gama": 1.0}}])
+    with pytest.raises(TypeError, match="unknown config key"):
+        _run(suite, tmp_path, plots=False)
+
+
+def test_runs_are_stored_once_and_reruns_skip_them(tmp_path):
+    board = _run(_tiny(), tmp_path, plots=False)
+    text = board.read_text()
+    assert "FPO/LinearRM-v0" in text and "fpo-relaxed" in text and "P(> rlhf)" in text
+    store = Store(tmp_path / "store")
+    files = sorted(store.runs.rglob("*.npz"))
+    assert len(files) == 2 * 6 + 2 * 4
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    _run(_tiny(), tmp_path, plots=False)
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps  # nothing rerun
+    # Adding a learner runs only its runs.
+    _run(_tiny(learners=TINY["learners"] + [{"id": "fpo-practical"}]), tmp_path, plots=False)
+    new = sorted(store.runs.rglob("*.npz"))
+    assert len(new) == len(files) + 10 and all(f.stat().st_mtime_ns == stamps[f] for f in files)
+
+
+def test_stored_histories_are_the_learners_histories(tmp_path):
+    import gymnasium as gym
+
+    import agents
+
+    _run(_tiny(), tmp_path, plots=False)
+    jobs = runner.plan(_tiny())
+    job = next(j for j in jobs if j["env"] == "FPO/LinearRM-v0" and j["label"] == "fpo-relaxed")
+    header, history = Store(tmp_path / "store").read(job["hashes"][1])
+    direct = agents.make("fpo-relaxed", gym.make("FPO/LinearRM-v0"), seed=job["seeds"][1]).learn(40)
+    np.testing.assert_allclose(history["true_utility"], direct["true_utility"], rtol=1e-6)
+    assert header["summary"]["final_true_utility"] == pytest.approx(direct["true_utility"][-1])
+    assert header["key"]["seed"] == job["seeds"][1] and header["key"]["batch"] is None  # copies equal single envs
+    neural = next(j for j in jobs if j["env"] == "FPO/NeuralRM-v0")
+    assert neural["keys"][1]["batch"] == [neural["seeds"][0], 2]  # shared noise stream: its batch is part of the key
+    header, history = Store(tmp_path / "store").read(neural["hashes"][0])
+    assert history["theta"].shape == (12, 10)  # measured at the policy mean theta
+
+
+def test_a_corrupt_or_foreign_file_is_an_error_that_names_it(tmp_path):
+    _run(_tiny(), tmp_path, plots=False)
+    store = Store(tmp_path / "store")
+    victim = sorted(store.runs.rglob("*.npz"))[0]
+    victim.write_bytes(b"not a zip")
+    with pytest.raises(StoreError, match=str(victim.name)):
+        _run(_tiny(), tmp_path, plots=False, reps=201)  # another report, so the store is read again
+    victim.unlink()
+    _run(_tiny(), tmp_path, plots=False, reps=202)  # a deleted run reruns
+    (store.runs / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="notes.txt is not a run of this results store"):
+        Store(tmp_path / "store")
+    (store.runs / "notes.txt").unlink()
+    other = sorted(store.runs.rglob("*.npz"))[1]
+    target = store.path("f" * 24)
+    target.parent.mkdir(exist_ok=True)
+    other.rename(target)
+    with pytest.raises(StoreError, match="foreign or renamed"):
+        Store(tmp_path / "store").header("f" * 24)
+
+
+def test_a_sweep_killed_midway_keeps_its_finished_runs_and_completes_on_rerun(tmp_path):
+    suite = tmp_path / "kill.toml"
+    suite.write_text(
+        '[[games]]\nid = "FPO/LinearRM-v0"\nrounds = 3000\nseeds = 12\nbatch = 1\n\n[[learners]]\nid = "fpo-relaxed"\n'
+    )
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "agents.bench",
+        "run",
+        str(suite),
+        "--out",
+        str(out),
+        "--workers",
+        "1",
+        "--backend",
+        "serial",
+        "--no-plots",
+        "--reps",
+        "100",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = out / "store" / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.rglob("*.npz"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p: p.stat().st_mtime_ns for p in runs.rglob("*.npz")}
+    assert 3 <= len(finished) < 12
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert len(list(runs.rglob("*.npz"))) == 12
+    assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # finished runs were not redone
+    assert not list(runs.rglob(".tmp-*"))
+
+
+def test_local_pool_and_serial_give_the_same_numbers(tmp_path):
+    _run(_tiny(), tmp_path / "serial", plots=False)
+    _run(_tiny(), tmp_path / "local", backend="local", workers=2, plots=False)
+    for job in runner.plan(_tiny()):
+        for h in job["hashes"]:
+            _, a = Store(tmp_path / "serial" / "store").read(h)
+            _, b = Store(tmp_path / "local" / "store").read(h)
+            for key in a:
+                np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_statistics_come_from_rliable():
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    scores = {
+        label: stats.LearnerScores(label, np.arange(20), rng.uniform(lo, hi, 20), np.ones(20), np.zeros(20), np.zeros(20))
+        for label, lo, hi in [("rlhf", 0.1, 0.6), ("fpo-relaxed", 0.5, 1.0)]
+    }
+    rows = {row["learner"]: row for row in stats.game_table(scores, reps=300, seed=1)}
+    for label, s in scores.items():
+        assert rows[label]["iqm"] == pytest.approx(metrics.aggregate_iqm(s.final[:, None]))
+        assert rows[label]["collapse_rate"] == pytest.approx(np.mean(s.final < 0.5))
+        assert rows[label]["iqm_low"] <= rows[label]["iqm"] <= rows[label]["iqm_high"]
+    poi = metrics.probability_of_improvement(scores["fpo-relaxed"].final[:, None], scores["rlhf"].final[:, None])
+    assert rows["fpo-relaxed"]["p_improve"] == pytest.approx(poi) and rows["fpo-relaxed"]["p_improve"] > 0.8
+    assert stats.game_table(scores, reps=300, seed=1) == stats.game_table(scores, reps=300, seed=1)
+
+
+def test_report_writes_tables_and_figures_and_is_reused(tmp_path):
+    pytest.importorskip("matplotlib")
+    board = _run(_tiny(), tmp_path)
+    names = {p.name for p in tmp_path.iterdir()}
+    assert {
+        "leaderboard.md",
+        "leaderboard.csv",
+        "per_seed.csv",
+        "interval_estimates.png",
+        "curves_linearrm.png",
+        "curves_neuralrm.png",
+        "portrait_linearrm.png",
+        "portrait_neuralrm.png",
+        "performance_profiles.png",
+    } <= names
+    lines = (tmp_path / "per_seed.csv").read_text().splitlines()
+    assert len(lines) == 1 + 2 * 6 + 2 * 4
+    before = board.stat().st_mtime_ns
+    _run(_tiny(), tmp_path)
+    assert board.stat().st_mtime_ns == before  # same runs, same options: the report is kept
+    stamp = json.loads((tmp_path / "report.json").read_text())
+    assert len(stamp["signature"]) == 64
+
+
+def test_a_users_learner_is_benchmarked_with_one_command(tmp_path):
+    (tmp_path / "my_algo.py").write_text(
+        "import agents\n\n"
+        "def abs_relaxed(z):\n    return abs(z.reward - z.utility) * (z.grad_params * z.grad_params).sum(-1)\n\n"
+        "agents.register_penalty('abs-relaxed', abs_relaxed)\n"
+        "agents.register('abs-fpo', kwargs={'penalty': 'abs-relaxed'}, games=('linear', 'neural'))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agents.bench",
+            "run",
+            "quick",
+            "--learner",
+            "my_algo:abs-fpo",
+            "--seeds",
+            "3",
+            "--rounds",
+            "20",
+            "--game",
+            "FPO/LinearRM-v0",
+            "--out",
+            "out",
+            "--no-plots",
+            "--reps",
+            "100",
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "| abs-fpo | 3 |" in result.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "agents.bench", "run", "no-such-suite"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and "no suite 'no-such-suite'" in bad.stderr
+
+
+def test_the_ray_backend_names_its_extra_when_missing(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    with pytest.raises(ImportError, match=r'pip install "fpo-envs\[ray\]"'):
+        bench.run(_tiny(), out="unused", backend="ray")
+    with pytest.raises(ValueError, match="unknown backend"):
+        bench.run(_tiny(), out="unused", backend="slurm")
+
+
+@pytest.mark.slow
+def test_the_ray_backend_writes_the_same_runs(tmp_path):
+    pytest.importorskip("ray")
+    import ray
+
+    suite = _tiny(games=[TINY["games"][0], {**TINY["games"][1], "seeds": 2}])
+    _run(suite, tmp_path / "serial", plots=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        _run(suite, tmp_path / "ray", backend="ray", workers=2, plots=False)
+    finally:
+        ray.shutdown()
+    serial, on_ray = (tmp_path / "serial" / "leaderboard.md").read_text(), (tmp_path / "ray" / "leaderboard.md").read_text()
+    assert serial == on_ray
+    for job in runner.plan(suite):
+        for h in job["hashes"]:
+            _, a = Store(tmp_path / "serial" / "store").read(h)
+            _, b = Store(tmp_path / "ray" / "store").read(h)
+            np.testing.assert_array_equal(a["true_utility"], b["true_utility"])
+    assert report.REPORT_VERSION == 1
