@@ -21,7 +21,7 @@ TORCH_INDEX ?=
 install: .installed
 
 reproduce: .installed
-	$(PYTHON) scripts/reproduce.py
+	$(PYTHON) -m agents.bench run paper --out results/paper
 
 benchmark: .installed
 	$(PYTHON) scripts/benchmark.py

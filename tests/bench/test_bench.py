@@ -314,3 +314,29 @@ def test_the_ray_backend_writes_the_same_runs(tmp_path):
             _, b = Store(tmp_path / "ray" / "store").read(h)
             np.testing.assert_array_equal(a["true_utility"], b["true_utility"])
     assert report.REPORT_VERSION == 1
+
+
+def test_the_paper_suite_on_the_linear_game_reproduces_the_papers_finding(tmp_path):
+    """RLHF collapses on every one of the 100 seeds; relaxed FPO (oracle gradient, the
+    linear game's default) ends above 0.95 of the optimum on every seed, CI included."""
+    board = bench.run("paper", out=tmp_path, games=["FPO/LinearRM-v0"], backend="serial", progress=False, reps=500,
+                      plots=False)
+    rows = {r["learner"]: r for r in __import__("csv").DictReader(open(board.with_suffix(".csv")))}
+    assert float(rows["rlhf"]["collapse_rate"]) == 1.0 and float(rows["rlhf"]["collapse_rate_low"]) == 1.0
+    assert float(rows["fpo-relaxed"]["iqm_low"]) > 0.95
+    per_seed = [r for r in __import__("csv").DictReader(open(tmp_path / "per_seed.csv")) if r["learner"] == "fpo-relaxed"]
+    assert len(per_seed) == 100 and min(float(r["final_norm"]) for r in per_seed) > 0.95
+    assert float(rows["fpo-relaxed"]["p_improve"]) == 1.0
+
+
+def test_the_text_game_runs_through_the_benchmark(tiny_text, tmp_path):
+    suite = bench.suite_from_dict({
+        "name": "tiny-text",
+        "games": [{"id": "FPO/TextRM-v0", "rounds": 2, "seeds": 2, "kwargs": dict(tiny_text)}],
+        "learners": [{"id": "rlhf", "config": {"n_candidates": 2, "max_new_tokens": 6, "min_new_tokens": 1}},
+                     {"id": "fpo-relaxed", "config": {"n_candidates": 2, "max_new_tokens": 6, "min_new_tokens": 1}}],
+    })
+    board = _run(suite, tmp_path, plots=False)
+    assert "| fpo-relaxed | 2 |" in board.read_text()
+    header = Store(tmp_path / "store").header(runner.plan(suite)[0]["hashes"][0])
+    assert header["summary"]["optimum"] == 5.0 and header["key"]["batch"] is None
