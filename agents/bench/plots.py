@@ -74,7 +74,8 @@ def plot_curves(
     ``runs[label][key]`` has shape ``(rounds, seeds)``."""
     plt = pyplot()
     color = colors_for(list(runs))
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys) + 2.2, 4), squeeze=False)
+    legend_width = 3.2  # inches to the right of the panels
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys) + legend_width, 4), squeeze=False)
     for ax, key in zip(axes[0], keys):
         for label, history in runs.items():
             values = np.asarray(history[key], dtype=np.float64)
@@ -91,7 +92,7 @@ def plot_curves(
     handles, names = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, names, loc="center right", fontsize=8, frameon=False)
     fig.suptitle(title + "\nline: median over seeds; band: interquartile range (25th-75th percentile)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 2.2 / (5.2 * len(keys) + 2.2), 1))
+    fig.tight_layout(rect=(0, 0, 1 - legend_width / (5.2 * len(keys) + legend_width), 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)

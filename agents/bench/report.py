@@ -17,7 +17,7 @@ from agents.bench import stats
 from agents.bench.store import Store
 from agents.bench.suite import Suite
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 CURVE_KEYS = ("true_utility", "noise_norm")
 
 

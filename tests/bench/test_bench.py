@@ -313,7 +313,6 @@ def test_the_ray_backend_writes_the_same_runs(tmp_path):
             _, a = Store(tmp_path / "serial" / "store").read(h)
             _, b = Store(tmp_path / "ray" / "store").read(h)
             np.testing.assert_array_equal(a["true_utility"], b["true_utility"])
-    assert report.REPORT_VERSION == 1
 
 
 def test_the_paper_suite_on_the_linear_game_reproduces_the_papers_finding(tmp_path):
