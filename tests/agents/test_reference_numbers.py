@@ -1,10 +1,10 @@
 """The built-in learners give the numbers recorded in ``tests/data``.
 
 The linear histories and tables were recorded before the learners became presets of policy
-families, and the refactor reproduces them bit for bit. The neural histories of the
-penalised learners were recorded again when their practical penalty ``||grad_phi r||^2``
-moved to the MLP's closed form (twice as fast): the same function, rounded differently in
-float32 (at most 1.7e-6 apart over these 150 rounds); ``rlhf`` is unchanged."""
+families, and the refactor reproduces them bit for bit. The neural histories were recorded
+again when the penalties' ``||grad_phi r||^2`` and the RM's buffer gradient moved to the
+MLP's closed forms (for speed): the same functions, rounded differently in float32 (the
+histories moved by at most 2e-6 over these 150 rounds)."""
 
 from pathlib import Path
 

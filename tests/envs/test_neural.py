@@ -212,3 +212,20 @@ def test_closed_form_gradient_norm_equals_the_per_sample_gradients_norm(rm):
     (dn,) = torch.autograd.grad(n.sum(), y, retain_graph=True)
     (dref,) = torch.autograd.grad((g * g).sum(-1).sum(), y)
     torch.testing.assert_close(dn, dref)
+
+
+def test_buffer_loss_gradient_by_hand_equals_autograd(rm):
+    rng = np.random.default_rng(7)
+    size, batch = 12, rm.params.shape[:-1]
+    buffer = {
+        "y": torch.as_tensor(rng.normal(0.5, 1.0, (*batch, size, rm.dim))),
+        "u": torch.as_tensor(rng.uniform(0, 10, (*batch, size))),
+        "count": torch.as_tensor(rng.integers(1, size + 1, batch)),  # partly filled FIFOs
+    }
+    from fpo_envs.neural import _filled
+
+    mask = _filled(buffer)
+    params = rm.params.clone().requires_grad_(True)
+    residual = rm.reward(buffer["y"], params) - buffer["u"]
+    (expected,) = torch.autograd.grad(((mask / mask.sum(-1, keepdim=True)) * residual**2).sum(), params)
+    torch.testing.assert_close(rm.buffer_loss_grad(buffer), expected)
