@@ -211,8 +211,17 @@ class MLPRewardModel:
             c = 2.0 * weights * (r - buffer["u"])  # d loss / d r per sample
             d2 = c[..., None] * w3 * torch.sigmoid(a2)  # d loss / d a2, (*B, n, H)
             d1 = (d2 @ w2) * torch.sigmoid(a1)
-            return torch.cat([(d1.mT @ h0).flatten(-2), d1.sum(-2), (d2.mT @ h1).flatten(-2), d2.sum(-2),
-                              (c[..., None, :] @ h2).flatten(-2), c.sum(-1, keepdim=True)], dim=-1)
+            return torch.cat(
+                [
+                    (d1.mT @ h0).flatten(-2),
+                    d1.sum(-2),
+                    (d2.mT @ h1).flatten(-2),
+                    d2.sum(-2),
+                    (c[..., None, :] @ h2).flatten(-2),
+                    c.sum(-1, keepdim=True),
+                ],
+                dim=-1,
+            )
 
     # Follower update ----------------------------------------------------------------------
     def _adam(self, params, state, grad_):

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("rliable")
 
 from agents import bench  # noqa: E402
-from agents.bench import report, runner, stats  # noqa: E402
+from agents.bench import runner, stats  # noqa: E402
 from agents.bench.store import Store, StoreError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -318,8 +318,7 @@ def test_the_ray_backend_writes_the_same_runs(tmp_path):
 def test_the_paper_suite_on_the_linear_game_reproduces_the_papers_finding(tmp_path):
     """RLHF collapses on every one of the 100 seeds; relaxed FPO (oracle gradient, the
     linear game's default) ends above 0.95 of the optimum on every seed, CI included."""
-    board = bench.run("paper", out=tmp_path, games=["FPO/LinearRM-v0"], backend="serial", progress=False, reps=500,
-                      plots=False)
+    board = bench.run("paper", out=tmp_path, games=["FPO/LinearRM-v0"], backend="serial", progress=False, reps=500, plots=False)
     rows = {r["learner"]: r for r in __import__("csv").DictReader(open(board.with_suffix(".csv")))}
     assert float(rows["rlhf"]["collapse_rate"]) == 1.0 and float(rows["rlhf"]["collapse_rate_low"]) == 1.0
     assert float(rows["fpo-relaxed"]["iqm_low"]) > 0.95
@@ -329,12 +328,16 @@ def test_the_paper_suite_on_the_linear_game_reproduces_the_papers_finding(tmp_pa
 
 
 def test_the_text_game_runs_through_the_benchmark(tiny_text, tmp_path):
-    suite = bench.suite_from_dict({
-        "name": "tiny-text",
-        "games": [{"id": "FPO/TextRM-v0", "rounds": 2, "seeds": 2, "kwargs": dict(tiny_text)}],
-        "learners": [{"id": "rlhf", "config": {"n_candidates": 2, "max_new_tokens": 6, "min_new_tokens": 1}},
-                     {"id": "fpo-relaxed", "config": {"n_candidates": 2, "max_new_tokens": 6, "min_new_tokens": 1}}],
-    })
+    suite = bench.suite_from_dict(
+        {
+            "name": "tiny-text",
+            "games": [{"id": "FPO/TextRM-v0", "rounds": 2, "seeds": 2, "kwargs": dict(tiny_text)}],
+            "learners": [
+                {"id": "rlhf", "config": {"n_candidates": 2, "max_new_tokens": 6, "min_new_tokens": 1}},
+                {"id": "fpo-relaxed", "config": {"n_candidates": 2, "max_new_tokens": 6, "min_new_tokens": 1}},
+            ],
+        }
+    )
     board = _run(suite, tmp_path, plots=False)
     assert "| fpo-relaxed | 2 |" in board.read_text()
     header = Store(tmp_path / "store").header(runner.plan(suite)[0]["hashes"][0])
