@@ -103,11 +103,17 @@ class Suite:
             unknown = sorted(set(games) - {g.id for g in self.games})
             if unknown:
                 raise SuiteError(f"suite {self.name!r} has no game(s) {unknown}; its games: {[g.id for g in self.games]}")
-        learners = tuple(
-            dataclasses.replace(entry, seeds=min(entry.seeds, seeds)) if seeds and entry.seeds else entry
-            for entry in self.learners
-        )
-        return dataclasses.replace(self, games=tuple(entries), learners=learners)
+        kept = {g.id for g in entries}
+        learners = []
+        for entry in self.learners:
+            if entry.games is not None:
+                if not set(entry.games) & kept:
+                    continue  # a learner restricted to games left out
+                entry = dataclasses.replace(entry, games=tuple(g for g in entry.games if g in kept))
+            if seeds and entry.seeds:
+                entry = dataclasses.replace(entry, seeds=min(entry.seeds, seeds))
+            learners.append(entry)
+        return dataclasses.replace(self, games=tuple(entries), learners=tuple(learners))
 
 
 def _entry(cls: type, raw: Any, where: str) -> Any:
