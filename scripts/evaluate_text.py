@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
         policies,
         args.out,
         judge=args.judge,
-        max_new_tokens=overrides.get("max_new_tokens", 32),
+        max_new_tokens=overrides.get("eval_max_new_tokens"),
     )
     print((args.out / "eval_table.md").read_text())
 

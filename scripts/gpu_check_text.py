@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         tiny = build_tiny_models(Path(tmp))
         overrides = {
             **tiny,
+            # The preset's sequence-classifier RM, as a tiny one-label classifier.
+            "rm_encoder": str(Path(tiny["rm_encoder"]).parent / "tiny-bert-rm"),
             "oracle_model": tiny["policy_model"],
             "device": args.device,
             "oracle_quantization": args.oracle_quantization,

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_eval:
         policies = {"base": None, **{name: args.out / name / "adapter" for name in args.learners}}
         rows = evaluate(
-            lambda: make_env("eval"), policies, args.out, judge=args.judge, max_new_tokens=overrides.get("max_new_tokens", 32)
+            lambda: make_env("eval"), policies, args.out, judge=args.judge, max_new_tokens=overrides.get("eval_max_new_tokens")
         )
         print((args.out / "eval_table.md").read_text())
         del rows

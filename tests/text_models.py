@@ -20,7 +20,14 @@ def build_tiny_models(folder: Path) -> dict[str, str]:
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        BertModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        PreTrainedTokenizerFast,
+    )
 
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     bpe = Tokenizer(models.BPE())
@@ -63,11 +70,26 @@ def build_tiny_models(folder: Path) -> dict[str, str]:
             pad_token_id=ids["<|im_end|>"],
         )
     )
-    llama_dir, bert_dir = folder / "tiny-llama", folder / "tiny-bert"
+    # A one-label sequence classifier: the shape of a trained preference RM (the paper's DeBERTa-v3).
+    classifier = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=512,
+            pad_token_id=ids["<|im_end|>"],
+            num_labels=1,
+        )
+    )
+    llama_dir, bert_dir, classifier_dir = folder / "tiny-llama", folder / "tiny-bert", folder / "tiny-bert-rm"
     llama.save_pretrained(llama_dir)
     tokenizer.save_pretrained(llama_dir)
     bert.save_pretrained(bert_dir)
     tokenizer.save_pretrained(bert_dir)
+    classifier.save_pretrained(classifier_dir)
+    tokenizer.save_pretrained(classifier_dir)
     return {
         "policy_model": str(llama_dir),
         "rm_encoder": str(bert_dir),

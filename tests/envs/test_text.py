@@ -184,3 +184,65 @@ def test_prompt_sources(tmp_path):
         load_prompts(str(tmp_path / "missing.jsonl"), "train")
     with pytest.raises(ValueError, match="NAME"):
         load_prompts("hf:only-a-name", "train")
+
+
+def _classifier_env(tiny_text, **overrides):
+    from pathlib import Path
+
+    rm_dir = str(Path(tiny_text["rm_encoder"]).parent / "tiny-bert-rm")
+    settings = {**tiny_text, "rm_encoder": rm_dir, "rm_type": "sequence-classifier", "rm_input": "response", **overrides}
+    return gym.make("FPO/TextRM-v0", **settings), rm_dir
+
+
+def test_a_sequence_classifier_rm_trains_its_classifier_head_from_its_trained_weights(tiny_text):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    env, rm_dir = _classifier_env(tiny_text)
+    env.reset(seed=0)
+    game = env.unwrapped
+    reference = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1).eval()
+    tokenizer = AutoTokenizer.from_pretrained(rm_dir)
+    head = reference.classifier
+    # The head starts at the trained RM's own classifier (no random head).
+    expected = np.append(head.weight.detach().double().numpy()[0], head.bias.detach().double().item())
+    np.testing.assert_allclose(game.reward_model.params, expected)
+    responses = ["Yes, it is.", "No.", "The answer is water because light"]
+    with torch.no_grad():
+        logits = reference(**tokenizer(responses, padding=True, return_tensors="pt")).logits[:, 0].double().numpy()
+    # r is the RM's logit, scoring the response alone (as the paper's script).
+    np.testing.assert_allclose(game.reward_model.reward(["any prompt"] * 3, responses), logits, rtol=1e-5, atol=1e-6)
+    assert np.allclose(game.reward_model.reward(["another prompt"] * 3, responses), logits, atol=1e-6)
+    # grad_params is the gradient of the logit with respect to the classifier's parameters.
+    out = reference(**tokenizer(responses[:1], return_tensors="pt")).logits[0, 0]
+    grads = torch.autograd.grad(out, [head.weight, head.bias])
+    autograd = np.append(grads[0].double().numpy()[0], grads[1].double().item())
+    np.testing.assert_allclose(game.reward_model.grad_params(["p"], responses[:1])[0], autograd, rtol=1e-5, atol=1e-6)
+    # A round moves the head and nothing else.
+    encoder_before = [p.detach().clone() for p in game._encoder.parameters()]
+    before = game.reward_model.params.copy()
+    env.step("Yes, it is.")
+    assert not np.array_equal(game.reward_model.params, before)
+    assert all(torch.equal(a, b) for a, b in zip(encoder_before, game._encoder.parameters()))
+
+
+def test_prompt_truncation_cuts_the_formatted_policy_input(tiny_text):
+    from fpo_envs.text_models import chat_prompt_ids
+
+    env, _ = _classifier_env(tiny_text, prompt_max_tokens=12)
+    tok = env.unwrapped.policy_tokenizer
+    long_prompt = "the answer is a short clear yes " * 20
+    assert len(chat_prompt_ids(tok, long_prompt)) == 12
+    env.reset(seed=0, options={"prompt": long_prompt})
+    _, _, _, _, info = env.step("yes")
+    assert np.isfinite(info["true_utility"])
+
+
+def test_the_paper_preset_is_the_papers_pipeline():
+    from fpo_envs.text_models import PRESETS
+
+    p = PRESETS["llama-3.2-1b"]
+    assert p.rm_encoder == "OpenAssistant/reward-model-deberta-v3-base" and p.rm_type == "sequence-classifier"
+    assert p.rm_input == "response" and p.rm_max_length == 128 and p.prompt_max_tokens == 128
+    assert p.prompts_train == "hf:HuggingFaceH4/ultrafeedback_binarized:train_prefs:prompt"
+    assert p.prompts_eval == "hf:truthfulqa/truthful_qa:generation:validation:question" and p.eval_max_new_tokens == 64
+    assert (p.policy_quantization, p.oracle_quantization, p.rm_lr) == ("nf4", "int8", 5e-5)
