@@ -131,13 +131,13 @@ class TextRMEnv(FeedbackLoopEnv):
         self._encoder, self._encoder_tokenizer = load_encoder(p.rm_encoder, p.device, p.rm_type)
         for tokenizer in {id(t): t for t in (self.policy_tokenizer, oracle_tokenizer)}.values():
             tokenizer.fpo_prompt_max_tokens = p.prompt_max_tokens  # read by chat_prompt_ids
+        self._trained_head = self.warm_start_report = None
         if p.rm_type == "sequence-classifier":
             head = self._encoder.classifier
-            # The trained RM's own head is the starting point; only it learns.
+            # A trained RM's own head, the starting point of rm_init="trained"; only the head learns.
             self._trained_head = np.append(head.weight.detach().double().cpu().numpy()[0], head.bias.detach().double().item())
             self.num_params = head.in_features + 1
         else:
-            self._trained_head = None
             self.num_params = self._encoder.config.hidden_size + 1
         self.action_space = UnicodeText(2048)
         self.observation_space = spaces.Dict({"prompt": UnicodeText(8192), "reference": UnicodeText(8192)})
@@ -148,14 +148,21 @@ class TextRMEnv(FeedbackLoopEnv):
                 np.random.default_rng(0), {"rm_params": np.zeros(self.num_params), "prompt": self.prompts[0]}, None, reference=""
             )
         )
+        if p.rm_init == "warm":
+            from fpo_envs.warm_start import warm_head
+
+            train = load_prompts(p.prompts_train, "train")
+            held_out = load_prompts(p.prompts_eval, "eval")
+            self._trained_head, self.warm_start_report = warm_head(self, train, held_out)
 
     def optimum(self) -> tuple[None, float]:
         """No known best response, and the largest quality the oracle gives: ``U = 5`` (NLL 0)."""
         return None, 5.0
 
     def _initial_head(self, rng: np.random.Generator) -> np.ndarray:
-        """The RM head a reset starts from: a trained classifier's own head, or a random one."""
-        if self._trained_head is not None:
+        """The RM head a reset starts from (the preset's ``rm_init``): a trained classifier's
+        own head, the warm head, or a random one."""
+        if self.preset.rm_init != "random":
             return self._trained_head.copy()
         return np.append(rng.normal(0.0, self.preset.rm_init_std, self.num_params - 1), 0.0)
 

@@ -80,6 +80,19 @@ class TextPreset:
     paper's script: 128); ``None``: no truncation."""
     eval_max_new_tokens: int = 32
     """Greedy answer length of the evaluation (the paper: 64)."""
+    rm_init: str = "random"
+    """The head a reset starts from: ``random`` (``N(0, rm_init_std^2)``, bias 0), ``trained``
+    (a sequence classifier's own trained head), or ``warm`` (fitted to the base policy's
+    samples labelled by the oracle plus ``rm_bias``: :mod:`fpo_envs.warm_start`)."""
+    rm_bias: float = 0.0
+    """Strength of the documented bias fitted into a ``warm`` head (0: the oracle alone);
+    for ``length``, units of oracle quality per response token."""
+    rm_bias_kind: str = "length"
+    """Which bias a ``warm`` head carries (``length``: longer answers preferred)."""
+    warm_samples: int = 4
+    """Base-policy responses per prompt that the ``warm`` fit labels (all pairs among them)."""
+    warm_seed: int = 0
+    """Seed of the ``warm`` fit's sampling: the same seed, the same head."""
     max_new_tokens: int = 32
     """Reference generation: most new tokens."""
     min_new_tokens: int = 5
@@ -105,10 +118,18 @@ class TextPreset:
             "nll_scope": ("sequence", "response"),
             "rm_type": ("encoder", "sequence-classifier"),
             "rm_input": ("prompt-response", "response"),
+            "rm_init": ("random", "trained", "warm"),
+            "rm_bias_kind": ("length",),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.rm_bias != 0 and self.rm_init != "warm":
+            raise ValueError(f"rm_bias={self.rm_bias} is fitted into a warm start: set rm_init='warm' (got {self.rm_init!r})")
+        if self.rm_init == "trained" and self.rm_type != "sequence-classifier":
+            raise ValueError("rm_init='trained' needs a trained RM: rm_type='sequence-classifier'")
+        if not np.isfinite(self.rm_bias) or self.warm_samples < 2:
+            raise ValueError("rm_bias must be finite and warm_samples at least 2")
         if not 0 < self.min_new_tokens <= self.max_new_tokens <= self.max_response_tokens:
             raise ValueError("need 0 < min_new_tokens <= max_new_tokens <= max_response_tokens")
         if not (0 < self.top_p <= 1 and self.temperature > 0 and self.rm_lr > 0):
@@ -128,6 +149,7 @@ PRESETS = {
         oracle_model="meta-llama/Llama-3.2-1B-Instruct",
         rm_encoder="OpenAssistant/reward-model-deberta-v3-base",
         rm_type="sequence-classifier",
+        rm_init="trained",
         rm_input="response",
         policy_quantization="nf4",
         oracle_quantization="int8",

@@ -190,7 +190,14 @@ def _classifier_env(tiny_text, **overrides):
     from pathlib import Path
 
     rm_dir = str(Path(tiny_text["rm_encoder"]).parent / "tiny-bert-rm")
-    settings = {**tiny_text, "rm_encoder": rm_dir, "rm_type": "sequence-classifier", "rm_input": "response", **overrides}
+    settings = {
+        **tiny_text,
+        "rm_encoder": rm_dir,
+        "rm_type": "sequence-classifier",
+        "rm_init": "trained",
+        "rm_input": "response",
+        **overrides,
+    }
     return gym.make("FPO/TextRM-v0", **settings), rm_dir
 
 
@@ -246,3 +253,53 @@ def test_the_paper_preset_is_the_papers_pipeline():
     assert p.prompts_train == "hf:HuggingFaceH4/ultrafeedback_binarized:train_prefs:prompt"
     assert p.prompts_eval == "hf:truthfulqa/truthful_qa:generation:validation:question" and p.eval_max_new_tokens == 64
     assert (p.policy_quantization, p.oracle_quantization, p.rm_lr) == ("nf4", "int8", 5e-5)
+
+
+def test_a_warm_rm_head_is_fitted_once_deterministically_and_carries_its_length_bias(tiny_text, tmp_path, monkeypatch):
+    import fpo_envs.warm_start as warm
+
+    monkeypatch.setenv("FPO_ENVS_CACHE", str(tmp_path))
+    settings = {**tiny_text, "rm_init": "warm", "warm_samples": 3}
+    calls = []
+    real_fit = warm.fit_head
+    monkeypatch.setattr(warm, "fit_head", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    unbiased = gym.make("FPO/TextRM-v0", **settings).unwrapped
+    again = gym.make("FPO/TextRM-v0", **settings).unwrapped  # from the cache
+    assert len(calls) == 1
+    np.testing.assert_array_equal(unbiased._trained_head, again._trained_head)
+    biased = gym.make("FPO/TextRM-v0", **settings, rm_bias=1.0).unwrapped  # another preset: refitted
+    assert len(calls) == 2
+    # The reset starts from the warm head; reports say how it orders held-out pairs.
+    env = gym.make("FPO/TextRM-v0", **settings, rm_bias=1.0)
+    env.reset(seed=3)
+    np.testing.assert_array_equal(env.unwrapped.reward_model.params, biased._trained_head)
+    r0, r1 = unbiased.warm_start_report, biased.warm_start_report
+    assert r0["held_out_pairs"] == 36 * 3 and r0["train_pairs"] == 144 * 3
+    # Measured on the tiny models: the length-biased head prefers the longer of two held-out
+    # answers on 93% of pairs, the head fitted to the oracle alone on 9%.
+    assert r1["held_out_agreement_longer_preferred"] > 0.75
+    assert r1["held_out_agreement_longer_preferred"] > r0["held_out_agreement_longer_preferred"] + 0.1
+    # Same seed, same head, even fitted afresh; a stale cache file (another key) is refitted.
+    cached = sorted((tmp_path / "warm-rm").glob("head-*.npz"))
+    assert len(cached) == 2
+    for path in cached:
+        with np.load(path) as data:
+            head, report = data["head"], str(data["report"])
+        np.savez(path, head=head * 0 + 7.0, key=np.asarray('{"stale": true}'), report=np.asarray(report))
+    refit = gym.make("FPO/TextRM-v0", **settings).unwrapped
+    assert len(calls) == 3
+    np.testing.assert_allclose(refit._trained_head, unbiased._trained_head)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"rm_bias": 0.1}, "set rm_init='warm'"),
+        ({"rm_init": "warm", "rm_bias_kind": "politeness"}, "rm_bias_kind must be one of"),
+        ({"rm_init": "trained"}, "needs a trained RM"),
+        ({"rm_init": "hot"}, "rm_init must be one of"),
+    ],
+)
+def test_bad_warm_start_settings_are_clear_errors(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        make_preset("smollm2", **overrides)
