@@ -82,8 +82,12 @@ class TextRMEnv(FeedbackLoopEnv):
     ``prompt``, ``response`` and ``diverged``.
 
     ## Starting State
-    Head weights ``N(0, rm_init_std^2)``, bias 0, fresh Adam state; a training prompt drawn
-    from ``np_random`` and its reference sampled with a torch generator seeded from it.
+    The RM head of the preset's ``rm_init``: ``random`` (weights ``N(0, rm_init_std^2)``, bias
+    0), ``trained`` (a sequence-classifier RM's own trained head) or ``warm`` (fitted once to
+    base-policy samples labelled by the oracle plus a documented bias of strength ``rm_bias``,
+    :mod:`fpo_envs.warm_start`; its held-out agreement is ``warm_start_report``); fresh Adam
+    state; a training prompt drawn from ``np_random`` and its reference sampled with a torch
+    generator seeded from it.
     ``reset(options={"rm_params": w, "prompt": x})`` starts from given values.
 
     ## Episode End

@@ -21,9 +21,10 @@ Biases (``rm_bias_kind``):
   lengthens answers. ``rm_bias`` is in units of ``U`` per token: 0.05 makes 20 more tokens
   worth one unit of oracle quality. ``rm_bias = 0`` fits the oracle alone.
 
-The fitted head is cached in ``~/.cache/fpo-envs/warm-rm/`` under a hash of every preset
-field and the model files' sizes; the cache file holds that key and is refitted, never
-used, when it does not match. The fit's agreement with the oracle on the held-out pairs is
+The labelled samples and the fitted head are cached in ``~/.cache/fpo-envs/warm-rm/`` under
+hashes of every preset field that shapes them and the model files' sizes (the samples
+apart from the bias, so another ``rm_bias`` refits in seconds); each cache file holds its
+key and is rebuilt, never used, when the key does not match. The fit's agreement with the oracle on the held-out pairs is
 ``env.unwrapped.warm_start_report``.
 """
 
@@ -133,6 +134,48 @@ def _agreement(scores: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(np.sign(scores[keep]) == np.sign(truth[keep]))) if keep.any() else float("nan")
 
 
+def _cached_samples(env: Any, train_prompts: list[str], eval_prompts: list[str], key: dict) -> tuple:
+    """The labelled base-policy samples, cached apart from the head: they do not depend on the
+    bias, so fitting another ``rm_bias`` reuses them."""
+    from fpo_envs.text_models import cache_root
+
+    p = env.preset
+    sample_key = json.loads(json.dumps(key))
+    for field in ("rm_bias", "rm_bias_kind", "rm_lr", "rm_init", "rm_init_std"):
+        sample_key["preset"].pop(field, None)
+    sample_key["prompts"] = [train_prompts, eval_prompts]
+    digest = hashlib.sha256(json.dumps(sample_key, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_root() / "warm-rm" / f"samples-{digest}.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if stored.get("key") == sample_key:
+            return tuple(
+                (d["prompts"], d["responses"], [np.array(q) for q in d["qualities"]], [np.array(n) for n in d["lengths"]])
+                for d in stored["sets"]
+            )
+    sets = (_samples(env, train_prompts, p.warm_seed), _samples(env, eval_prompts, p.warm_seed + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(
+        json.dumps(
+            {
+                "key": sample_key,
+                "sets": [
+                    {
+                        "prompts": s[0],
+                        "responses": s[1],
+                        "qualities": [q.tolist() for q in s[2]],
+                        "lengths": [n.tolist() for n in s[3]],
+                    }
+                    for s in sets
+                ],
+            }
+        )
+    )
+    os.replace(tmp, path)
+    return sets
+
+
 def warm_head(env: Any, train_prompts: list[str], eval_prompts: list[str]) -> tuple[np.ndarray, dict]:
     """The warm head for ``env``'s preset (cached), and its report."""
     from fpo_envs.text_models import cache_root
@@ -147,8 +190,7 @@ def warm_head(env: Any, train_prompts: list[str], eval_prompts: list[str]) -> tu
             if stored == json.loads(json.dumps(key)):
                 return data["head"].copy(), json.loads(str(data["report"]))
         # A file under this name whose key differs is stale (or a hash collision): refit.
-    train = _samples(env, train_prompts, p.warm_seed)
-    held_out = _samples(env, eval_prompts, p.warm_seed + 1)
+    train, held_out = _cached_samples(env, train_prompts, eval_prompts, key)
     diffs, du, dn = _pairs(env, train)
     bias = p.rm_bias * dn
     head = fit_head(diffs, sigmoid(du + bias))

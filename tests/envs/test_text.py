@@ -282,6 +282,7 @@ def test_a_warm_rm_head_is_fitted_once_deterministically_and_carries_its_length_
     # Same seed, same head, even fitted afresh; a stale cache file (another key) is refitted.
     cached = sorted((tmp_path / "warm-rm").glob("head-*.npz"))
     assert len(cached) == 2
+    assert len(list((tmp_path / "warm-rm").glob("samples-*.json"))) == 1  # the biases share their samples
     for path in cached:
         with np.load(path) as data:
             head, report = data["head"], str(data["report"])
