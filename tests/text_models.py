@@ -59,30 +59,18 @@ def build_tiny_models(folder: Path) -> dict[str, str]:
         )
     )
     llama.generation_config.pad_token_id = ids["<|im_end|>"]
-    bert = BertModel(
-        BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            pad_token_id=ids["<|im_end|>"],
-        )
-    )
+    bert_config = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 512,
+        "pad_token_id": ids["<|im_end|>"],
+    }
+    bert = BertModel(BertConfig(**bert_config))
     # A one-label sequence classifier: the shape of a trained preference RM (the paper's DeBERTa-v3).
-    classifier = BertForSequenceClassification(
-        BertConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=512,
-            pad_token_id=ids["<|im_end|>"],
-            num_labels=1,
-        )
-    )
+    classifier = BertForSequenceClassification(BertConfig(**bert_config, num_labels=1))
     llama_dir, bert_dir, classifier_dir = folder / "tiny-llama", folder / "tiny-bert", folder / "tiny-bert-rm"
     llama.save_pretrained(llama_dir)
     tokenizer.save_pretrained(llama_dir)

@@ -9,20 +9,9 @@ from typing import Any
 
 import numpy as np
 
+from fpo_envs.report import _pyplot as pyplot
+
 COLORS = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494", "#ece133", "#fbafe4")
-
-
-def pyplot():
-    try:
-        import matplotlib
-    except ImportError as err:
-        from gymnasium.error import DependencyNotInstalled
-
-        raise DependencyNotInstalled('plotting needs matplotlib: pip install "fpo-envs[plot]"') from err
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def colors_for(labels: list[str]) -> dict[str, str]:
