@@ -304,3 +304,15 @@ def test_a_warm_rm_head_is_fitted_once_deterministically_and_carries_its_length_
 def test_bad_warm_start_settings_are_clear_errors(overrides, match):
     with pytest.raises(ValueError, match=match):
         make_preset("smollm2", **overrides)
+
+
+@pytest.mark.parametrize("scope", ["sequence", "response"])
+def test_responses_to_one_prompt_share_its_cached_prefix_and_score_as_one_at_a_time(tiny_text, scope):
+    env = gym.make("FPO/TextRM-v0", nll_scope=scope, **tiny_text)
+    oracle = env.unwrapped.oracle
+    prompt = "Why is the sky blue?"
+    responses = ["Because of Rayleigh scattering of sunlight by air.", "Yes.", "", "It is blue because light"]
+    u = oracle.quality([prompt] * 4, responses)  # the shared-prompt path: one prefix pass
+    for r, value in zip(responses, u):
+        expected = np.clip(5 - _nll_one(oracle.model, oracle.tokenizer, prompt, r, scope), -15, 5)
+        assert value == pytest.approx(expected, abs=1e-4)
