@@ -151,9 +151,14 @@ def run_job(job: dict, store_root: str) -> list[str]:
         histories = [stored(h, i) for i in range(len(job["seeds"]))]
         optimum = env.unwrapped.optimum()[1]
     else:
-        for seed in job["seeds"]:
+        family = _family(job["learner"], job["env"])
+        for seed, h in zip(job["seeds"], job["hashes"]):
             env = gym.make(job["env"], **job["env_kwargs"])
-            histories.append(stored(agents.make(job["learner"], env, seed=seed, **job["config"]).learn(rounds), None))
+            if hasattr(family, "resume"):
+                history = _checkpointed_run(family, job, env, seed, Path(store_root) / "work" / h)
+            else:
+                history = agents.make(job["learner"], env, seed=seed, **job["config"]).learn(rounds)
+            histories.append(stored(history, None))
             optimum = env.unwrapped.optimum()[1]
     done = []
     for key, history in zip(job["keys"], histories):
@@ -161,6 +166,31 @@ def run_job(job: dict, store_root: str) -> list[str]:
         arrays = {k: np.asarray(v, dtype=np.float32 if k != "diverged" else bool) for k, v in history.items()}
         done.append(store.write(key, arrays, summary))
     return done
+
+
+CHECKPOINT_EVERY = 10
+"""Rounds between the checkpoints of a long run (the text game's), so a killed sweep loses
+at most this many rounds of the run it was playing."""
+
+
+def _checkpointed_run(family: type, job: dict, env: Any, seed: int, work: Path) -> dict[str, np.ndarray]:
+    """One run of a learner that checkpoints (``family.resume``): resumed from its newest
+    checkpoint in ``work`` if a killed sweep left one, its history read back from the run's
+    streamed metrics (every round, including those played before the kill)."""
+    import json
+    import shutil
+
+    import agents
+
+    if family.checkpoints(work):
+        agent = family.resume(work, env)
+    else:
+        agent = agents.make(job["learner"], env, seed=seed, run_dir=str(work), checkpoint_every=CHECKPOINT_EVERY, **job["config"])
+    agent.learn(max(job["rounds"] - agent.num_rounds, 0))
+    rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
+    history = {k: np.array([row[k] for row in rows]) for k in STORED_KEYS}
+    shutil.rmtree(work, ignore_errors=True)  # the run is stored; its checkpoints are no longer needed
+    return history
 
 
 def _pythonpath() -> str:

@@ -342,3 +342,52 @@ def test_the_text_game_runs_through_the_benchmark(tiny_text, tmp_path):
     assert "| fpo-relaxed | 2 |" in board.read_text()
     header = Store(tmp_path / "store").header(runner.plan(suite)[0]["hashes"][0])
     assert header["summary"]["optimum"] == 5.0 and header["key"]["batch"] is None
+
+
+def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted_one(tiny_text, tmp_path):
+    kwargs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in tiny_text.items())
+    suite = tmp_path / "text.toml"
+    suite.write_text(
+        f'[[games]]\nid = "FPO/TextRM-v0"\nrounds = 30\nseeds = 1\nkwargs = {{ {kwargs} }}\n\n'
+        '[[learners]]\nid = "fpo-relaxed"\nconfig = { n_candidates = 2, max_new_tokens = 6, min_new_tokens = 1 }\n'
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+    def command(out):
+        return [
+            sys.executable,
+            "-m",
+            "agents.bench",
+            "run",
+            str(suite),
+            "--out",
+            str(out),
+            "--backend",
+            "serial",
+            "--no-plots",
+            "--reps",
+            "50",
+        ]
+
+    subprocess.run(command(tmp_path / "full"), env=env, check=True, capture_output=True, timeout=600)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        metrics = list((killed / "store" / "work").glob("*/metrics.jsonl"))
+        if metrics and len(metrics[0].read_text().splitlines()) > 14:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert runner.plan(bench.load_suite(suite))[0]["hashes"][0] in str(metrics[0])
+    result = subprocess.run(command(killed), env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    h = runner.plan(bench.load_suite(suite))[0]["hashes"][0]
+    _, resumed = Store(killed / "store").read(h)
+    _, full = Store(tmp_path / "full" / "store").read(h)
+    assert resumed["true_utility"].shape == (30,)
+    for key in full:
+        np.testing.assert_array_equal(resumed[key], full[key], err_msg=key)
+    assert not (killed / "store" / "work" / h).exists()
