@@ -19,7 +19,7 @@ from gymnasium.envs.registration import register
 from fpo_envs.core import INFO_KEYS, FeedbackLoopEnv, FeedbackLoopVectorEnv
 
 __version__ = "0.1.0"
-__all__ = ["ENV_IDS", "GAMES", "INFO_KEYS", "FeedbackLoopEnv", "FeedbackLoopVectorEnv", "game_of"]
+__all__ = ["ENV_IDS", "GAMES", "INFO_KEYS", "FeedbackLoopEnv", "FeedbackLoopVectorEnv", "game_of", "game_of_id"]
 
 register(
     id="FPO/LinearRM-v0",
@@ -50,6 +50,14 @@ GAMES = {
     "text": ("fpo_envs.text:TextRMEnv", ("FPO/TextRM-v0",)),
 }
 """Each game: the class its single and vector environments share, and its env ids."""
+
+
+def game_of_id(env_id: str) -> str:
+    """The name of the game an env id belongs to (a ``ValueError`` for any other id)."""
+    for name, (_, ids) in GAMES.items():
+        if env_id in ids:
+            return name
+    raise ValueError(f"{env_id!r} is not an fpo-envs game; games: {list(ENV_IDS)}")
 
 
 def game_of(env: Any) -> str:

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+import fpo_envs
 from agents.bench.store import Store, run_hash
 from agents.bench.suite import GameEntry, LearnerEntry, Suite
 
@@ -32,21 +33,12 @@ BACKENDS = ("local", "serial", "ray")
 STORED_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "diverged")
 
 
-def _game_name(env_id: str) -> str:
-    import fpo_envs
-
-    for name, (_, ids) in fpo_envs.GAMES.items():
-        if env_id in ids:
-            return name
-    raise ValueError(f"{env_id!r} is not an fpo-envs game")
-
-
 def _family(learner_id: str, env_id: str) -> type:
     import agents
     from agents.registration import _load_entry_point
 
     found = agents.spec(learner_id)
-    return _load_entry_point(found.entry_points[_game_name(env_id)], found.id)
+    return _load_entry_point(found.entry_points[fpo_envs.game_of_id(env_id)], found.id)
 
 
 def run_key(suite: Suite, game: GameEntry, entry: LearnerEntry, seed: int, batch: tuple[int, int] | None) -> dict:
@@ -69,19 +61,19 @@ def plan(suite: Suite) -> list[dict]:
 
     jobs = []
     for game in suite.games:
-        game_name = _game_name(game.id)
+        game_name = fpo_envs.game_of_id(game.id)
         for entry in suite.learners:
             if game_name not in agents.spec(entry.id).games or (entry.games is not None and game.id not in entry.games):
                 continue
             family = _family(entry.id, game.id)
+            vector = getattr(family, "vector_copies_are_seeds", False)
             n = min(entry.seeds or game.seeds, game.seeds)
             seeds = list(range(game.first_seed, game.first_seed + n))
-            if getattr(family, "vector_copies_are_seeds", False):
+            if vector:
                 # Fixed batches: batch k holds seeds first_seed + k*B ..., so adding seeds adds batches.
                 batches = [seeds[i : i + game.batch] for i in range(0, n, game.batch)]
             else:
                 batches = [[s] for s in seeds]
-            vector = getattr(family, "vector_copies_are_seeds", False)
             shared_stream = vector and not getattr(family, "copies_match_single_envs", False)
             for batch in batches:
                 span = (batch[0], len(batch)) if shared_stream else None

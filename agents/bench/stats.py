@@ -79,58 +79,61 @@ def _intervals(score_dict: dict[str, Any], func, reps: int, seed: int) -> tuple[
         return rly.get_interval_estimates(score_dict, func, reps=reps)
 
 
-def game_table(scores: dict[str, LearnerScores], reps: int = 2000, seed: int = 0) -> list[dict]:
-    """One row per learner of one game (see the module docstring)."""
+def _interval_rows(matrices: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, dict[str, Any]]:
+    """Per learner: the aggregates with their intervals and, against ``rlhf`` where it is
+    present, the probability of improvement with its interval. ``matrices[label]`` is a
+    (runs x tasks) score matrix."""
     _, metrics = _rliable()
-    score_dict = {label: s.final[:, None] for label, s in scores.items()}
-    points, intervals = _intervals(score_dict, _aggregates, reps, seed)
-    poi_points, poi_intervals = {}, {}
-    if BASELINE in scores:
-        pairs = {label: [s.final[:, None], scores[BASELINE].final[:, None]] for label, s in scores.items() if label != BASELINE}
-        if pairs:
-            poi_points, poi_intervals = _intervals(pairs, metrics.probability_of_improvement, reps, seed)
-    rows = []
-    for label, s in scores.items():
-        row: dict[str, Any] = {"learner": label, "seeds": len(s.final)}
-        for i, name in enumerate(AGGREGATES):
-            row[name] = float(points[label][i])
-            row[f"{name}_low"], row[f"{name}_high"] = (float(v) for v in intervals[label][:, i])
-        row["mean_peak"] = float(s.peak.mean())
-        row["mean_drop"] = float((s.peak - s.final).mean())
-        row["mean_final_gap"] = float(s.gap.mean())
-        row["mean_final_noise"] = float(s.noise.mean())
-        if label in poi_points:
-            row["p_improve"] = float(np.squeeze(poi_points[label]))
-            row["p_improve_low"], row["p_improve_high"] = (float(v) for v in np.ravel(poi_intervals[label]))
-        rows.append(row)
-    return rows
-
-
-def aggregate_table(per_game: dict[str, dict[str, LearnerScores]], reps: int = 2000, seed: int = 0) -> tuple[list[dict], dict]:
-    """Across games: rows per learner present in every game, over the seeds every game has;
-    also returns the (seeds x games) score matrices for performance profiles."""
-    _, metrics = _rliable()
-    labels = [label for label in next(iter(per_game.values())) if all(label in g for g in per_game.values())]
-    if not labels:
-        return [], {}
-    n = min(len(g[label].final) for g in per_game.values() for label in labels)
-    matrices = {label: np.stack([g[label].final[:n] for g in per_game.values()], axis=1) for label in labels}
     points, intervals = _intervals(matrices, _aggregates, reps, seed)
     poi_points, poi_intervals = {}, {}
     if BASELINE in matrices:
         pairs = {label: [m, matrices[BASELINE]] for label, m in matrices.items() if label != BASELINE}
         if pairs:
             poi_points, poi_intervals = _intervals(pairs, metrics.probability_of_improvement, reps, seed)
-    rows = []
-    for label in labels:
-        row: dict[str, Any] = {"learner": label, "seeds": n, "games": len(per_game)}
+    rows = {}
+    for label in matrices:
+        row: dict[str, Any] = {}
         for i, name in enumerate(AGGREGATES):
             row[name] = float(points[label][i])
             row[f"{name}_low"], row[f"{name}_high"] = (float(v) for v in intervals[label][:, i])
         if label in poi_points:
             row["p_improve"] = float(np.squeeze(poi_points[label]))
             row["p_improve_low"], row["p_improve_high"] = (float(v) for v in np.ravel(poi_intervals[label]))
-        rows.append(row)
+        rows[label] = row
+    return rows
+
+
+def game_table(scores: dict[str, LearnerScores], reps: int = 2000, seed: int = 0) -> list[dict]:
+    """One row per learner of one game (see the module docstring)."""
+    estimates = _interval_rows({label: s.final[:, None] for label, s in scores.items()}, reps, seed)
+    rows = []
+    for label, s in scores.items():
+        poi = {k: v for k, v in estimates[label].items() if k.startswith("p_improve")}
+        rows.append(
+            {
+                "learner": label,
+                "seeds": len(s.final),
+                **{k: v for k, v in estimates[label].items() if not k.startswith("p_improve")},
+                "mean_peak": float(s.peak.mean()),
+                "mean_drop": float((s.peak - s.final).mean()),
+                "mean_final_gap": float(s.gap.mean()),
+                "mean_final_noise": float(s.noise.mean()),
+                **poi,
+            }
+        )
+    return rows
+
+
+def aggregate_table(per_game: dict[str, dict[str, LearnerScores]], reps: int = 2000, seed: int = 0) -> tuple[list[dict], dict]:
+    """Across games: rows per learner present in every game, over the seeds every game has;
+    also returns the (seeds x games) score matrices for performance profiles."""
+    labels = [label for label in next(iter(per_game.values())) if all(label in g for g in per_game.values())]
+    if not labels:
+        return [], {}
+    n = min(len(g[label].final) for g in per_game.values() for label in labels)
+    matrices = {label: np.stack([g[label].final[:n] for g in per_game.values()], axis=1) for label in labels}
+    estimates = _interval_rows(matrices, reps, seed)
+    rows = [{"learner": label, "seeds": n, "games": len(per_game), **estimates[label]} for label in labels]
     return rows, matrices
 
 

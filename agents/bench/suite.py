@@ -167,11 +167,10 @@ def check_suite(suite: Suite) -> None:
 
     if not suite.games or not suite.learners:
         raise SuiteError(f"suite {suite.name!r} needs at least one game and one learner")
-    game_of_id = {ids[0]: name for name, (_, ids) in fpo_envs.GAMES.items()}
     for g in suite.games:
         if g.id not in gym.registry:
             raise SuiteError(f"suite {suite.name!r}: unknown game {g.id!r}; registered: {list(fpo_envs.ENV_IDS)}")
-        if g.id not in game_of_id:
+        if g.id not in fpo_envs.ENV_IDS:
             raise SuiteError(f"suite {suite.name!r}: {g.id!r} is not an fpo-envs game; games: {list(fpo_envs.ENV_IDS)}")
         for key in ("rounds", "seeds", "batch"):
             value = getattr(g, key)
@@ -191,7 +190,7 @@ def check_suite(suite: Suite) -> None:
             unknown = sorted(set(entry.games) - suite_games)
             if unknown:
                 raise SuiteError(f"suite {suite.name!r}, learner {entry.name!r}: game(s) {unknown} are not in the suite")
-        runs_on = [g for g in suite.games if game_of_id[g.id] in found.games]
+        runs_on = [g for g in suite.games if fpo_envs.game_of_id(g.id) in found.games]
         if not runs_on:
             raise SuiteError(
                 f"suite {suite.name!r}: learner {entry.id!r} runs on the {', '.join(found.games)} game(s), "
