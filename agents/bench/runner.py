@@ -181,8 +181,30 @@ def _checkpointed_run(family: type, job: dict, env: Any, seed: int, work: Path) 
     agent.learn(max(job["rounds"] - agent.num_rounds, 0))
     rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
     history = {k: np.array([row[k] for row in rows]) for k in STORED_KEYS}
+    keep_artifacts(agent, work, artifacts_dir(work.parent.parent, work.name))
     shutil.rmtree(work, ignore_errors=True)  # the run is stored; its checkpoints are no longer needed
     return history
+
+
+def artifacts_dir(store_root: str | Path, h: str) -> Path:
+    """Where a checkpointed run keeps what its history does not hold: every round's metrics
+    and response (``metrics.jsonl``), the trained adapter and the RM head it ended with."""
+    return Path(store_root) / "artifacts" / h
+
+
+def keep_artifacts(agent: Any, work: Path, target: Path) -> None:
+    """Write a finished run's artifacts to ``target`` atomically (a folder renamed into place)."""
+    import shutil
+
+    if target.exists():
+        return
+    tmp = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
+    agent.save_adapter(tmp / "adapter")
+    np.save(tmp / "rm_params.npy", agent.env.unwrapped.reward_model.params)
+    os.replace(tmp, target)
 
 
 def _pythonpath() -> str:

@@ -344,6 +344,64 @@ def test_the_text_game_runs_through_the_benchmark(tiny_text, tmp_path):
     assert header["summary"]["optimum"] == 5.0 and header["key"]["batch"] is None
 
 
+def test_a_text_suite_reports_curves_a_held_out_evaluation_with_cis_and_example_answers(tiny_text, tmp_path):
+    import gymnasium as gym
+
+    from agents.bench import text_report
+
+    config = {"n_candidates": 2, "max_new_tokens": 6, "min_new_tokens": 1}
+    suite = bench.suite_from_dict(
+        {
+            "name": "tiny-text",
+            "games": [{"id": "FPO/TextRM-v0", "rounds": 3, "seeds": 2, "kwargs": dict(tiny_text)}],
+            "learners": [{"id": "rlhf", "config": config}, {"id": "fpo-relaxed", "config": config}],
+        }
+    )
+    _run(suite, tmp_path)
+    report = (tmp_path / "text_report.md").read_text()
+    for row in ("| base |", "| rlhf | 2 |", "| fpo-relaxed | 2 |", "Held-out evaluation", "round 3"):
+        assert row in report, row
+    for figure in ("text_curves.png", "text_eval.png"):
+        assert (tmp_path / figure).stat().st_size > 10_000
+    store = Store(tmp_path / "store")
+    env = gym.make("FPO/TextRM-v0", **tiny_text)
+    env.reset(seed=0)
+    by_label, stamps = {}, {}
+    for job in runner.plan(suite):
+        by_label.setdefault(job["label"], []).extend(job["hashes"])
+        for h in job["hashes"]:
+            folder = runner.artifacts_dir(store.root, h)
+            rows = text_report.read_rounds(store, h)
+            _, history = store.read(h)
+            np.testing.assert_allclose(history["true_utility"], [r["true_utility"] for r in rows], rtol=1e-6)
+            evaluation = json.loads((folder / "eval.json").read_text())
+            # The evaluation's numbers are the oracle's and the RM heads' scores of the answers.
+            np.testing.assert_allclose(
+                evaluation["quality"], env.unwrapped.oracle.quality(evaluation["prompts"], evaluation["answers"]), rtol=1e-5
+            )
+            features = env.unwrapped.reward_model.features(evaluation["prompts"], evaluation["answers"])
+            np.testing.assert_allclose(evaluation["reward_final"], features @ np.load(folder / "rm_params.npy"), rtol=1e-5)
+            np.testing.assert_allclose(evaluation["reward_initial"], features @ env.unwrapped.reward_model.params, rtol=1e-5)
+            stamps[h] = (folder / "eval.json").stat().st_mtime_ns
+    # Another report reuses the cached evaluations.
+    _run(suite, tmp_path, reps=201)
+    assert all(runner.artifacts_dir(store.root, h).joinpath("eval.json").stat().st_mtime_ns == t for h, t in stamps.items())
+    # Win rates: each pair's two rates add up to one, a policy ties with itself.
+    evals = text_report.evaluations(store, "FPO/TextRM-v0", dict(tiny_text), by_label)
+    evals["copy of base"] = evals["base"]
+    result = text_report.eval_statistics(evals, reps=100)
+    for (a, b), (p, low, high) in result["wins"].items():
+        assert low <= p <= high and abs(p + result["wins"][(b, a)][0] - 1) < 1e-9
+    assert result["wins"][("base", "copy of base")][0] == 0.5
+
+
+def test_a_text_run_without_artifacts_is_a_clear_error(tmp_path):
+    from agents.bench import text_report
+
+    with pytest.raises(StoreError, match="has no artifacts"):
+        text_report.read_rounds(Store(tmp_path / "store"), "0" * 24)
+
+
 def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted_one(tiny_text, tmp_path):
     kwargs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in tiny_text.items())
     suite = tmp_path / "text.toml"

@@ -316,3 +316,40 @@ def test_responses_to_one_prompt_share_its_cached_prefix_and_score_as_one_at_a_t
     for r, value in zip(responses, u):
         expected = np.clip(5 - _nll_one(oracle.model, oracle.tokenizer, prompt, r, scope), -15, 5)
         assert value == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_profile_sets_preset_fields_and_the_text_learners_defaults(tiny_text, tmp_path, monkeypatch):
+    import dataclasses
+
+    import agents
+    from agents.text import TextConfig
+    from fpo_envs.text_models import PROFILES
+
+    monkeypatch.setenv("FPO_ENVS_CACHE", str(tmp_path))
+    loop = PROFILES["loop"]
+    env = gym.make("FPO/TextRM-v0", **tiny_text, profile="loop", warm_samples=2)
+    game = env.unwrapped
+    assert game.profile == "loop" and game.learner_defaults == loop.learner
+    for field, value in loop.env.items():  # the fixture's own keywords (max_new_tokens) win
+        assert getattr(game.preset, field) == tiny_text.get(field, value), field
+    assert game.warm_start_report is not None  # the loop profile starts from the warm, length-biased head
+    learner = agents.make("rlhf", env, seed=0)
+    for field, value in loop.learner.items():
+        assert getattr(learner.config, field) == value, field
+    learner.model.unload()  # one adapter per env: take it off before the next learner
+    # Keywords beat the profile, on the env and on the learner.
+    env = gym.make("FPO/TextRM-v0", **tiny_text, profile="loop", warm_samples=2, rm_lr=0.5)
+    assert env.unwrapped.preset.rm_lr == 0.5
+    assert agents.make("rlhf", env, seed=0, lr=3e-3, n_candidates=2).config.n_candidates == 2
+    # The paper profile is the preset and the learners' defaults as they are.
+    paper = gym.make("FPO/TextRM-v0", **tiny_text)
+    assert paper.unwrapped.profile == "paper" and paper.unwrapped.preset == make_preset("smollm2", **tiny_text)
+    assert paper.unwrapped.learner_defaults == {}
+    defaults = {f.name: f.default for f in dataclasses.fields(TextConfig)}
+    config = agents.make("rlhf", paper, seed=0).config
+    assert all(getattr(config, field) == defaults[field] for field in loop.learner)
+
+
+def test_an_unknown_profile_names_the_known_ones(tiny_text):
+    with pytest.raises(ValueError, match=r"unknown text-game profile 'fast'; known: \['loop', 'paper'\]"):
+        gym.make("FPO/TextRM-v0", **tiny_text, profile="fast")

@@ -1,0 +1,333 @@
+"""The text game's part of a suite's report: training curves over seeds, the held-out
+evaluation with bootstrap confidence intervals, and example answers early against late.
+
+It reads the artifacts each text run keeps (:func:`agents.bench.runner.keep_artifacts`:
+every round's metrics and response, the trained adapter, the RM head it ended with) and
+evaluates each trained policy once: greedy answers to the preset's evaluation prompts,
+scored by the oracle (``U``) and by the RM's starting head (the same judge for every
+policy) and the run's final head. Answers are cached beside the artifacts
+(``eval.json``, written atomically), so a killed report resumes and a rerun only redraws.
+
+Statistics (rliable, bootstrapping seeds and prompts): mean oracle quality and mean RM
+score of the answers with 95% CIs, and pairwise win rates: the probability that a policy's
+answer to a prompt has the higher oracle quality than another's (over seed pairs, ties
+one half, averaged over prompts), with 95% CIs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.bench.runner import artifacts_dir
+from agents.bench.store import Store, StoreError
+
+BASE = "base"
+"""The label of the untrained policy (the env's base LM, no adapter) in the evaluation."""
+SMOOTH = 10
+"""Rounds in the trailing mean of the training curves."""
+CURVES = (
+    ("true_utility", "oracle quality U"),
+    ("signal_norm", "U - U(reference)"),
+    ("proxy_reward", "RM score r"),
+    ("reward_gap", "r - r(reference)"),
+    ("abs_rm_error", "|RM preference error|"),
+    ("response_tokens", "response length (tokens)"),
+)
+
+
+def smooth(x: np.ndarray, window: int = SMOOTH) -> np.ndarray:
+    """Trailing mean over ``window`` rounds (over fewer at the start)."""
+    c = np.cumsum(np.insert(np.asarray(x, dtype=np.float64), 0, 0.0))
+    i = np.arange(1, len(x) + 1)
+    lo = np.maximum(i - window, 0)
+    return (c[i] - c[lo]) / (i - lo)
+
+
+def read_rounds(store: Store, h: str) -> list[dict]:
+    """Every round's metrics of a stored text run, from its artifacts."""
+    path = artifacts_dir(store.root, h) / "metrics.jsonl"
+    if not path.exists():
+        raise StoreError(
+            f"text run {h} has no artifacts ({path} is missing; stored by an older fpo-bench): delete {store.path(h)} to rerun it"
+        )
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def curves(rows: list[dict]) -> dict[str, np.ndarray]:
+    """The per-round series the figure draws."""
+    get = lambda k: np.array([row[k] for row in rows], dtype=np.float64)  # noqa: E731
+    return {
+        "true_utility": get("true_utility"),
+        "signal_norm": get("signal_norm"),
+        "proxy_reward": get("proxy_reward"),
+        "reward_gap": get("proxy_reward") - get("reference_reward"),
+        "abs_rm_error": np.abs(get("rm_error")),
+        "response_tokens": get("response_tokens"),
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".tmp-{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+class _Evaluator:
+    """One env (models loaded once) that answers and scores the evaluation prompts."""
+
+    def __init__(self, env_id: str, kwargs: dict):
+        self.env_id, self.kwargs, self._env = env_id, kwargs, None
+
+    @property
+    def env(self):
+        if self._env is None:
+            import gymnasium as gym
+
+            import fpo_envs  # noqa: F401
+
+            self._env = gym.make(self.env_id, **self.kwargs)
+            self._env.reset(seed=0)  # the RM at its starting head: the common judge
+        return self._env
+
+    def evaluate(self, adapter: Path | None, final_head: np.ndarray | None) -> dict:
+        from agents.text_eval import greedy_answers
+        from fpo_envs.prompts import load_prompts
+        from fpo_envs.text_models import response_ids
+
+        game = self.env.unwrapped
+        prompts = load_prompts(game.preset.prompts_eval, "eval")
+        answers = greedy_answers(self.env, adapter, prompts)
+        features = game.reward_model.features(prompts, answers)
+        out = {
+            "prompts": prompts,
+            "answers": answers,
+            "quality": [float(q) for q in game.oracle.quality(prompts, answers)],
+            "tokens": [len(response_ids(game.policy_tokenizer, a)) for a in answers],
+            "reward_initial": [float(v) for v in features @ game.reward_model.params],
+        }
+        if final_head is not None:
+            out["reward_final"] = [float(v) for v in features @ final_head]
+        return out
+
+    def close(self) -> None:
+        if self._env is not None:
+            self._env.close()
+
+
+def evaluations(store: Store, env_id: str, kwargs: dict, by_label: dict[str, list[str]]) -> dict[str, list[dict]]:
+    """Per label (and ``base``): the evaluation of each run, computed once and cached."""
+    evaluator = _Evaluator(env_id, kwargs)
+    digest = hashlib.sha256(json.dumps({"env": env_id, "kwargs": kwargs}, sort_keys=True).encode()).hexdigest()[:24]
+    base_dir = store.root / "artifacts" / f"base-{digest}"
+    try:
+        out = {}
+        path = base_dir / "eval.json"
+        if not path.exists():
+            base_dir.mkdir(parents=True, exist_ok=True)
+            _write_json(path, evaluator.evaluate(None, None))
+        out[BASE] = [json.loads(path.read_text())]
+        for label, hashes in by_label.items():
+            out[label] = []
+            for h in hashes:
+                folder = artifacts_dir(store.root, h)
+                read_rounds(store, h)  # a clear error where the artifacts are missing
+                path = folder / "eval.json"
+                if not path.exists():
+                    _write_json(path, evaluator.evaluate(folder / "adapter", np.load(folder / "rm_params.npy")))
+                out[label].append(json.loads(path.read_text()))
+        return out
+    finally:
+        evaluator.close()
+
+
+def eval_statistics(evals: dict[str, list[dict]], reps: int = 2000, seed: int = 0) -> dict:
+    """Means with CIs and pairwise win rates with CIs (module docstring)."""
+    from agents.bench.stats import _rliable
+
+    rly, metrics = _rliable()
+    seeds = max(len(v) for v in evals.values())
+    matrices = {}
+    for label, runs in evals.items():
+        m = {k: np.array([run[k] for run in runs], dtype=np.float64) for k in ("quality", "tokens", "reward_initial")}
+        if len(runs) == 1 and seeds > 1:  # the base policy is deterministic: one row stands for every seed
+            m = {k: np.repeat(v, seeds, axis=0) for k, v in m.items()}
+        matrices[label] = m
+
+    def intervals(score_dict: dict, func) -> tuple[dict, dict]:
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state
+            return rly.get_interval_estimates(
+                score_dict, func, reps=reps, task_bootstrap=True, random_state=np.random.RandomState(seed)
+            )
+
+    mean = lambda x: np.array([metrics.aggregate_mean(x)])  # noqa: E731
+    table = {}
+    for key in ("quality", "reward_initial", "tokens"):
+        points, cis = intervals({label: m[key] for label, m in matrices.items()}, mean)
+        for label in matrices:
+            table.setdefault(label, {})[key] = (float(points[label][0]), *(float(v) for v in cis[label][:, 0]))
+    labels = list(matrices)
+    pairs = {f"{a}|{b}": [matrices[a]["quality"], matrices[b]["quality"]] for a in labels for b in labels if a != b}
+    points, cis = intervals(pairs, metrics.probability_of_improvement)
+    wins = {tuple(k.split("|")): (float(np.squeeze(points[k])), *(float(v) for v in np.ravel(cis[k]))) for k in pairs}
+    return {"labels": labels, "means": table, "wins": wins, "seeds": seeds, "prompts": matrices[labels[0]]["quality"].shape[1]}
+
+
+def _ci(value: tuple, digits: int = 3) -> str:
+    return f"{value[0]:.{digits}f} [{value[1]:.{digits}f}, {value[2]:.{digits}f}]"
+
+
+def markdown(game: Any, training: dict[str, list[dict]], statistics: dict, evals: dict[str, list[dict]]) -> str:
+    fifth = max(game.rounds // 5, 1)
+    lines = [
+        f"## The text game: {game.id}, {game.rounds} rounds, env arguments {json.dumps(game.kwargs, sort_keys=True)}",
+        "",
+        f"### Training: means over the first and last {fifth} rounds, mean over seeds [lowest, highest seed]",
+        "",
+        "| learner | seeds | U | U - U(ref) | RM score r | tokens |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, runs in training.items():
+        cells = []
+        for key in ("true_utility", "signal_norm", "proxy_reward", "response_tokens"):
+            first = np.array([c[key][:fifth].mean() for c in runs])
+            last = np.array([c[key][-fifth:].mean() for c in runs])
+            digits = 1 if key == "response_tokens" else 3
+            cells.append(
+                f"{first.mean():.{digits}f} -> {last.mean():.{digits}f} [{last.min():.{digits}f}, {last.max():.{digits}f}]"
+            )
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    labels = statistics["labels"]
+    lines += [
+        "",
+        f"### Held-out evaluation: greedy answers to {statistics['prompts']} eval prompts, {statistics['seeds']} seeds",
+        "",
+        "Means with 95% bootstrap CIs over seeds and prompts (rliable); r0: the RM's starting head, the same judge "
+        "for every policy. Win rate: P(the row's answer has the higher oracle quality than the column's), seed "
+        "pairs, ties one half, averaged over prompts, with its 95% CI.",
+        "",
+        "| policy | oracle quality U | RM score r0 | tokens | " + " | ".join(f"win vs {b}" for b in labels) + " |",
+        "|---|---|---|---|" + "---|" * len(labels),
+    ]
+    for a in labels:
+        m = statistics["means"][a]
+        wins = ["-" if a == b else _ci(statistics["wins"][(a, b)], 2) for b in labels]
+        lines.append(
+            f"| {a} | {_ci(m['quality'])} | {_ci(m['reward_initial'])} | {m['tokens'][0]:.1f} | " + " | ".join(wins) + " |"
+        )
+    lines += ["", "### Example answers", ""]
+    lines += _examples(training, evals)
+    return "\n".join(lines) + "\n"
+
+
+def _quote(text: str, limit: int = 220) -> str:
+    text = " ".join(text.split())
+    return (text[:limit] + "...") if len(text) > limit else text
+
+
+def _examples(training: dict[str, list[dict]], evals: dict[str, list[dict]]) -> list[str]:
+    lines = ["Training responses of each learner's first seed, its first three rounds and its last three:", ""]
+    for label, runs in training.items():
+        rows = runs[0]["rows"]
+        lines.append(f"**{label}**")
+        lines.append("")
+        for when, picked in (("early", rows[:3]), ("late", rows[-3:])):
+            for row in picked:
+                lines.append(
+                    f"- {when}, round {row['round'] + 1}, U {row['true_utility']:.2f}, r {row['proxy_reward']:.2f}, "
+                    f"{row['response_tokens']} tokens. *{_quote(row['prompt'], 90)}* -> {_quote(row['response'])}"
+                )
+        lines.append("")
+    base = evals[BASE][0]
+    lines += ["Greedy answers to the first three eval prompts (each learner's first seed):", ""]
+    for i in range(min(3, len(base["prompts"]))):
+        lines.append(f"*{_quote(base['prompts'][i], 120)}*")
+        lines.append("")
+        for label, runs in evals.items():
+            run = runs[0]
+            lines.append(f"- {label} (U {run['quality'][i]:.2f}, r0 {run['reward_initial'][i]:.2f}): {_quote(run['answers'][i])}")
+        lines.append("")
+    return lines
+
+
+def plot_curves(training: dict[str, list[dict]], path: Path, title: str) -> None:
+    from agents.bench.plots import colors_for, pyplot
+
+    plt = pyplot()
+    colors = colors_for(list(training))
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
+    for ax, (key, name) in zip(axes.flat, CURVES):
+        for label, runs in training.items():
+            ys = np.stack([smooth(c[key]) for c in runs])
+            x = np.arange(1, ys.shape[1] + 1)
+            color = colors[label]
+            ax.plot(x, ys.mean(0), color=color, lw=2, label=f"{label} (mean of {len(runs)} seeds)")
+            ax.fill_between(x, ys.min(0), ys.max(0), color=color, alpha=0.18, lw=0)
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("round")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=10, frameon=False)
+    fig.suptitle(f"{title}\n{SMOOTH}-round trailing means; line: mean over seeds, band: lowest to highest seed", fontsize=12)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_eval(statistics: dict, path: Path, title: str) -> None:
+    from agents.bench.plots import pyplot
+
+    plt = pyplot()
+    labels = statistics["labels"]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, name in ((axes[0], "quality", "oracle quality U"), (axes[1], "reward_initial", "RM score r0 (starting head)")):
+        values = [statistics["means"][label][key] for label in labels]
+        y = np.arange(len(labels))
+        ax.errorbar(
+            [v[0] for v in values],
+            y,
+            xerr=[[v[0] - v[1] for v in values], [v[2] - v[0] for v in values]],
+            fmt="o",
+            capsize=4,
+        )
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.set_xlabel(f"mean {name}, 95% CI")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(game: Any, store: Store, jobs: list[dict], out: Path, reps: int = 2000, seed: int = 0, plots: bool = True) -> Path:
+    """Write ``text_report.md`` (and ``text_curves.png``, ``text_eval.png``) for one text game
+    of a suite; returns the report's path."""
+    by_label: dict[str, list[str]] = {}
+    for job in jobs:
+        if job["env"] == game.id:
+            by_label.setdefault(job["label"], []).extend(job["hashes"])
+    training = {}
+    for label, hashes in by_label.items():
+        training[label] = []
+        for h in hashes:
+            rows = read_rounds(store, h)
+            training[label].append({"rows": rows, **curves(rows)})
+    evals = evaluations(store, game.id, game.kwargs, by_label)
+    statistics = eval_statistics(evals, reps, seed)
+    report = Path(out) / "text_report.md"
+    report.write_text(markdown(game, training, statistics, evals))
+    if plots:
+        where = f"{game.id}, {json.dumps(game.kwargs, sort_keys=True)}"
+        plot_curves(training, Path(out) / "text_curves.png", f"{where}: training")
+        plot_eval(statistics, Path(out) / "text_eval.png", f"{where}: greedy answers to the eval prompts")
+    return report
