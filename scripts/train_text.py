@@ -1,6 +1,7 @@
 """Train the three learners on the text game, then evaluate them against the base model.
 
     python scripts/train_text.py                          # default preset, 200 rounds each
+    python scripts/train_text.py --profile loop --rounds 100   # the loop profile, one seed
     python scripts/train_text.py --rounds 300 --n 8 --out results/text
     python scripts/train_text.py --resume                 # continue a killed run
     python scripts/train_text.py --set rm_lr=1e-4 --set max_new_tokens=16
@@ -34,10 +35,11 @@ from agents.text_eval import evaluate, training_summary
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="smollm2")
+    parser.add_argument("--profile", default="paper", help="text-game profile (paper, loop)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="preset field override")
     parser.add_argument("--learners", nargs="+", default=list(agents.NAMES), choices=agents.NAMES)
     parser.add_argument("--rounds", type=int, default=200)
-    parser.add_argument("--n", type=int, default=8, help="candidates per round")
+    parser.add_argument("--n", type=int, default=None, help="candidates per round (default: the profile's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoint-every", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     learner_config = {k: overrides[k] for k in ("max_new_tokens", "min_new_tokens", "top_p", "temperature") if k in overrides}
 
     def make_env(split="train"):
-        return gym.make("FPO/TextRM-v0", preset=args.preset, split=split, **overrides)
+        return gym.make("FPO/TextRM-v0", preset=args.preset, profile=args.profile, split=split, **overrides)
 
     for name in args.learners:
         run_dir = args.out / name
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
                 name,
                 env,
                 seed=args.seed,
-                n_candidates=args.n,
+                **({} if args.n is None else {"n_candidates": args.n}),
                 run_dir=str(run_dir),
                 checkpoint_every=args.checkpoint_every,
                 **learner_config,

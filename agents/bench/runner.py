@@ -42,8 +42,9 @@ def _family(learner_id: str, env_id: str) -> type:
 
 
 def run_key(suite: Suite, game: GameEntry, entry: LearnerEntry, seed: int, batch: tuple[int, int] | None) -> dict:
-    """Everything that determines one run's numbers."""
-    return {
+    """Everything that determines one run's numbers (a text-game profile by its settings, so
+    a changed profile is a new run)."""
+    key = {
         "env": game.id,
         "env_kwargs": game.kwargs,
         "rounds": game.rounds,
@@ -53,6 +54,12 @@ def run_key(suite: Suite, game: GameEntry, entry: LearnerEntry, seed: int, batch
         "batch": list(batch) if batch else None,
         "threads": suite.threads,
     }
+    if "profile" in game.kwargs:
+        from fpo_envs.text_models import get_profile
+
+        profile = get_profile(game.kwargs["profile"])
+        key["profile_settings"] = {"env": profile.env, "learner": profile.learner}
+    return key
 
 
 def plan(suite: Suite) -> list[dict]:

@@ -403,13 +403,15 @@ def test_a_text_run_without_artifacts_is_a_clear_error(tmp_path):
 
 
 def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted_one(tiny_text, tmp_path):
-    kwargs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in tiny_text.items())
+    # From a warm, length-biased RM head, fitted once into this test's cache.
+    warm = {"rm_init": "warm", "rm_bias": 0.5, "warm_samples": 2}
+    kwargs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in {**tiny_text, **warm}.items())
     suite = tmp_path / "text.toml"
     suite.write_text(
         f'[[games]]\nid = "FPO/TextRM-v0"\nrounds = 30\nseeds = 1\nkwargs = {{ {kwargs} }}\n\n'
         '[[learners]]\nid = "fpo-relaxed"\nconfig = { n_candidates = 2, max_new_tokens = 6, min_new_tokens = 1 }\n'
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "FPO_ENVS_CACHE": str(tmp_path / "cache")}
 
     def command(out):
         return [
@@ -449,3 +451,7 @@ def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupt
     for key in full:
         np.testing.assert_array_equal(resumed[key], full[key], err_msg=key)
     assert not (killed / "store" / "work" / h).exists()
+    assert len(list((tmp_path / "cache" / "warm-rm").glob("head-*.npz"))) == 1
+    rows = [json.loads(line) for line in (runner.artifacts_dir(killed / "store", h) / "metrics.jsonl").read_text().splitlines()]
+    full_rows = (runner.artifacts_dir(tmp_path / "full" / "store", h) / "metrics.jsonl").read_text().splitlines()
+    assert [row["response"] for row in rows] == [json.loads(line)["response"] for line in full_rows]
