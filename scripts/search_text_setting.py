@@ -21,6 +21,7 @@ import numpy as np
 from agents.bench.runner import execute, plan
 from agents.bench.store import Store
 from agents.bench.suite import GameEntry, LearnerEntry, Suite
+from agents.bench.text_report import smooth
 
 # Every candidate: 4 candidates of 24 tokens (a round in about 4 s on one core), one SFT
 # step per round (no accumulation), the warm RM head with length bias 0.1; what varies is
@@ -48,14 +49,6 @@ def candidate_suite(name: str, rounds: int, seed: int) -> Suite:
         learners=tuple(LearnerEntry(id=i, config={**BASE_LEARNER, **learner}) for i in LEARNERS),
         threads=1,
     )
-
-
-def smooth(x: np.ndarray, window: int = 10) -> np.ndarray:
-    """Trailing mean over ``window`` rounds (over fewer at the start)."""
-    c = np.cumsum(np.insert(np.asarray(x, dtype=np.float64), 0, 0.0))
-    i = np.arange(1, len(x) + 1)
-    lo = np.maximum(i - window, 0)
-    return (c[i] - c[lo]) / (i - lo)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -49,14 +49,19 @@ def smooth(x: np.ndarray, window: int = SMOOTH) -> np.ndarray:
     return (c[i] - c[lo]) / (i - lo)
 
 
-def read_rounds(store: Store, h: str) -> list[dict]:
-    """Every round's metrics of a stored text run, from its artifacts."""
+def _artifacts(store: Store, h: str) -> Path:
+    """The artifacts folder of a stored text run; a clear error where it is missing."""
     path = artifacts_dir(store.root, h) / "metrics.jsonl"
     if not path.exists():
         raise StoreError(
             f"text run {h} has no artifacts ({path} is missing; stored by an older fpo-bench): delete {store.path(h)} to rerun it"
         )
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    return path.parent
+
+
+def read_rounds(store: Store, h: str) -> list[dict]:
+    """Every round's metrics of a stored text run, from its artifacts."""
+    return [json.loads(line) for line in (_artifacts(store, h) / "metrics.jsonl").read_text().splitlines()]
 
 
 def curves(rows: list[dict]) -> dict[str, np.ndarray]:
@@ -135,8 +140,7 @@ def evaluations(store: Store, env_id: str, kwargs: dict, by_label: dict[str, lis
         for label, hashes in by_label.items():
             out[label] = []
             for h in hashes:
-                folder = artifacts_dir(store.root, h)
-                read_rounds(store, h)  # a clear error where the artifacts are missing
+                folder = _artifacts(store, h)
                 path = folder / "eval.json"
                 if not path.exists():
                     _write_json(path, evaluator.evaluate(folder / "adapter", np.load(folder / "rm_params.npy")))
