@@ -113,6 +113,15 @@ def game_arguments(env_cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**params, **kwargs}
 
 
+def _check_render_mode(render_mode: str | None, modes: list[str]) -> None:
+    if render_mode is not None and render_mode not in modes:
+        raise ValueError(f"render_mode must be one of {modes} or None, got {render_mode!r}")
+    if render_mode == "rgb_array":
+        from fpo_envs.render import check_matplotlib
+
+        check_matplotlib()
+
+
 class CostProxy:
     """The proxy of the vector games, ``r(y) - action_cost * ||y||^2``: the one definition the
     env's reward and every learner's objective use."""
@@ -166,6 +175,47 @@ class _Round:
     def _observation(self) -> np.ndarray:
         raise NotImplementedError
 
+    # Rendering ---------------------------------------------------------------------------
+    _renderer: Any = None
+
+    def _render_record(self, output: Any, info: dict[str, Any], copy: int | None) -> dict:
+        """What a frame needs of one round of one copy (its ``info`` row; games add more)."""
+        keys = ("true_utility", "proxy_reward", "signal_norm", "noise_norm")
+        return {k: float(np.asarray(info[k]) if copy is None else np.asarray(info[k])[copy]) for k in keys}
+
+    def _make_renderer(self) -> Any:
+        """The game's frame renderer (:mod:`fpo_envs.render`), built on the first ``render``."""
+        from fpo_envs.render import PhasePortrait
+
+        return PhasePortrait(self.oracle, self.signal_dims, labels=(self._render_label(),))
+
+    def _render_label(self) -> str:
+        spec = getattr(self, "spec", None)
+        return spec.id if spec is not None else type(self).__name__
+
+    def _draw(self, log: list[dict], copy: int | None, round_index: int) -> np.ndarray:
+        """The frame of one copy from its episode's render log."""
+        from fpo_envs.render import PortraitPanel
+
+        last = log[-1] if log else {}
+        panel = PortraitPanel(
+            trajectory=np.array([(r["signal_norm"], r["noise_norm"]) for r in log]).reshape(-1, 2),
+            true_utility=last.get("true_utility", float("nan")),
+            proxy=last.get("proxy_reward", float("nan")),
+        )
+        return self._renderer.draw([panel], round_index)
+
+    def _frame(self, log: list[dict], copy: int | None, round_index: int) -> np.ndarray:
+        if self._renderer is None:
+            self._renderer = self._make_renderer()
+        return self._draw(log, copy, round_index)
+
+    def __getstate__(self) -> dict:
+        # A matplotlib figure is rebuilt on the next render rather than copied or pickled.
+        state = self.__dict__.copy()
+        state["_renderer"] = None
+        return state
+
 
 def _stack(states: list[dict]) -> dict:
     return {k: _stack_values([s[k] for s in states]) for k in states[0]}
@@ -213,18 +263,18 @@ class FeedbackLoopEnv(_Round, gym.Env):
             cls.__init__ = _checked_init(cls, cls.__dict__["__init__"])
 
     def _set_render_mode(self, render_mode: str | None) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        _check_render_mode(render_mode, self.metadata["render_modes"])
         self.render_mode = render_mode
+        self._render_log: list[dict] = []
 
     def render(self):
-        """``rgb_array``: the phase portrait (signal against noise magnitude over the best true
-        utility at those magnitudes, with the trajectory of this episode)."""
+        """``rgb_array``: a labelled frame of this episode so far (the game's docstring says
+        what it shows), as a ``uint8`` array ``(height, width, 3)``; ``None`` without a
+        ``render_mode``."""
         if self.render_mode is None:
+            gym.logger.warn('render() needs a render mode: gym.make(..., render_mode="rgb_array")')
             return None
-        from fpo_envs.render import phase_portrait
-
-        return phase_portrait(self.oracle, self.signal_dims, getattr(self, "_trajectory", []))
+        return self._frame(self._render_log, None, getattr(self, "_elapsed", 0))
 
     def state_dict(self) -> dict:
         """Everything needed to continue this env exactly (its state, random generator, round
@@ -246,6 +296,7 @@ class FeedbackLoopEnv(_Round, gym.Env):
         self.np_random.bit_generator.state = state["np_random"]
         self._elapsed = int(state["elapsed"])
         self._trajectory = [tuple(t) for t in state["trajectory"]]
+        self._render_log = []
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -253,6 +304,7 @@ class FeedbackLoopEnv(_Round, gym.Env):
         self._load_state(self._draw_initial(self.np_random, options, None))
         self._elapsed = 0
         self._trajectory = []
+        self._render_log = []
         return self._observation(), {}
 
     def step(self, action):
@@ -268,6 +320,8 @@ class FeedbackLoopEnv(_Round, gym.Env):
         info = {k: v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v for k, v in info.items()}
         info["diverged"] = diverged
         self._trajectory.append((info["signal_norm"], info["noise_norm"]))
+        if self.render_mode is not None:
+            self._render_log.append(self._render_record(output, info, None))
         return self._observation(), float(reward), diverged, False, info
 
 
@@ -286,9 +340,12 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
 
-    def __init__(self, num_envs: int, max_episode_steps: int | None):
+    def __init__(self, num_envs: int, max_episode_steps: int | None, render_mode: str | None = None):
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
+        _check_render_mode(render_mode, self.metadata["render_modes"])
+        self.render_mode = render_mode
+        self._render_logs: list[list[dict]] = [[] for _ in range(num_envs)]
         self.num_envs = num_envs
         self.batch_shape = (num_envs,)
         self.max_episode_steps = max_episode_steps
@@ -308,7 +365,19 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         self._options = check_options(options, self.reset_options)
         self._load_state(_stack([self._draw_initial(rng, self._options, i) for i, rng in enumerate(self._rngs)]))
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._render_logs = [[] for _ in range(self.num_envs)]
         return self._observation(), {}
+
+    def render(self):
+        """``rgb_array``: one labelled frame per copy (a tuple of ``num_envs`` arrays, as
+        ``gymnasium.wrappers.vector.RecordVideo`` expects), each as the single env draws it.
+        A frame takes tens of milliseconds, so render a vector env of a few copies."""
+        if self.render_mode is None:
+            gym.logger.warn('render() needs a render mode: gym.make_vec(..., render_mode="rgb_array")')
+            return None
+        if self._rngs is None:
+            raise gym.error.ResetNeeded("call reset() before render()")
+        return tuple(self._frame(self._render_logs[i], i, int(self._elapsed[i])) for i in range(self.num_envs))
 
     def state_dict(self) -> dict:
         """Everything needed to continue this vector env exactly (every copy's state and
@@ -332,6 +401,7 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         self._options = dict(state["options"])
         self._load_state(state["state"])
         self._elapsed = np.array(state["elapsed"], dtype=np.int64)
+        self._render_logs = [[] for _ in range(self.num_envs)]
 
     def step(self, actions):
         if self._rngs is None:
@@ -350,6 +420,12 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         info = dict(info, diverged=terminated.copy())
         obs = self._observation()
         done = terminated | truncated
+        if self.render_mode is not None:
+            for i, log in enumerate(self._render_logs):
+                if done[i]:
+                    log.clear()  # the copy starts a new episode in this same step
+                else:
+                    log.append(self._render_record(output, info, i))
         if done.any():
             info["final_obs"] = np.where(done[:, None], obs, np.nan)
             info["_final_obs"] = done

@@ -363,13 +363,18 @@ class LinearRMVectorEnv(LinearGame, FeedbackLoopVectorEnv):
     ``(num_envs, dim)``.
     """
 
-    metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": []}
+    metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = 300, **kwargs: Any):
+    def __init__(
+        self,
+        num_envs: int = 1,
+        max_episode_steps: int | None = 300,
+        render_mode: str | None = None,
+        **kwargs: Any,
+    ):
         params = game_arguments(LinearRMEnv, kwargs)
-        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps)
+        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode)
         self._setup(**params)
-        self.render_mode = None
         self.action_space = spaces.Box(
             np.broadcast_to(self.single_action_space.low, (num_envs, self.dim)),
             np.broadcast_to(self.single_action_space.high, (num_envs, self.dim)),

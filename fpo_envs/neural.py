@@ -402,6 +402,39 @@ class NeuralGame(CostProxy):
     def _observation(self):
         return torch.cat([self.reward_model.params, self._output], dim=-1).numpy().astype(np.float32)
 
+    # Rendering: the blind-spot map ---------------------------------------------------------
+    render_recent_rounds = 10
+    """How many rounds of samples a frame shows as dots."""
+
+    def _render_record(self, output, info, copy):
+        record = super()._render_record(output, info, copy)
+        y = output.numpy() if copy is None else output[copy].numpy()
+        error = np.asarray(info["buffer_rm_error"])
+        record.update(samples=y.astype(np.float64), mean=y.mean(0), buffer_error=float(error if copy is None else error[copy]))
+        return record
+
+    def _make_renderer(self):
+        from fpo_envs.render import BlindSpotMap
+
+        return BlindSpotMap(self.oracle, self.signal_dims, labels=(self._render_label(),))
+
+    def _draw(self, log, copy, round_index):
+        from fpo_envs.render import BlindSpotPanel
+
+        rm = self.reward_model if copy is None else self.reward_model.replace(self.reward_model.params[copy])
+        recent = log[-self.render_recent_rounds :]
+        last = log[-1] if log else {}
+        panel = BlindSpotPanel(
+            reward=lambda y: rm.reward(torch.as_tensor(y, dtype=rm.params.dtype)).numpy(),
+            samples=np.concatenate([r["samples"] for r in recent]) if recent else np.zeros((0, self.dim)),
+            means=np.array([r["mean"] for r in log]).reshape(-1, self.dim),
+            true_utility=last.get("true_utility", float("nan")),
+            proxy=last.get("proxy_reward", float("nan")),
+            buffer_error=last.get("buffer_error", float("nan")),
+        )
+        with torch.no_grad():
+            return self._renderer.draw([panel], round_index)
+
     def split_observation(self, obs):
         """Split an observation into the RM's flat parameters and the last round's mean output."""
         obs = np.asarray(obs)
@@ -528,13 +561,18 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
     dim)``; ``reward_model.params`` has shape ``(num_envs, p)`` and every RM method is batched.
     """
 
-    metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": []}
+    metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(self, num_envs: int = 1, max_episode_steps: int | None = 4000, **kwargs: Any):
+    def __init__(
+        self,
+        num_envs: int = 1,
+        max_episode_steps: int | None = 4000,
+        render_mode: str | None = None,
+        **kwargs: Any,
+    ):
         params = game_arguments(NeuralRMEnv, kwargs)
-        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps)
+        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode)
         self._setup(**params)
-        self.render_mode = None
         n = num_envs
         a, o = self.single_action_space, self.single_observation_space
         self.action_space = spaces.Box(

@@ -104,7 +104,8 @@ class TextRMEnv(FeedbackLoopEnv):
     length-biased warm RM and a policy that moves within 100 rounds; its learner settings are
     ``env.unwrapped.learner_defaults``, which the text learners start from; see
     :data:`fpo_envs.text_models.PROFILES`), ``split`` (``"train"`` or ``"eval"`` prompts),
-    ``render_mode`` (None or ``"rgb_array"``: the trajectory of (length, quality gap)), and any
+    ``render_mode`` (None or ``"rgb_array"``: a labelled plot of each round's response length
+    against its quality gap to the reference, with the round, ``U`` and the RM's score), and any
     field of :class:`fpo_envs.text_models.TextPreset` to override the preset (``rm_lr``,
     ``max_new_tokens``, ``policy_model``, ...). Unknown keywords are errors.
 
@@ -292,10 +293,13 @@ class TextRMEnv(FeedbackLoopEnv):
     def _observation(self):
         return {"prompt": _sanitize(self.prompt), "reference": _sanitize(self.reference)}
 
-    def render(self):
-        """``rgb_array``: the trajectory of (response length, quality gap to the reference)."""
-        if self.render_mode is None:
-            return None
-        from fpo_envs.render import trajectory_frame
+    def _make_renderer(self):
+        from fpo_envs.render import TrajectoryPlot
 
-        return trajectory_frame([(n, s) for s, n in getattr(self, "_trajectory", [])])
+        return TrajectoryPlot("response length (tokens)", "quality gap U - U(reference)", labels=(self._render_label(),))
+
+    def _draw(self, log, copy, round_index):
+        points = np.array([(r["noise_norm"], r["signal_norm"]) for r in log]).reshape(-1, 2)
+        last = log[-1] if log else {}
+        text = f"true U  {last.get('true_utility', float('nan')):6.2f}\nRM r    {last.get('proxy_reward', float('nan')):6.2f}"
+        return self._renderer.draw([points], [text], round_index)
