@@ -197,11 +197,10 @@ class _Round:
         """The frame of one copy from its episode's render log."""
         from fpo_envs.render import PortraitPanel
 
-        last = log[-1] if log else {}
         panel = PortraitPanel(
             trajectory=np.array([(r["signal_norm"], r["noise_norm"]) for r in log]).reshape(-1, 2),
-            true_utility=last.get("true_utility", float("nan")),
-            proxy=last.get("proxy_reward", float("nan")),
+            utilities=np.array([r["true_utility"] for r in log]),
+            proxies=np.array([r["proxy_reward"] for r in log]),
         )
         return self._renderer.draw([panel], round_index)
 

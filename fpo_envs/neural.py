@@ -423,14 +423,13 @@ class NeuralGame(CostProxy):
 
         rm = self.reward_model if copy is None else self.reward_model.replace(self.reward_model.params[copy])
         recent = log[-self.render_recent_rounds :]
-        last = log[-1] if log else {}
         panel = BlindSpotPanel(
             reward=lambda y: rm.reward(torch.as_tensor(y, dtype=rm.params.dtype)).numpy(),
             samples=np.concatenate([r["samples"] for r in recent]) if recent else np.zeros((0, self.dim)),
             means=np.array([r["mean"] for r in log]).reshape(-1, self.dim),
-            true_utility=last.get("true_utility", float("nan")),
-            proxy=last.get("proxy_reward", float("nan")),
-            buffer_error=last.get("buffer_error", float("nan")),
+            utilities=np.array([r["true_utility"] for r in log]),
+            proxies=np.array([r["proxy_reward"] for r in log]),
+            buffer_error=log[-1]["buffer_error"] if log else float("nan"),
         )
         with torch.no_grad():
             return self._renderer.draw([panel], round_index)

@@ -18,7 +18,7 @@ frames per second).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -56,26 +56,94 @@ def check_matplotlib() -> None:
 
 
 def _grown(limit: float, needed: float) -> float:
-    """``limit`` doubled until it covers ``needed``: axes that grow in steps, not every frame."""
+    """``limit`` times 1.5 until it covers ``needed``: axes that grow in steps, not every
+    frame, and depend only on the data (a vector env's copy is drawn as its single env)."""
     while needed > limit:
         limit *= 1.5
     return limit
 
 
 class _Frame:
-    """A figure of ``len(labels)`` panels side by side, drawn to an RGB array."""
+    """A figure of ``len(labels)`` panels side by side, each over a strip of ``U`` and the
+    proxy by round, drawn to an RGB array. Sizes are in inches, so frames of any number of
+    panels share one layout."""
 
-    def __init__(self, labels: Sequence[str], panel_size: tuple[float, float], colorbar: bool):
+    # Heights from the bottom: legend, strip's x label, strip, main panel's x label, main panel, header.
+    _BANDS = (0.38, 0.42, 0.8, 0.55, 2.8, 0.62)
+
+    def __init__(self, labels: Sequence[str], panel_width: float, colorbar: bool, series_label: str = "value"):
         _, Figure, FigureCanvasAgg = _matplotlib()
         self.labels = list(labels)
         n = len(self.labels)
-        width = panel_size[0] * n + (0.9 if colorbar else 0.0)
-        self.fig = Figure(figsize=(width, panel_size[1]), dpi=DPI)
+        left, right = 0.72, (0.95 if colorbar else 0.15)
+        # One panel is too narrow for the legend in one row: it gets three.
+        self.legend_columns = 3 if n == 1 else None
+        bands = (0.62,) + self._BANDS[1:] if n == 1 else self._BANDS
+        width, height = left + n * panel_width + right, sum(bands)
+        self.fig = Figure(figsize=(width, height), dpi=DPI)
         self.canvas = FigureCanvasAgg(self.fig)
-        right = 1 - (1.1 / width if colorbar else 0.02)
-        self.fig.subplots_adjust(left=0.62 / width, right=right, bottom=0.15, top=0.86, wspace=0.12)
-        self.axes = self.fig.subplots(1, n, sharex=True, sharey=True, squeeze=False)[0]
-        self.header = self.fig.suptitle("", fontsize=11, y=0.985)
+        legend, strip_label, strip, main_label, main, _ = bands
+        rect = lambda x, y, w, h: (x / width, y / height, w / width, h / height)  # noqa: E731
+        strip_y, main_y = legend + strip_label, legend + strip_label + strip + main_label
+        self.axes, self.series_axes = [], []
+        for i in range(n):
+            x = left + i * panel_width
+            share = {"sharex": self.axes[0], "sharey": self.axes[0]} if i else {}
+            self.axes.append(self.fig.add_axes(rect(x, main_y, panel_width - 0.3, main), **share))
+            if i:
+                self.axes[-1].tick_params(labelleft=False)
+            share = {"sharex": self.series_axes[0], "sharey": self.series_axes[0]} if i else {}
+            self.series_axes.append(self.fig.add_axes(rect(x, strip_y, panel_width - 0.3, strip), **share))
+        self.cax = self.fig.add_axes(rect(left + n * panel_width - 0.18, main_y, 0.14, main)) if colorbar else None
+        self.header = self.fig.suptitle("", fontsize=11, y=1 - 0.12 / height)
+        self.series_lines = []
+        for i, ax in enumerate(self.series_axes):
+            (u,) = ax.plot([], [], color="black", lw=1.4, label="true utility U")
+            (proxy,) = ax.plot([], [], color="#e07b00", lw=1.2, ls="--", label="proxy (what the RM rewards)")
+            self.series_lines.append((u, proxy))
+            ax.set_xlabel("round", labelpad=1)
+            ax.grid(alpha=0.3)
+            ax.tick_params(labelsize=8)
+            if i == 0:
+                ax.set_ylabel(series_label, fontsize=9)
+            else:
+                ax.tick_params(labelleft=False)
+        self.series_limits = (0.0, 10.0, -1.0, 1.0)
+
+    def _set_series(self, series: Sequence[tuple[np.ndarray, np.ndarray]], horizon: int | None, floor: float) -> None:
+        """Each panel's ``(U, proxy)`` per round so far; the x axis spans ``horizon`` rounds
+        (or grows in steps), the y axis grows to cover the values (at least ``[0, floor]``)."""
+        values = [np.asarray(v, dtype=np.float64) for pair in series for v in pair]
+        finite = np.concatenate([v[np.isfinite(v)] for v in values] + [np.array([0.0, floor])])
+        rounds = max(len(pair[0]) for pair in series)
+        x1 = float(horizon) if horizon else _grown(10.0, rounds)
+        y0 = -_grown(0.05 * floor, -finite.min() * 1.05)
+        y1 = _grown(floor, finite.max() * 1.05)
+        if (0.0, x1, y0, y1) != self.series_limits:
+            self.series_limits = (0.0, x1, y0, y1)
+            self.series_axes[0].set_xlim(0.0, x1)
+            self.series_axes[0].set_ylim(y0, y1)
+        for (u, proxy), (line_u, line_proxy) in zip(series, self.series_lines):
+            t = np.arange(1, len(u) + 1)
+            line_u.set_data(t, u)
+            line_proxy.set_data(t, proxy)
+
+    def _legend(self) -> None:
+        """One legend for the frame, at the bottom, where it hides no data."""
+        handles, labels = self.axes[0].get_legend_handles_labels()
+        more, more_labels = self.series_axes[0].get_legend_handles_labels()
+        self.fig.legend(
+            handles + more,
+            labels + more_labels,
+            loc="lower center",
+            ncol=self.legend_columns or len(labels + more_labels),
+            fontsize=7.5,
+            facecolor="0.78",
+            framealpha=1.0,
+            borderaxespad=0.2,
+            handlelength=1.6,
+            columnspacing=1.0,
+        )
 
     def to_array(self) -> np.ndarray:
         self.canvas.draw()
@@ -96,18 +164,22 @@ class _Frame:
         )
 
 
+def _last(values: np.ndarray) -> float:
+    return float(values[-1]) if len(values) else float("nan")
+
+
 @dataclass
 class PortraitPanel:
-    """One learner's state in a :class:`PhasePortrait` frame.
+    """One learner's episode so far in a :class:`PhasePortrait` frame.
 
     Attributes:
         trajectory: ``(rounds, 2)``: signal and noise magnitude of each round's output.
-        true_utility, proxy: this round's ``U`` and proxy reward (``nan`` before the first round).
+        utilities, proxies: ``(rounds,)``: each round's true utility ``U`` and proxy reward.
     """
 
     trajectory: np.ndarray
-    true_utility: float = float("nan")
-    proxy: float = float("nan")
+    utilities: np.ndarray
+    proxies: np.ndarray
 
 
 class PhasePortrait(_Frame):
@@ -120,11 +192,14 @@ class PhasePortrait(_Frame):
         limits: ``(signal_max, noise_max)`` fixed for every frame (an animation gives the
             whole run's); ``None``: the axes grow with the trajectories.
         title: the frame's header (the round counter is added to it).
+        horizon: the rounds the strip under each panel spans (``None``: it grows).
     """
 
-    def __init__(self, oracle, signal_dims: int, labels: Sequence[str] = ("",), limits=None, title: str = ""):
-        super().__init__(labels, (3.9, 3.7), colorbar=True)
-        self.oracle, self.signal_dims, self.title = oracle, signal_dims, title
+    def __init__(
+        self, oracle, signal_dims: int, labels: Sequence[str] = ("",), limits=None, title: str = "", horizon: int | None = None
+    ):
+        super().__init__(labels, 3.9, colorbar=True, series_label="U, proxy")
+        self.oracle, self.signal_dims, self.title, self.horizon = oracle, signal_dims, title, horizon
         self.s_star = float(np.linalg.norm(oracle.ideal[:signal_dims]))
         self.n_star = float(np.linalg.norm(oracle.ideal[signal_dims:]))
         self.fixed = limits is not None
@@ -138,7 +213,7 @@ class PhasePortrait(_Frame):
             img = ax.imshow(np.zeros((2, 2)), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=oracle.peak)
             self.image.append(img)
             ax.plot([self.s_star], [self.n_star], marker="*", ms=13, color="#ffd400", mec="black", ls="", label="ideal y*")
-            (start,) = ax.plot([0], [0], marker="o", ms=5, color="#cccccc", mec="black", ls="", label="start")
+            ax.plot([0], [0], marker="o", ms=6, color="#cccccc", mec="black", ls="", zorder=4, label="start")
             (line,) = ax.plot([], [], color=_COLORS[0], lw=1.6, label="trajectory")
             (dot,) = ax.plot([], [], marker="o", ms=8, color="#e61e1e", mec="white", ls="", label="this round")
             self.lines.append(line)
@@ -148,9 +223,10 @@ class PhasePortrait(_Frame):
             ax.set_xlabel("signal magnitude ||y_signal||")
             if i == 0:
                 ax.set_ylabel("noise magnitude ||y_noise||")
-        self.axes[-1].legend(loc="lower right", fontsize=7.5, framealpha=0.8)
-        bar = self.fig.colorbar(self.image[0], ax=list(self.axes), fraction=0.05, pad=0.02)
+        self._legend()
+        bar = self.fig.colorbar(self.image[0], cax=self.cax)
         bar.set_label("best true utility U at these magnitudes")
+        self.base_limits = self.limits
         self._set_limits(self.limits)
 
     def _set_limits(self, limits) -> None:
@@ -177,13 +253,14 @@ class PhasePortrait(_Frame):
         points = [p[np.isfinite(p).all(1)] for p in points]
         if not self.fixed:
             top = np.max([p.max(0) if len(p) else np.zeros(2) for p in points], axis=0) * 1.08
-            grown = (_grown(self.limits[0], top[0]), _grown(self.limits[1], top[1]))
+            grown = (_grown(self.base_limits[0], top[0]), _grown(self.base_limits[1], top[1]))
             if grown != self.limits:
                 self._set_limits(grown)
         for p, panel, line, dot, box in zip(points, panels, self.lines, self.dots, self.boxes):
             line.set_data(np.r_[0.0, p[:, 0]], np.r_[0.0, p[:, 1]])
             dot.set_data(p[-1:, 0], p[-1:, 1])
-            box.set_text(f"true U   {panel.true_utility:6.2f}\nproxy    {panel.proxy:6.2f}")
+            box.set_text(f"true U   {_last(panel.utilities):6.2f}\nproxy    {_last(panel.proxies):6.2f}")
+        self._set_series([(p.utilities, p.proxies) for p in panels], self.horizon, 1.1 * self.oracle.peak)
         self.header.set_text(f"{self.title}  round {round_index}".strip())
         return self.to_array()
 
@@ -195,20 +272,20 @@ class BlindSpotPanel:
     Attributes:
         reward: the RM's score of outputs ``(n, d) -> (n,)`` (numpy in, numpy out).
         samples: ``(k, d)``: the policy's recent samples (drawn as dots).
-        means: ``(rounds, d)``: each round's mean output so far (drawn as the path).
-        noise_direction: ``(d,)``: the plane's second axis (its noise part is used); ``None``:
-            the noise part of the samples' mean, or the first noise axis if that is zero.
-        true_utility, proxy, buffer_error: numbers shown in the panel's box.
+        means: ``(rounds, d)``: each round's mean output so far (its recent part is drawn as the path).
+        utilities, proxies: ``(rounds,)``: ``U`` and the proxy of each round so far.
+        buffer_error: the RM's mean ``|r - U|`` over its buffer, shown in the panel's box.
+        noise_direction: ``(d,)``: the direction (its noise part) along which the map is sliced;
+            ``None``: the noise part of the samples' mean (the first noise axis if that is zero).
     """
 
     reward: Callable[[np.ndarray], np.ndarray]
     samples: np.ndarray
     means: np.ndarray
-    noise_direction: np.ndarray | None = None
-    true_utility: float = float("nan")
-    proxy: float = float("nan")
+    utilities: np.ndarray
+    proxies: np.ndarray
     buffer_error: float = float("nan")
-    extra: dict = field(default_factory=dict)
+    noise_direction: np.ndarray | None = None
 
 
 def plane_basis(oracle, signal_dims: int, direction: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -229,21 +306,33 @@ def plane_basis(oracle, signal_dims: int, direction: np.ndarray | None) -> tuple
     return e1, e2 / np.linalg.norm(e2)
 
 
-class BlindSpotMap(_Frame):
-    """Frames of the neural game's blind spot: the RM's error on the policy's plane.
+def plane_coordinates(y: np.ndarray, e1: np.ndarray, signal_dims: int) -> np.ndarray:
+    """Outputs ``(n, d)`` as ``(y . e1, ||y_noise||)``: the component along the ideal's signal
+    direction and the noise magnitude. An output whose noise points along the plane's ``e2``
+    sits exactly where the map evaluates the RM; any other keeps its true noise magnitude."""
+    y = np.asarray(y, dtype=np.float64).reshape(-1, len(e1))
+    return np.stack([y @ e1, np.linalg.norm(y[:, signal_dims:], axis=1)], 1)
 
-    Each panel is the plane through the origin spanned by the ideal's signal direction
-    (x) and the policy's noise direction (y). Colour: the RM's error ``r - U`` there (red:
-    the RM overrates, blue: it underrates; clipped at ``±error_scale``). Black contours: the
-    true utility ``U``. Dots: the policy's recent samples projected on the plane; the white
-    path: each round's mean output.
+
+class BlindSpotMap(_Frame):
+    """Frames of the neural game's blind spot: the RM's error where the policy is.
+
+    x: an output's component along the ideal's signal direction; y: its noise magnitude. The
+    colour is the RM's error ``r - U`` on the plane through the origin spanned by the ideal's
+    signal direction and the policy's current noise direction (red: the RM overrates, blue:
+    it underrates; clipped at ``±error_scale``); the black contours are the true utility
+    ``U``. Dots: the policy's recent samples; the white path: its recent mean outputs, both
+    at their signal component and noise magnitude, so the dots lie on the map's plane and
+    the path keeps each round's true distance from the ideal.
 
     Args:
         oracle, signal_dims: the game's oracle and signal coordinates.
         labels: panel titles (one per learner).
-        limits: ``(x_min, x_max, y_min, y_max)`` on the plane; ``None``: grow with the samples.
+        limits: ``(x_min, x_max, noise_max)``; ``None``: grow with the samples.
         error_scale: the colour scale's bound (default half the utility's peak).
         grid: grid points per axis at which the RM is evaluated.
+        path_rounds: how many recent rounds of the mean the path shows.
+        horizon: the rounds the strip under each panel spans (``None``: it grows).
     """
 
     def __init__(
@@ -255,23 +344,27 @@ class BlindSpotMap(_Frame):
         title: str = "",
         error_scale: float | None = None,
         grid: int = 64,
+        path_rounds: int = 400,
+        horizon: int | None = None,
     ):
-        super().__init__(labels, (3.9, 3.7), colorbar=True)
+        super().__init__(labels, 3.9, colorbar=True, series_label="U, proxy")
+        self.horizon = horizon
         self.oracle, self.signal_dims, self.title, self.grid = oracle, signal_dims, title, grid
+        self.path_rounds = path_rounds
         self.s_star = float(np.linalg.norm(oracle.ideal[:signal_dims]))
         scale = float(error_scale if error_scale is not None else 0.5 * oracle.peak)
         self.fixed = limits is not None
-        self.limits = tuple(limits) if limits is not None else (-1.0, 2.0 * self.s_star + 1.0, -1.0, 3.0)
+        self.limits = tuple(limits) if limits is not None else (-0.5, 2.0 * self.s_star + 0.5, 3.0)
         self.image, self.scatters, self.paths, self.boxes = [], [], [], []
         self.contours: list[Any] = []
         for i, (ax, label) in enumerate(zip(self.axes, self.labels)):
             img = ax.imshow(np.zeros((2, 2)), origin="lower", aspect="auto", cmap="RdBu_r", vmin=-scale, vmax=scale)
             self.image.append(img)
-            ax.plot([self.s_star], [0.0], marker="*", ms=13, color="#ffd400", mec="black", ls="", label="ideal y*")
+            ax.plot([self.s_star], [0.0], marker="*", ms=13, color="#ffd400", mec="black", ls="", clip_on=False, label="ideal y*")
             (path,) = ax.plot([], [], color="black", lw=2.0, alpha=0.35)
-            (path_top,) = ax.plot([], [], color="white", lw=0.9, alpha=0.9, label="policy mean, rounds so far")
+            (path_top,) = ax.plot([], [], color="white", lw=1.0, label=f"policy mean, last {path_rounds} rounds")
             scatter = ax.scatter(
-                [], [], s=16, c="#ffb000", edgecolors="black", linewidths=0.5, zorder=5, label="samples, last 10 rounds"
+                [], [], s=16, c="#ffb000", edgecolors="black", linewidths=0.5, zorder=5, label="samples, recent rounds"
             )
             self.paths.append((path, path_top))
             self.scatters.append(scatter)
@@ -279,56 +372,55 @@ class BlindSpotMap(_Frame):
             ax.set_title(label, fontsize=11)
             ax.set_xlabel("along the ideal's signal direction")
             if i == 0:
-                ax.set_ylabel("along the policy's noise direction")
-        self.axes[-1].legend(loc="lower right", fontsize=7.5, framealpha=0.8)
-        bar = self.fig.colorbar(self.image[0], ax=list(self.axes), fraction=0.05, pad=0.02)
+                ax.set_ylabel("noise magnitude ||y_noise||")
+        self._legend()
+        bar = self.fig.colorbar(self.image[0], cax=self.cax)
         bar.set_label("RM error r - U  (red: RM overrates)")
+        self.base_limits = self.limits
         self._set_limits(self.limits)
 
     def _set_limits(self, limits) -> None:
         self.limits = limits
-        x0, x1, y0, y1 = limits
-        self.xs, self.ys = np.linspace(x0, x1, self.grid), np.linspace(y0, y1, self.grid)
-        u = self.oracle.peak * np.exp(-self.oracle.width * ((self.xs[None, :] - self.s_star) ** 2 + self.ys[:, None] ** 2))
-        self.u = u
+        x0, x1, y1 = limits
+        self.xs, self.ys = np.linspace(x0, x1, self.grid), np.linspace(0.0, y1, self.grid)
+        self.u = self.oracle.peak * np.exp(-self.oracle.width * ((self.xs[None, :] - self.s_star) ** 2 + self.ys[:, None] ** 2))
         for c in self.contours:
             c.remove()
         self.contours = []
         levels = self.oracle.peak * np.array([0.1, 0.3, 0.5, 0.7, 0.9])
         for ax, img in zip(self.axes, self.image):
-            img.set_extent((x0, x1, y0, y1))
-            self.contours.append(ax.contour(self.xs, self.ys, u, levels=levels, colors="black", linewidths=0.7))
+            img.set_extent((x0, x1, 0.0, y1))
+            self.contours.append(ax.contour(self.xs, self.ys, self.u, levels=levels, colors="black", linewidths=0.7))
             ax.set_xlim(x0, x1)
-            ax.set_ylim(y0, y1)
+            ax.set_ylim(0.0, y1)
 
     def draw(self, panels: Sequence[BlindSpotPanel], round_index: int) -> np.ndarray:
         """The frame of round ``round_index``: ``uint8`` array ``(height, width, 3)``."""
         if len(panels) != len(self.axes):
             raise ValueError(f"this frame has {len(self.axes)} panels, got {len(panels)} states")
-        bases, projected = [], []
+        d, s = len(self.oracle.ideal), self.signal_dims
+        states = []
         for panel in panels:
-            samples = np.asarray(panel.samples, dtype=np.float64).reshape(-1, len(self.oracle.ideal))
-            means = np.asarray(panel.means, dtype=np.float64).reshape(-1, len(self.oracle.ideal))
+            samples = np.asarray(panel.samples, dtype=np.float64).reshape(-1, d)
+            means = np.asarray(panel.means, dtype=np.float64).reshape(-1, d)[-self.path_rounds :]
             direction = panel.noise_direction
-            if direction is None:
-                direction = samples.mean(0) if len(samples) else None
-            e1, e2 = plane_basis(self.oracle, self.signal_dims, direction)
-            bases.append((e1, e2))
-            projected.append((samples @ np.stack([e1, e2], 1), means @ np.stack([e1, e2], 1)))
+            if direction is None and len(samples):
+                direction = samples.mean(0)
+            e1, e2 = plane_basis(self.oracle, s, direction)
+            states.append((e1, e2, plane_coordinates(samples, e1, s), plane_coordinates(means, e1, s)))
         if not self.fixed:
-            every = np.concatenate([np.concatenate([s, m]) for s, m in projected] + [np.zeros((1, 2))])
-            x0, x1, y0, y1 = self.limits
+            every = np.concatenate([np.concatenate([a, b]) for _, _, a, b in states] + [np.zeros((1, 2))])
+            x0, x1, y1 = self.base_limits
             grown = (
                 -_grown(-x0, -every[:, 0].min() * 1.1),
                 _grown(x1, every[:, 0].max() * 1.1),
-                -_grown(-y0, -every[:, 1].min() * 1.1),
                 _grown(y1, every[:, 1].max() * 1.1),
             )
             if grown != self.limits:
                 self._set_limits(grown)
         gx, gy = np.meshgrid(self.xs, self.ys)
-        for panel, (e1, e2), (samples, means), img, scatter, (path, top), box in zip(
-            panels, bases, projected, self.image, self.scatters, self.paths, self.boxes
+        for panel, (e1, e2, samples, means), img, scatter, (path, top), box in zip(
+            panels, states, self.image, self.scatters, self.paths, self.boxes
         ):
             points = gx.reshape(-1, 1) * e1 + gy.reshape(-1, 1) * e2
             r = np.asarray(panel.reward(points), dtype=np.float64).reshape(gx.shape)
@@ -337,9 +429,10 @@ class BlindSpotMap(_Frame):
             path.set_data(means[:, 0], means[:, 1])
             top.set_data(means[:, 0], means[:, 1])
             box.set_text(
-                f"true U        {panel.true_utility:6.2f}\nproxy         {panel.proxy:6.2f}\n"
+                f"true U        {_last(panel.utilities):6.2f}\nproxy         {_last(panel.proxies):6.2f}\n"
                 f"buffer |r-U|  {panel.buffer_error:6.2f}"
             )
+        self._set_series([(p.utilities, p.proxies) for p in panels], self.horizon, 1.1 * self.oracle.peak)
         self.header.set_text(f"{self.title}  round {round_index}".strip())
         return self.to_array()
 
@@ -349,7 +442,7 @@ class TrajectoryPlot(_Frame):
     the quality gap to the reference); the axes grow with the points."""
 
     def __init__(self, xlabel: str, ylabel: str, labels: Sequence[str] = ("",), title: str = ""):
-        super().__init__(labels, (4.2, 3.7), colorbar=False)
+        super().__init__(labels, 4.2, colorbar=False, series_label="U, RM score")
         self.title = title
         self.lines, self.dots, self.boxes = [], [], []
         for i, (ax, label) in enumerate(zip(self.axes, self.labels)):
@@ -364,10 +457,17 @@ class TrajectoryPlot(_Frame):
             if i == 0:
                 ax.set_ylabel(ylabel)
             ax.grid(alpha=0.3)
-        self.axes[-1].legend(loc="lower right", fontsize=7.5, framealpha=0.8)
+        self._legend()
 
-    def draw(self, trajectories: Sequence[np.ndarray], texts: Sequence[str], round_index: int) -> np.ndarray:
-        """The frame of round ``round_index`` for one ``(rounds, 2)`` trajectory and box text per panel."""
+    def draw(
+        self,
+        trajectories: Sequence[np.ndarray],
+        series: Sequence[tuple[np.ndarray, np.ndarray]],
+        texts: Sequence[str],
+        round_index: int,
+    ) -> np.ndarray:
+        """The frame of round ``round_index``: per panel a ``(rounds, 2)`` trajectory, the
+        ``(U, score)`` series by round, and its box's text."""
         every = []
         for points, text, line, dot, box in zip(trajectories, texts, self.lines, self.dots, self.boxes):
             p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
@@ -382,5 +482,6 @@ class TrajectoryPlot(_Frame):
         for ax in self.axes:
             ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
             ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+        self._set_series(series, None, 1.0)
         self.header.set_text(f"{self.title}  round {round_index}".strip())
         return self.to_array()

@@ -302,4 +302,5 @@ class TextRMEnv(FeedbackLoopEnv):
         points = np.array([(r["noise_norm"], r["signal_norm"]) for r in log]).reshape(-1, 2)
         last = log[-1] if log else {}
         text = f"true U  {last.get('true_utility', float('nan')):6.2f}\nRM r    {last.get('proxy_reward', float('nan')):6.2f}"
-        return self._renderer.draw([points], [text], round_index)
+        series = (np.array([r["true_utility"] for r in log]), np.array([r["proxy_reward"] for r in log]))
+        return self._renderer.draw([points], [series], [text], round_index)
