@@ -13,7 +13,10 @@ Printed in one run, on one process with one torch thread (the suite uses 2 worke
   15 reparameterised steps per round, the penalty through autograd's ``create_graph``),
   target at least 100x cheaper at 256 seeds;
 - the ``paper`` suite: its wall time from an empty store (target under 10 minutes on
-  2 cores) and a rerun of the finished suite (target under 5 seconds).
+  2 cores) and a rerun of the finished suite (target under 5 seconds);
+- render: frames per second of ``env.render()`` (``rgb_array``) mid-run, beside the rounds
+  per second of the same env and learner without rendering, target at least 15 frames per
+  second.
 """
 
 from __future__ import annotations
@@ -173,14 +176,33 @@ def suite(args: argparse.Namespace) -> None:
     print(f"rerun     {again:8.1f} s   target < 5 s:   {'met' if again < 5 else 'MISSED'}")
 
 
+def render(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    print("\nrender: frames per second of env.render() after 200 rounds, and rounds per second without rendering")
+    print(f"{'env':<20}{'frame px':>12}{'frames/s':>10}{'rounds/s':>10}   target >= 15 frames/s")
+    for env_id, config in (("FPO/LinearRM-v0", {}), ("FPO/NeuralRM-v0", {"schedule_rounds": 400})):
+        env = gym.make(env_id, render_mode="rgb_array")
+        agent = agents.make("rlhf", env, seed=0, **config)
+        agent.learn(200)
+        frame = env.render()
+        n = 20
+        fps = n / best_of(args.repeats, lambda: [env.render() for _ in range(n)])
+        rounds = n / best_of(args.repeats, lambda: agent.learn(n))
+        size = f"{frame.shape[1]}x{frame.shape[0]}"
+        print(f"{env_id:<20}{size:>12}{fps:>10.1f}{rounds:>10.0f}   {'met' if fps >= 15 else 'MISSED'}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=["linear", "neural", "suite"], default=["linear", "neural", "suite"])
+    parts = ["linear", "neural", "suite", "render"]
+    parser.add_argument("--only", nargs="+", choices=parts, default=parts)
     parser.add_argument("--linear-seeds", type=int, default=1000)
     parser.add_argument("--neural-rounds", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many timings")
     args = parser.parse_args(argv)
-    for part in ("linear", "neural", "suite"):
+    for part in parts:
         if part in args.only:
             globals()[part](args)
 
