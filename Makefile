@@ -8,7 +8,7 @@ PYTEST_ARGS ?= -n 2
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install reproduce test lint benchmark train-text
+.PHONY: install reproduce test lint benchmark train-text lessons animations
 
 .installed: pyproject.toml Makefile
 	$(PYTHON) -m pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
@@ -26,6 +26,12 @@ reproduce: .installed
 benchmark: .installed
 	$(PYTHON) scripts/benchmark.py
 	$(PYTHON) scripts/benchmark_text.py
+
+lessons: .installed
+	jupyter lab tutorials/
+
+animations: .installed
+	fpo-animate all
 
 train-text: .installed
 	$(PYTHON) scripts/train_text.py
