@@ -304,9 +304,10 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
     - ``rm_init_noise`` (0.1): standard deviation of the RM's initial perturbation.
     - ``action_cost`` (0.1): ``c`` in the proxy objective.
     - ``output_bound`` (10.0): bound of the action space.
-    - ``render_mode`` (None or ``"rgb_array"``): the phase portrait, signal magnitude
-      (x) against noise magnitude (y), over the contours of the best true utility at those
-      magnitudes, with the trajectory so far.
+    - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the
+      phase portrait, signal magnitude (x) against noise magnitude (y) over the best true
+      utility at those magnitudes, with the episode's trajectory, the round, this round's
+      ``U`` and proxy, and a strip of both by round (:class:`fpo_envs.render.PhasePortrait`).
 
     ## Example
     >>> import gymnasium as gym, fpo_envs
@@ -357,7 +358,8 @@ class LinearRMVectorEnv(LinearGame, FeedbackLoopVectorEnv):
     """``num_envs`` independent copies of :class:`LinearRMEnv` as one batched numpy state.
 
     Made by ``gym.make_vec("FPO/LinearRM-v0", num_envs=n)``; takes the same arguments as
-    :class:`LinearRMEnv` (except ``render_mode``). Actions have shape ``(num_envs, dim)``;
+    :class:`LinearRMEnv`. With ``render_mode="rgb_array"``, ``render()`` returns a tuple of
+    ``num_envs`` frames, each the one its single env draws. Actions have shape ``(num_envs, dim)``;
     the ``reset`` options ``rm_params`` and ``output`` take shape ``(dim,)`` (shared) or
     ``(num_envs, dim)`` (per copy). ``reward_model`` is batched: ``w`` has shape
     ``(num_envs, dim)``.

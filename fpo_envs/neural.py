@@ -497,7 +497,12 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
     - ``rm_lr`` (1e-3), ``rm_weight_decay`` (1e-3): the RM's Adam.
     - ``buffer_size`` (50), ``samples_per_round`` (5): the replay buffer and the batch labelled per round.
     - ``action_cost`` (0.01): ``c`` in the proxy. ``output_bound`` (10.0): the action bounds.
-    - ``render_mode`` (None or ``"rgb_array"``): the phase portrait, as in ``FPO/LinearRM-v0``.
+    - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the RM's
+      blind spot (:class:`fpo_envs.render.BlindSpotMap`): its error ``r - U`` on the plane
+      through the ideal and the policy's noise direction (x: the component along the ideal's
+      signal, y: the noise magnitude), the true utility's contours, the samples of the last 10
+      rounds (what the buffer holds), the recent means, the round, ``U``, the proxy and the
+      buffer error, and a strip of ``U`` and the proxy by round.
 
     ## Example
     >>> import gymnasium as gym, numpy as np, fpo_envs
@@ -556,7 +561,8 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
     """``num_envs`` independent copies of :class:`NeuralRMEnv`, one stacked torch state.
 
     Made by ``gym.make_vec("FPO/NeuralRM-v0", num_envs=n)``; same arguments as
-    :class:`NeuralRMEnv` (bar ``render_mode``). Actions ``(num_envs, samples_per_round,
+    :class:`NeuralRMEnv`; ``render()`` returns one frame per copy, each the one its single env
+    draws. Actions ``(num_envs, samples_per_round,
     dim)``; ``reward_model.params`` has shape ``(num_envs, p)`` and every RM method is batched.
     """
 
