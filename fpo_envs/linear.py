@@ -48,7 +48,10 @@ class LinearRewardModel:
         return self.w
 
     def replace(self, params: np.ndarray) -> "LinearRewardModel":
-        """The same RM with other parameters (e.g. from an observation, or expanded for a batch)."""
+        """The same RM with other parameters (e.g. from an observation, or expanded for a
+        batch). A torch tensor is kept as it is, so the RM's methods stay differentiable."""
+        if not isinstance(params, np.ndarray) and hasattr(params, "requires_grad"):
+            return LinearRewardModel(params, self.lr, self.weight_decay)
         return LinearRewardModel(np.asarray(params, dtype=np.float64), self.lr, self.weight_decay)
 
     def reward(self, y: np.ndarray) -> np.ndarray:
@@ -86,6 +89,15 @@ class LinearRewardModel:
     def preview_update(self, y: np.ndarray, u: np.ndarray) -> np.ndarray:
         """The parameters after one follower step on ``(y, u)``, without applying it."""
         return (1.0 - self.weight_decay) * self.w - self.lr * self.loss_grad(y, u)
+
+    def stepped(self, y, u, steps: int = 1) -> "LinearRewardModel":
+        """The RM after ``steps`` follower steps on ``(y, u)``, not applied: the env's own step
+        repeated. With torch tensors (parameters from :meth:`replace`) it is differentiable in
+        ``y`` and ``u``, so a learner can differentiate through the follower (``fpo-exact``)."""
+        rm = self
+        for _ in range(steps):
+            rm = rm.replace(rm.preview_update(y, u))
+        return rm
 
     def update(self, y: np.ndarray, u: np.ndarray, reward: np.ndarray | None = None) -> None:
         """Take the follower step in place (the env's state changes); ``reward``, if given,

@@ -198,34 +198,42 @@ class MLPRewardModel:
         matrix products, so no per-sample gradient is materialized and no autograd graph is
         built (1.7x faster than autograd; checked against it in the tests).
         """
+        with torch.no_grad():
+            return self._buffer_loss_grad(self.params, buffer)
+
+    def _buffer_loss_grad(self, params, buffer: dict):
+        """:meth:`buffer_loss_grad` at ``params``, differentiable (autograd sees every operation)."""
         mask = _filled(buffer)
         weights = mask / mask.sum(-1, keepdim=True).clamp(min=1)
-        with torch.no_grad():
-            w1, b1, w2, b2, w3, b3 = self._unflatten(self.params)
-            h0 = buffer["y"]  # (*B, n, d)
-            a1 = h0 @ w1.mT + b1[..., None, :]
-            h1 = torch.nn.functional.softplus(a1)
-            a2 = h1 @ w2.mT + b2[..., None, :]
-            h2 = torch.nn.functional.softplus(a2)
-            r = (h2 @ w3.mT)[..., 0] + b3  # (*B, n)
-            c = 2.0 * weights * (r - buffer["u"])  # d loss / d r per sample
-            d2 = c[..., None] * w3 * torch.sigmoid(a2)  # d loss / d a2, (*B, n, H)
-            d1 = (d2 @ w2) * torch.sigmoid(a1)
-            return torch.cat(
-                [
-                    (d1.mT @ h0).flatten(-2),
-                    d1.sum(-2),
-                    (d2.mT @ h1).flatten(-2),
-                    d2.sum(-2),
-                    (c[..., None, :] @ h2).flatten(-2),
-                    c.sum(-1, keepdim=True),
-                ],
-                dim=-1,
-            )
+        w1, b1, w2, b2, w3, b3 = self._unflatten(params)
+        h0 = buffer["y"]  # (*B, n, d)
+        a1 = h0 @ w1.mT + b1[..., None, :]
+        h1 = torch.nn.functional.softplus(a1)
+        a2 = h1 @ w2.mT + b2[..., None, :]
+        h2 = torch.nn.functional.softplus(a2)
+        r = (h2 @ w3.mT)[..., 0] + b3  # (*B, n)
+        c = 2.0 * weights * (r - buffer["u"])  # d loss / d r per sample
+        d2 = c[..., None] * w3 * torch.sigmoid(a2)  # d loss / d a2, (*B, n, H)
+        d1 = (d2 @ w2) * torch.sigmoid(a1)
+        return torch.cat(
+            [
+                (d1.mT @ h0).flatten(-2),
+                d1.sum(-2),
+                (d2.mT @ h1).flatten(-2),
+                d2.sum(-2),
+                (c[..., None, :] @ h2).flatten(-2),
+                c.sum(-1, keepdim=True),
+            ],
+            dim=-1,
+        )
 
     # Follower update ----------------------------------------------------------------------
-    def _adam(self, params, state, grad_):
-        """One ``torch.optim.Adam`` step (L2 weight decay), batched; returns new tensors."""
+    def _adam(self, params, state, grad_, differentiable: bool = False):
+        """One ``torch.optim.Adam`` step (L2 weight decay), batched; returns new tensors.
+
+        ``differentiable``: take the square root of ``max(v, tiny)`` so that a second moment
+        of exactly zero (a parameter with no gradient yet) has a finite derivative instead of
+        an infinite one, which autograd would turn into NaN (the value changes by < 1e-18)."""
         b1, b2 = self.betas
         g = grad_ + self.weight_decay * params
         step = state["step"] + 1
@@ -233,7 +241,8 @@ class MLPRewardModel:
         exp_avg_sq = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
         bias1 = (1 - b1**step)[..., None]
         bias2 = (1 - b2**step)[..., None]
-        new = params - (self.lr / bias1) * exp_avg / (exp_avg_sq.sqrt() / bias2.sqrt() + self.eps)
+        root = exp_avg_sq.clamp(min=1e-36).sqrt() if differentiable else exp_avg_sq.sqrt()
+        new = params - (self.lr / bias1) * exp_avg / (root / bias2.sqrt() + self.eps)
         return new, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "step": step}
 
     def _pushed(self, y, u) -> dict:
@@ -252,6 +261,19 @@ class MLPRewardModel:
         with torch.no_grad():
             buffer = self._pushed(y, u)
             return self._adam(self.params, self.opt_state, self.buffer_loss_grad(buffer))[0]
+
+    def stepped(self, y, u, steps: int = 1) -> "MLPRewardModel":
+        """The RM after pushing ``(y, u)`` into the buffer and ``steps`` Adam steps on it, not
+        applied (``steps=1`` is the env's follower step, :meth:`preview_update`). Differentiable
+        in ``y``, ``u`` and the parameters, so a learner can differentiate through the
+        follower (``fpo-exact``); the new RM carries the advanced Adam state and buffer."""
+        dtype = self.params.dtype
+        y, u = torch.as_tensor(y, dtype=dtype), torch.as_tensor(u, dtype=dtype)
+        buffer = self._pushed(y, u)
+        params, state = self.params, self.opt_state
+        for _ in range(steps):
+            params, state = self._adam(params, state, self._buffer_loss_grad(params, buffer), differentiable=True)
+        return MLPRewardModel(params, self.dim, self.hidden, self.lr, self.weight_decay, opt_state=state, buffer=buffer)
 
     def update(self, y, u) -> None:
         """Push ``(y, u)`` into the buffer and take one Adam step, in place."""
