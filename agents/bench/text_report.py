@@ -16,6 +16,7 @@ one half, averaged over prompts), with 95% CIs.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -57,6 +58,32 @@ def _artifacts(store: Store, h: str) -> Path:
             f"text run {h} has no artifacts ({path} is missing; stored by an older fpo-bench): delete {store.path(h)} to rerun it"
         )
     return path.parent
+
+
+ROUND_COLUMNS = (
+    "true_utility",
+    "reference_utility",
+    "signal_norm",
+    "proxy_reward",
+    "reference_reward",
+    "rm_error",
+    "response_tokens",
+)
+"""The per-round metrics ``text_rounds.csv`` keeps (besides learner, seed and round)."""
+
+
+def write_rounds_csv(training: dict[str, list[dict]], path: Path) -> Path:
+    """Every round of every run as one CSV row (learner, seed, round, :data:`ROUND_COLUMNS`):
+    the curves of the report, for plots and statistics of your own (lesson 4 reads it)."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["learner", "seed", "round", *ROUND_COLUMNS])
+        for label, runs in training.items():
+            for run in runs:
+                for row in run["rows"]:
+                    values = [f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in ROUND_COLUMNS]
+                    writer.writerow([label, run["seed"], row["round"], *values])
+    return path
 
 
 def read_rounds(store: Store, h: str) -> list[dict]:
@@ -325,7 +352,8 @@ def write(game: Any, store: Store, jobs: list[dict], out: Path, reps: int = 2000
         training[label] = []
         for h in hashes:
             rows = read_rounds(store, h)
-            training[label].append({"rows": rows, **curves(rows)})
+            training[label].append({"rows": rows, "seed": store.header(h)["key"]["seed"], **curves(rows)})
+    write_rounds_csv(training, Path(out) / "text_rounds.csv")
     evals = evaluations(store, game.id, game.kwargs, by_label)
     statistics = eval_statistics(evals, reps, seed)
     report = Path(out) / "text_report.md"

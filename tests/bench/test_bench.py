@@ -1,5 +1,6 @@
 """fpo-bench: suites, the resumable store, the statistics, the backends and the command."""
 
+import csv
 import json
 import os
 import signal
@@ -363,6 +364,12 @@ def test_a_text_suite_reports_curves_a_held_out_evaluation_with_cis_and_example_
         assert row in report, row
     for figure in ("text_curves.png", "text_eval.png"):
         assert (tmp_path / figure).stat().st_size > 10_000
+    with open(tmp_path / "text_rounds.csv") as fh:
+        rounds = list(csv.DictReader(fh))
+    # Every round of the 2 learners x 2 seeds x 3 rounds, its metrics as the store has them.
+    assert len(rounds) == 12 and {(r["learner"], r["seed"]) for r in rounds} == {
+        (label, str(seed)) for label in ("rlhf", "fpo-relaxed") for seed in (0, 1)
+    }
     store = Store(tmp_path / "store")
     env = gym.make("FPO/TextRM-v0", **tiny_text)
     env.reset(seed=0)
@@ -374,6 +381,9 @@ def test_a_text_suite_reports_curves_a_held_out_evaluation_with_cis_and_example_
             rows = text_report.read_rounds(store, h)
             _, history = store.read(h)
             np.testing.assert_allclose(history["true_utility"], [r["true_utility"] for r in rows], rtol=1e-6)
+            seed = str(store.header(h)["key"]["seed"])
+            logged = [float(r["true_utility"]) for r in rounds if r["learner"] == job["label"] and r["seed"] == seed]
+            np.testing.assert_allclose(logged, history["true_utility"], rtol=1e-5)
             evaluation = json.loads((folder / "eval.json").read_text())
             # The evaluation's numbers are the oracle's and the RM heads' scores of the answers.
             np.testing.assert_allclose(
