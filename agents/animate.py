@@ -116,6 +116,10 @@ def animate(
 
     Returns:
         ``{"frames": [uint8 arrays], "gif": path, "mp4": path or None}``.
+
+    The neural game's float results depend on torch's thread count (its docstring says why),
+    and that game amplifies them: the command sets one thread; from Python, set it yourself
+    (``torch.set_num_threads(1)``) to get the README's animation.
     """
     if game not in GAMES:
         raise ValueError(f"unknown game {game!r}; fpo-animate draws {sorted(GAMES)}")
@@ -130,6 +134,19 @@ def animate(
     rounds = DEFAULTS[game]["rounds"] if rounds is None else rounds
     if rounds < frames:
         raise ValueError(f"rounds ({rounds}) must be at least frames ({frames})")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    if game == "neural":
+        from agents.gaussian import GaussianLeader
+        from agents.registration import _load_entry_point, spec
+
+        for learner in learners:
+            family = _load_entry_point(spec(learner, "neural").entry_points["neural"], learner)
+            if not (isinstance(family, type) and issubclass(family, GaussianLeader)):
+                raise ValueError(
+                    f"fpo-animate neural draws a Gaussian policy's mean and schedules; {learner!r} is not one "
+                    "(learners of the neural game's built-in family: rlhf, fpo-practical, fpo-relaxed, fpo-exact, ...)"
+                )
     runs = [_record(game, learner, seed, rounds, frames, config) for learner, config in zip(learners, configs)]
     labels = [_label(learner, config) for learner, config in zip(learners, configs)]
     env = gym.make(GAMES[game]).unwrapped

@@ -178,10 +178,18 @@ class _Round:
     # Rendering ---------------------------------------------------------------------------
     _renderer: Any = None
 
-    def _render_record(self, output: Any, info: dict[str, Any], copy: int | None) -> dict:
-        """What a frame needs of one round of one copy (its ``info`` row; games add more)."""
-        keys = ("true_utility", "proxy_reward", "signal_norm", "noise_norm")
-        return {k: float(np.asarray(info[k]) if copy is None else np.asarray(info[k])[copy]) for k in keys}
+    _render_columns: tuple[str, ...] = ("true_utility", "proxy_reward", "signal_norm", "noise_norm")
+    """The ``info`` entries a frame needs of each round, one row of the render log per round."""
+
+    def _render_record(self, output: Any, info: dict[str, Any], copy: int | None) -> np.ndarray:
+        """One round of one copy as a row of the render log (:attr:`_render_columns`)."""
+        row = [np.asarray(info[k], dtype=np.float64) for k in self._render_columns]
+        return np.array([float(v if copy is None else v[copy]) for v in row])
+
+    def _render_rows(self, log: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The render log as one array per column (length: the rounds logged)."""
+        table = np.array(log, dtype=np.float64) if log else np.zeros((0, len(self._render_columns)))
+        return {k: table[:, i] for i, k in enumerate(self._render_columns)} | {"table": table}
 
     def _make_renderer(self) -> Any:
         """The game's frame renderer (:mod:`fpo_envs.render`), built on the first ``render``."""
@@ -197,10 +205,11 @@ class _Round:
         """The frame of one copy from its episode's render log."""
         from fpo_envs.render import PortraitPanel
 
+        rows = self._render_rows(log)
         panel = PortraitPanel(
-            trajectory=np.array([(r["signal_norm"], r["noise_norm"]) for r in log]).reshape(-1, 2),
-            utilities=np.array([r["true_utility"] for r in log]),
-            proxies=np.array([r["proxy_reward"] for r in log]),
+            trajectory=np.stack([rows["signal_norm"], rows["noise_norm"]], 1),
+            utilities=rows["true_utility"],
+            proxies=rows["proxy_reward"],
         )
         return self._renderer.draw([panel], round_index)
 
@@ -285,6 +294,8 @@ class FeedbackLoopEnv(_Round, gym.Env):
             "np_random": self.np_random.bit_generator.state,
             "elapsed": self._elapsed,
             "trajectory": [list(map(float, t)) for t in self._trajectory],
+            # What the frame draws of the rounds so far, so a restored env renders as the original.
+            "render_log": np.array(self._render_log, dtype=np.float64),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -295,7 +306,7 @@ class FeedbackLoopEnv(_Round, gym.Env):
         self.np_random.bit_generator.state = state["np_random"]
         self._elapsed = int(state["elapsed"])
         self._trajectory = [tuple(t) for t in state["trajectory"]]
-        self._render_log = []
+        self._render_log = [np.array(row) for row in state.get("render_log", ())] if self.render_mode else []
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
@@ -388,6 +399,7 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
             "rngs": [r.bit_generator.state for r in self._rngs],
             "elapsed": self._elapsed.copy(),
             "options": dict(self._options),
+            "render_logs": [np.array(log, dtype=np.float64) for log in self._render_logs],
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -400,7 +412,8 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         self._options = dict(state["options"])
         self._load_state(state["state"])
         self._elapsed = np.array(state["elapsed"], dtype=np.int64)
-        self._render_logs = [[] for _ in range(self.num_envs)]
+        logs = state.get("render_logs") if self.render_mode else None
+        self._render_logs = [[np.array(row) for row in log] for log in logs] if logs else [[] for _ in range(self.num_envs)]
 
     def step(self, actions):
         if self._rngs is None:

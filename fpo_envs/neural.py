@@ -425,15 +425,11 @@ class NeuralGame(CostProxy):
         return torch.cat([self.reward_model.params, self._output], dim=-1).numpy().astype(np.float32)
 
     # Rendering: the blind-spot map ---------------------------------------------------------
-    render_recent_rounds = 10
-    """How many rounds of samples a frame shows as dots."""
+    _render_columns = FeedbackLoopEnv._render_columns + ("buffer_rm_error",)
 
     def _render_record(self, output, info, copy):
-        record = super()._render_record(output, info, copy)
-        y = output.numpy() if copy is None else output[copy].numpy()
-        error = np.asarray(info["buffer_rm_error"])
-        record.update(samples=y.astype(np.float64), mean=y.mean(0), buffer_error=float(error if copy is None else error[copy]))
-        return record
+        mean = (output if copy is None else output[copy]).mean(0).numpy().astype(np.float64)
+        return np.concatenate([super()._render_record(output, info, copy), mean])
 
     def _make_renderer(self):
         from fpo_envs.render import BlindSpotMap
@@ -443,15 +439,20 @@ class NeuralGame(CostProxy):
     def _draw(self, log, copy, round_index):
         from fpo_envs.render import BlindSpotPanel
 
-        rm = self.reward_model if copy is None else self.reward_model.replace(self.reward_model.params[copy])
-        recent = log[-self.render_recent_rounds :]
+        live = self.reward_model
+        rm = live if copy is None else live.replace(live.params[copy])
+        buffer = live.buffer if copy is None else {k: v[copy] for k, v in live.buffer.items()}
+        count = int(buffer["count"])
+        rows = self._render_rows(log)
+        n = len(self._render_columns)
         panel = BlindSpotPanel(
             reward=lambda y: rm.reward(torch.as_tensor(y, dtype=rm.params.dtype)).numpy(),
-            samples=np.concatenate([r["samples"] for r in recent]) if recent else np.zeros((0, self.dim)),
-            means=np.array([r["mean"] for r in log]).reshape(-1, self.dim),
-            utilities=np.array([r["true_utility"] for r in log]),
-            proxies=np.array([r["proxy_reward"] for r in log]),
-            buffer_error=log[-1]["buffer_error"] if log else float("nan"),
+            # The dots are what the RM is trained on: its buffer of the latest samples.
+            samples=buffer["y"][buffer["y"].shape[0] - count :].numpy().astype(np.float64),
+            means=rows["table"][:, n:],
+            utilities=rows["true_utility"],
+            proxies=rows["proxy_reward"],
+            buffer_error=float(rows["buffer_rm_error"][-1]) if len(log) else float("nan"),
         )
         with torch.no_grad():
             return self._renderer.draw([panel], round_index)
@@ -522,9 +523,10 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
     - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the RM's
       blind spot (:class:`fpo_envs.render.BlindSpotMap`): its error ``r - U`` on the plane
       through the ideal and the policy's noise direction (x: the component along the ideal's
-      signal, y: the noise magnitude), the true utility's contours, the samples of the last 10
-      rounds (what the buffer holds), the recent means, the round, ``U``, the proxy and the
-      buffer error, and a strip of ``U`` and the proxy by round.
+      signal, y: the noise magnitude), the true utility's contours, the samples in the RM's
+      buffer (what it is trained on), the recent rounds' mean outputs, the round, ``U`` and the
+      proxy at this round's mean output, the buffer error, and a strip of ``U`` and the proxy by
+      round.
 
     ## Example
     >>> import gymnasium as gym, numpy as np, fpo_envs

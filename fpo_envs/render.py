@@ -55,9 +55,15 @@ def check_matplotlib() -> None:
     _matplotlib()
 
 
+def _check_oracle(oracle) -> None:
+    if not oracle.peak > 0:
+        raise ValueError(f"a frame draws U's contours as shares of utility_peak, which must be positive; got {oracle.peak}")
+
+
 def _grown(limit: float, needed: float) -> float:
     """``limit`` times 1.5 until it covers ``needed``: axes that grow in steps, not every
     frame, and depend only on the data (a vector env's copy is drawn as its single env)."""
+    limit = max(limit, 1e-9)  # a positive start, so the loop ends
     while needed > limit:
         limit *= 1.5
     return limit
@@ -114,7 +120,7 @@ class _Frame:
         """Each panel's ``(U, proxy)`` per round so far; the x axis spans ``horizon`` rounds
         (or grows in steps), the y axis grows to cover the values (at least ``[0, floor]``)."""
         values = [np.asarray(v, dtype=np.float64) for pair in series for v in pair]
-        finite = np.concatenate([v[np.isfinite(v)] for v in values] + [np.array([0.0, floor])])
+        finite = np.concatenate([v[np.isfinite(v)] for v in values] + [np.zeros(1)])
         rounds = max(len(pair[0]) for pair in series)
         x1 = float(horizon) if horizon else _grown(10.0, rounds)
         y0 = -_grown(0.05 * floor, -finite.min() * 1.05)
@@ -198,6 +204,7 @@ class PhasePortrait(_Frame):
     def __init__(
         self, oracle, signal_dims: int, labels: Sequence[str] = ("",), limits=None, title: str = "", horizon: int | None = None
     ):
+        _check_oracle(oracle)
         super().__init__(labels, 3.9, colorbar=True, series_label="U, proxy")
         self.oracle, self.signal_dims, self.title, self.horizon = oracle, signal_dims, title, horizon
         self.s_star = float(np.linalg.norm(oracle.ideal[:signal_dims]))
@@ -213,6 +220,7 @@ class PhasePortrait(_Frame):
             img = ax.imshow(np.zeros((2, 2)), origin="lower", aspect="auto", cmap="viridis", vmin=0, vmax=oracle.peak)
             self.image.append(img)
             ax.plot([self.s_star], [self.n_star], marker="*", ms=13, color="#ffd400", mec="black", ls="", label="ideal y*")
+            ax.plot([], [], color="black", lw=0.6, label="U = 10%, 30%, ... 90% of its peak")
             ax.plot([0], [0], marker="o", ms=6, color="#cccccc", mec="black", ls="", zorder=4, label="start")
             (line,) = ax.plot([], [], color=_COLORS[0], lw=1.6, label="trajectory")
             (dot,) = ax.plot([], [], marker="o", ms=8, color="#e61e1e", mec="white", ls="", label="this round")
@@ -321,9 +329,12 @@ class BlindSpotMap(_Frame):
     colour is the RM's error ``r - U`` on the plane through the origin spanned by the ideal's
     signal direction and the policy's current noise direction (red: the RM overrates, blue:
     it underrates; clipped at ``±error_scale``); the black contours are the true utility
-    ``U``. Dots: the policy's recent samples; the white path: its recent mean outputs, both
-    at their signal component and noise magnitude, so the dots lie on the map's plane and
-    the path keeps each round's true distance from the ideal.
+    ``U`` on that plane. Dots: the samples the RM is trained on (its buffer); the white path:
+    the policy's recent mean outputs, both at their signal component along the ideal and
+    their noise magnitude, so a sample whose noise points along the plane lies on it, and
+    every point keeps its noise magnitude (a signal part off the ideal's direction, possible
+    with several signal coordinates, is not drawn). The ideal must have no noise part, as the
+    vector games' oracles do.
 
     Args:
         oracle, signal_dims: the game's oracle and signal coordinates.
@@ -347,6 +358,11 @@ class BlindSpotMap(_Frame):
         path_rounds: int = 400,
         horizon: int | None = None,
     ):
+        _check_oracle(oracle)
+        if signal_dims >= len(oracle.ideal):
+            raise ValueError(f"the blind-spot map plots noise magnitude: it needs signal_dims < dim, got {signal_dims}")
+        if np.any(oracle.ideal[signal_dims:] != 0):
+            raise ValueError("the blind-spot map assumes an ideal without noise part (as the vector games' oracles are)")
         super().__init__(labels, 3.9, colorbar=True, series_label="U, proxy")
         self.horizon = horizon
         self.oracle, self.signal_dims, self.title, self.grid = oracle, signal_dims, title, grid
@@ -361,10 +377,11 @@ class BlindSpotMap(_Frame):
             img = ax.imshow(np.zeros((2, 2)), origin="lower", aspect="auto", cmap="RdBu_r", vmin=-scale, vmax=scale)
             self.image.append(img)
             ax.plot([self.s_star], [0.0], marker="*", ms=13, color="#ffd400", mec="black", ls="", clip_on=False, label="ideal y*")
+            ax.plot([], [], color="black", lw=0.7, label="U = 10%, ... 90% of its peak")
             (path,) = ax.plot([], [], color="black", lw=2.0, alpha=0.35)
             (path_top,) = ax.plot([], [], color="white", lw=1.0, label=f"policy mean, last {path_rounds} rounds")
             scatter = ax.scatter(
-                [], [], s=16, c="#ffb000", edgecolors="black", linewidths=0.5, zorder=5, label="samples, recent rounds"
+                [], [], s=16, c="#ffb000", edgecolors="black", linewidths=0.5, zorder=5, label="samples in the RM's buffer"
             )
             self.paths.append((path, path_top))
             self.scatters.append(scatter)
@@ -424,7 +441,7 @@ class BlindSpotMap(_Frame):
         ):
             points = gx.reshape(-1, 1) * e1 + gy.reshape(-1, 1) * e2
             r = np.asarray(panel.reward(points), dtype=np.float64).reshape(gx.shape)
-            img.set_data(r - self.u)
+            img.set_data(r - np.asarray(self.oracle.utility(points), dtype=np.float64).reshape(gx.shape))
             scatter.set_offsets(samples if len(samples) else np.zeros((0, 2)))
             path.set_data(means[:, 0], means[:, 1])
             top.set_data(means[:, 0], means[:, 1])

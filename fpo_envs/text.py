@@ -241,6 +241,7 @@ class TextRMEnv(FeedbackLoopEnv):
             "generator": self.generator.get_state().numpy(),
             "elapsed": getattr(self, "_elapsed", 0),
             "trajectory": list(getattr(self, "_trajectory", [])),
+            "render_log": np.array(self._render_log, dtype=np.float64),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -250,6 +251,7 @@ class TextRMEnv(FeedbackLoopEnv):
         self.generator.set_state(require("torch", "torch").as_tensor(state["generator"]))
         self._elapsed = int(state["elapsed"])
         self._trajectory = [tuple(t) for t in state["trajectory"]]
+        self._render_log = [np.array(row) for row in state.get("render_log", ())] if self.render_mode else []
 
     # Round ----------------------------------------------------------------------------------
     def _check_action(self, action):
@@ -299,8 +301,8 @@ class TextRMEnv(FeedbackLoopEnv):
         return TrajectoryPlot("response length (tokens)", "quality gap U - U(reference)", labels=(self._render_label(),))
 
     def _draw(self, log, copy, round_index):
-        points = np.array([(r["noise_norm"], r["signal_norm"]) for r in log]).reshape(-1, 2)
-        last = log[-1] if log else {}
-        text = f"true U  {last.get('true_utility', float('nan')):6.2f}\nRM r    {last.get('proxy_reward', float('nan')):6.2f}"
-        series = (np.array([r["true_utility"] for r in log]), np.array([r["proxy_reward"] for r in log]))
-        return self._renderer.draw([points], [series], [text], round_index)
+        rows = self._render_rows(log)
+        points = np.stack([rows["noise_norm"], rows["signal_norm"]], 1)
+        last = lambda k: rows[k][-1] if len(log) else float("nan")  # noqa: E731
+        text = f"true U  {last('true_utility'):6.2f}\nRM r    {last('proxy_reward'):6.2f}"
+        return self._renderer.draw([points], [(rows["true_utility"], rows["proxy_reward"])], [text], round_index)

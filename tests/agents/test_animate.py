@@ -54,6 +54,8 @@ def test_command_line(tmp_path, capsys):
         ({"frames": 1}, "frames must be at least 2"),
         ({"rounds": 3, "frames": 5}, "at least frames"),
         ({"configs": [{}]}, "2 learners but 1 configs"),
+        ({"fps": 0}, "fps must be positive"),
+        ({"game": "neural", "learners": ["ppo"]}, "not one"),
     ],
 )
 def test_bad_arguments(kwargs, match, tmp_path):

@@ -154,3 +154,50 @@ def test_text_frame_is_labelled(tiny_text):
     renderer = env.unwrapped._renderer
     assert frame.ndim == 3 and renderer.axes[0].get_xlabel() == "response length (tokens)"
     assert "true U" in renderer.boxes[0].get_text() and renderer.header.get_text() == "round 1"
+
+
+@pytest.mark.parametrize("env_id", VECTOR_IDS)
+def test_a_restored_or_copied_env_renders_as_the_original(env_id):
+    import copy
+    import pickle
+
+    env = gym.make(env_id, render_mode="rgb_array")
+    _play(env, 7)
+    frame = env.render()
+    fresh = gym.make(env_id, render_mode="rgb_array")
+    fresh.reset(seed=1)
+    fresh.unwrapped.load_state_dict(env.unwrapped.state_dict())
+    np.testing.assert_array_equal(fresh.render(), frame)
+    for clone in (copy.deepcopy(env), pickle.loads(pickle.dumps(env))):
+        np.testing.assert_array_equal(clone.render(), frame)
+    vec = gym.make_vec(env_id, num_envs=2, render_mode="rgb_array")
+    _play(vec, 3)
+    again = gym.make_vec(env_id, num_envs=2, render_mode="rgb_array")
+    again.reset(seed=9)
+    again.unwrapped.load_state_dict(vec.unwrapped.state_dict())
+    for a, b in zip(again.render(), vec.render()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_dots_are_the_rms_buffer_whatever_its_size():
+    env = gym.make("FPO/NeuralRM-v0", render_mode="rgb_array", buffer_size=20, samples_per_round=4)
+    _play(env, 3)
+    env.render()
+    dots = env.unwrapped._renderer.scatters[0].get_offsets()
+    assert len(dots) == 12  # 3 rounds of 4 samples, the buffer not yet full
+    _play(env, 9)
+    env.render()
+    buffer = env.unwrapped.reward_model.buffer["y"].numpy()
+    e1, _ = plane_basis(env.unwrapped.oracle, 2, None)
+    np.testing.assert_allclose(env.unwrapped._renderer.scatters[0].get_offsets(), plane_coordinates(buffer, e1, 2), rtol=1e-6)
+
+
+def test_frames_refuse_settings_they_cannot_draw():
+    env = gym.make("FPO/LinearRM-v0", render_mode="rgb_array", utility_peak=-1.0)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="utility_peak"):
+        env.render()
+    env = gym.make("FPO/NeuralRM-v0", render_mode="rgb_array", dim=2, signal_dims=2)
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="signal_dims < dim"):
+        env.render()

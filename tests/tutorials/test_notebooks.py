@@ -30,16 +30,18 @@ def test_committed_without_outputs(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_lesson_runs(path, tmp_path):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
+    import nbclient  # the tutorials extra; CI installs it, so a missing one fails
+    import nbformat
+
     notebook = nbformat.read(path, as_version=4)
     # A fresh folder per lesson: what a lesson writes (results, a learner module) stays there.
     client = nbclient.NotebookClient(
         notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     )
     start = time.perf_counter()
-    client.execute()  # raises CellExecutionError naming the cell on any error
-    elapsed = time.perf_counter() - start
-    print(f"{path.name}: {elapsed:.1f} s")
-    errors = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
-    assert not errors
+    # A failing cell (an error, or an assert on a claim the prose makes) raises
+    # CellExecutionError naming the cell; the lessons' run times are reported, not asserted.
+    client.execute()
+    print(f"{path.name}: {time.perf_counter() - start:.1f} s")
+    shown = [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs if o.get("data", {}).get("image/png")]
+    assert shown, "a lesson that draws no figure"
