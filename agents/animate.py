@@ -5,7 +5,7 @@ the renderers of :mod:`fpo_envs.render` on axes fixed over the whole run, and wr
 (Pillow) and, where ffmpeg is present (system or ``imageio-ffmpeg``), an MP4::
 
     fpo-animate linear                      # docs/figures/animations/linear.gif (+ .mp4)
-    fpo-animate neural --seed 10 --rounds 4000
+    fpo-animate neural --seed 3 --rounds 4000
     fpo-animate linear --learners rlhf fpo-practical fpo-relaxed --out my.gif
 
 From Python, :func:`animate` returns the frames and the paths it wrote.
@@ -25,10 +25,11 @@ import fpo_envs  # noqa: F401  (registers the games)
 from agents.registration import make
 
 GAMES = {"linear": "FPO/LinearRM-v0", "neural": "FPO/NeuralRM-v0"}
-DEFAULTS = {"linear": {"rounds": 300, "seed": 0}, "neural": {"rounds": 4000, "seed": 10}}
-"""Defaults of the command. The neural seed is the one of seeds 0-15 on which ``rlhf``'s true
-utility fell furthest from its peak in one 16-copy vector run (2 torch threads); the README
-says how often RLHF collapses over 64 seeds."""
+DEFAULTS = {"linear": {"rounds": 300, "seed": 0}, "neural": {"rounds": 4000, "seed": 8}}
+"""Defaults of the command. The neural seed, from seeds 0-15 run as this command runs them (one
+env, one torch thread): RLHF collapsed (ended below half the optimum) on 8 of them; relaxed FPO,
+run on 7 of those 8, collapsed too on 5 and held on 2 (seeds 8 and 14); seed 8 is the one it
+ends higher on. One seed shows the mechanism; the README's suites give the rates."""
 
 KEY_COLORS = [(230, 30, 30), (255, 212, 0), (255, 176, 0), (224, 123, 0), (255, 255, 255), (0, 0, 0), (31, 95, 168)]
 """The frames' marker and line colours, kept exact in a GIF's palette."""
