@@ -175,6 +175,22 @@ class _Round:
     def _observation(self) -> np.ndarray:
         raise NotImplementedError
 
+    label_noise: float = 0.0
+    """Standard deviation of the Gaussian noise on the follower's labels (0: the oracle's own)."""
+
+    def _noisy_labels(self, labels: np.ndarray) -> np.ndarray:
+        """The labels the follower is trained on: the oracle's, plus ``N(0, label_noise^2)`` per
+        label, drawn from each copy's own seeded generator. Without noise nothing is drawn,
+        so every run without it is unchanged."""
+        if not self.label_noise:
+            return labels
+        shape = np.shape(labels)[len(self.batch_shape) :]
+        if self.batch_shape:
+            noise = np.stack([rng.normal(0.0, self.label_noise, shape) for rng in self._rngs])
+        else:
+            noise = self.np_random.normal(0.0, self.label_noise, shape)
+        return labels + noise
+
     # Rendering ---------------------------------------------------------------------------
     _renderer: Any = None
 

@@ -165,10 +165,16 @@ class LinearGame(CostProxy):
         rm_init_noise: float,
         action_cost: float,
         output_bound: float,
+        label_noise: float = 0.0,
     ) -> None:
         check_settings(
             {"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
-            {"rm_weight_decay": rm_weight_decay, "rm_init_noise": rm_init_noise, "action_cost": action_cost},
+            {
+                "rm_weight_decay": rm_weight_decay,
+                "rm_init_noise": rm_init_noise,
+                "action_cost": action_cost,
+                "label_noise": label_noise,
+            },
             integers={"dim": dim, "signal_dims": signal_dims},
             real={"ideal_value": ideal_value, "utility_peak": utility_peak},
         )
@@ -177,6 +183,7 @@ class LinearGame(CostProxy):
         self.signal_dims = signal_dims
         self.action_cost = action_cost
         self.rm_init_noise = rm_init_noise
+        self.label_noise = float(label_noise)
         self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
         self.single_action_space = spaces.Box(-output_bound, output_bound, (dim,), np.float32)
         # An RM parameter beyond PARAM_BOUND counts as diverged, so the observation stays in its box.
@@ -221,7 +228,7 @@ class LinearGame(CostProxy):
         s = self.signal_dims
         r = self.reward_model.reward(y)
         u = self.oracle.label(y)
-        self.reward_model.update(y, u, reward=r)
+        self.reward_model.update(y, self._noisy_labels(u), reward=r)
         self._output = y
         proxy = self.proxy(y, r)
         squares = y * y
@@ -316,6 +323,10 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
     - ``rm_init_noise`` (0.1): standard deviation of the RM's initial perturbation.
     - ``action_cost`` (0.1): ``c`` in the proxy objective.
     - ``output_bound`` (10.0): bound of the action space.
+    - ``label_noise`` (0.0): standard deviation of Gaussian noise added to each label the RM is
+      trained on (human labels are noisy observations, not ``U`` itself), drawn from the env's
+      seeded generator; ``info["true_utility"]`` and ``rm_error`` stay noise-free. 0 draws
+      nothing, so runs without noise are unchanged.
     - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the
       phase portrait, signal magnitude (x) against noise magnitude (y) over the best true
       utility at those magnitudes, with the episode's trajectory, the round, this round's
@@ -347,6 +358,7 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
         rm_init_noise: float = 0.1,
         action_cost: float = 0.1,
         output_bound: float = 10.0,
+        label_noise: float = 0.0,
         render_mode: str | None = None,
     ):
         self._setup(
@@ -360,6 +372,7 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
             rm_init_noise,
             action_cost,
             output_bound,
+            label_noise,
         )
         self._set_render_mode(render_mode)
         self.action_space = self.single_action_space

@@ -319,10 +319,16 @@ class NeuralGame(CostProxy):
         samples_per_round,
         action_cost,
         output_bound,
+        label_noise=0.0,
     ):
         check_settings(
             {"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
-            {"rm_weight_decay": rm_weight_decay, "rm_init_std": rm_init_std, "action_cost": action_cost},
+            {
+                "rm_weight_decay": rm_weight_decay,
+                "rm_init_std": rm_init_std,
+                "action_cost": action_cost,
+                "label_noise": label_noise,
+            },
             integers={
                 "dim": dim,
                 "signal_dims": signal_dims,
@@ -338,6 +344,7 @@ class NeuralGame(CostProxy):
         self.dim, self.signal_dims, self.hidden = dim, signal_dims, hidden
         self.samples_per_round, self.buffer_size = samples_per_round, buffer_size
         self.action_cost, self.rm_init_std = action_cost, rm_init_std
+        self.label_noise = float(label_noise)
         self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
         self.single_action_space = spaces.Box(-output_bound, output_bound, (samples_per_round, dim), np.float32)
         self.num_params = p = mlp_num_params(dim, hidden)
@@ -407,7 +414,8 @@ class NeuralGame(CostProxy):
             proxy = self.proxy(y, rm.reward(y))
             mean = y.mean(-2)  # the round's outputs are reported at their mean
             r_mean, u_mean = rm.reward(mean), self.oracle.utility(mean)
-            rm.update(y, u)
+            labels = u if not self.label_noise else torch.as_tensor(self._noisy_labels(u.double().numpy()), dtype=u.dtype)
+            rm.update(y, labels)
             self._output = mean
             info = {
                 "true_utility": u_mean,
@@ -520,6 +528,8 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
     - ``rm_lr`` (1e-3), ``rm_weight_decay`` (1e-3): the RM's Adam.
     - ``buffer_size`` (50), ``samples_per_round`` (5): the replay buffer and the batch labelled per round.
     - ``action_cost`` (0.01): ``c`` in the proxy. ``output_bound`` (10.0): the action bounds.
+    - ``label_noise`` (0.0): standard deviation of Gaussian noise on each label pushed into the
+      buffer, from the env's seeded generator (``info`` stays noise-free; 0 draws nothing).
     - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the RM's
       blind spot (:class:`fpo_envs.render.BlindSpotMap`): its error ``r - U`` on the plane
       through the ideal and the policy's noise direction (x: the component along the ideal's
@@ -559,6 +569,7 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
         samples_per_round: int = 5,
         action_cost: float = 0.01,
         output_bound: float = 10.0,
+        label_noise: float = 0.0,
         render_mode: str | None = None,
     ):
         self._setup(
@@ -575,6 +586,7 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
             samples_per_round,
             action_cost,
             output_bound,
+            label_noise,
         )
         self._set_render_mode(render_mode)
         self.action_space = self.single_action_space

@@ -79,8 +79,8 @@ class TextRMEnv(FeedbackLoopEnv):
     response's length in policy tokens (what an RM can be steered to reward); ``rm_error``
     the RM's preference error ``sigmoid(r(y) - r(y')) - sigmoid(U(y) - U(y'))`` (its
     overconfidence, the relaxed penalty's factor); ``reference_utility``,
-    ``reference_reward``, ``preference``, ``response_tokens``, ``response_truncated``,
-    ``prompt``, ``response`` and ``diverged``.
+    ``reference_reward``, ``preference``, ``label`` (the head's target), ``response_tokens``,
+    ``response_truncated``, ``prompt``, ``response`` and ``diverged``.
 
     ## Starting State
     The RM head of the preset's ``rm_init``: ``random`` (weights ``N(0, rm_init_std^2)``, bias
@@ -104,8 +104,11 @@ class TextRMEnv(FeedbackLoopEnv):
     length-biased warm RM and a policy that moves within 100 rounds; its learner settings are
     ``env.unwrapped.learner_defaults``, which the text learners start from; see
     :data:`fpo_envs.text_models.PROFILES`), ``split`` (``"train"`` or ``"eval"`` prompts),
-    ``render_mode`` (None or ``"rgb_array"``: a labelled plot of each round's response length
-    against its quality gap to the reference, with the round, ``U`` and the RM's score), and any
+    ``sampled_preferences`` (``False``: the head's target is the soft preference
+    ``sigmoid(U - U')``; ``True``: a Bernoulli draw of it from the env's seeded generator, as a
+    human's choice is; ``info["label"]`` is the target used), ``render_mode`` (None or
+    ``"rgb_array"``: a labelled plot of each round's response length against its quality gap
+    to the reference, with the round, ``U`` and the RM's score), and any
     field of :class:`fpo_envs.text_models.TextPreset` to override the preset (``rm_lr``,
     ``max_new_tokens``, ``policy_model``, ...). Unknown keywords are errors.
 
@@ -128,8 +131,12 @@ class TextRMEnv(FeedbackLoopEnv):
         split: str = "train",
         render_mode: str | None = None,
         profile: str = "paper",
+        sampled_preferences: bool = False,
         **overrides: Any,
     ):
+        if not isinstance(sampled_preferences, (bool, np.bool_)):
+            raise TypeError(f"sampled_preferences must be True or False, got {sampled_preferences!r}")
+        self.sampled_preferences = bool(sampled_preferences)
         chosen = get_profile(profile)
         self.profile = profile
         self.learner_defaults = dict(chosen.learner)  # read by the text learners
@@ -271,7 +278,10 @@ class TextRMEnv(FeedbackLoopEnv):
         proxy = self.proxy(response, float(r))
         u, u_ref = self.oracle.quality([x, x], [response, y_ref])
         preference = float(sigmoid(u - u_ref))
-        rm.update(x, response, y_ref, preference)
+        # A human's label is a choice, not a probability: with sampled_preferences the head is
+        # trained towards a Bernoulli draw of the oracle's preference, from the env's generator.
+        label = float(self.np_random.random() < preference) if self.sampled_preferences else preference
+        rm.update(x, response, y_ref, label)
         info = {
             "true_utility": float(u),
             "proxy_reward": proxy,
@@ -281,6 +291,7 @@ class TextRMEnv(FeedbackLoopEnv):
             "reference_utility": float(u_ref),
             "reference_reward": float(r_ref),
             "preference": preference,
+            "label": label,
             "response_tokens": n_tokens,
             "response_truncated": truncated,
             "prompt": x,

@@ -209,8 +209,8 @@ def make_preset(preset: str | TextPreset = OFFLINE_PRESET, **overrides: Any) -> 
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise TypeError(
-            f"unknown argument(s) {unknown} for FPO/TextRM-v0; known: ['preset', 'profile', 'render_mode', 'split'] "
-            f"and the preset fields {sorted(known)}"
+            f"unknown argument(s) {unknown} for FPO/TextRM-v0; known: "
+            f"['preset', 'profile', 'render_mode', 'sampled_preferences', 'split'] and the preset fields {sorted(known)}"
         )
     return replace(preset, **overrides)
 
