@@ -14,6 +14,8 @@ Printed in one run, on one process with one torch thread (the suite uses 2 worke
   target at least 100x cheaper at 256 seeds;
 - the ``paper`` suite: its wall time from an empty store (target under 10 minutes on
   2 cores) and a rerun of the finished suite (target under 5 seconds);
+- exact: the cost per round of ``fpo-exact`` (1 and 3 follower steps) against ``fpo-practical``
+  on both vector games (100 linear seeds, 64 neural seeds), no target: what exactness costs;
 - render: frames per second of ``env.render()`` (``rgb_array``) mid-run, beside the rounds
   per second of the same env and learner without rendering, target at least 15 frames per
   second.
@@ -176,6 +178,30 @@ def suite(args: argparse.Namespace) -> None:
     print(f"rerun     {again:8.1f} s   target < 5 s:   {'met' if again < 5 else 'MISSED'}")
 
 
+def _play_learner(env_id: str, seeds: int, rounds: int, config: dict, learner: str) -> None:
+    agents.make(learner, gym.make_vec(env_id, num_envs=seeds), seed=0, **config).learn(rounds)
+
+
+def exact(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    print("\nexact: seconds per round (all seeds) of fpo-exact against fpo-practical, same vector env")
+    print(f"{'game':<18}{'seeds':>6}{'practical':>11}{'exact 1':>10}{'ratio':>7}{'exact 3':>10}{'ratio':>7}")
+    for env_id, seeds, rounds, config in (
+        ("FPO/LinearRM-v0", 100, 300, {}),
+        ("FPO/NeuralRM-v0", 64, 100, {"schedule_rounds": 4000}),
+    ):
+        times = {}
+        for name, extra in (("practical", {}), ("exact 1", {}), ("exact 3", {"unroll_steps": 3})):
+            learner = "fpo-practical" if name == "practical" else "fpo-exact"
+
+            run = {"env_id": env_id, "seeds": seeds, "rounds": rounds, "config": {**config, **extra}, "learner": learner}
+            times[name] = best_of(args.repeats, lambda run=run: _play_learner(**run)) / rounds
+        p, e1, e3 = times["practical"], times["exact 1"], times["exact 3"]
+        print(f"{env_id:<18}{seeds:>6}{p:>11.5f}{e1:>10.5f}{e1 / p:>6.1f}x{e3:>10.5f}{e3 / p:>6.1f}x")
+
+
 FRAMES = 20
 """Frames (and rounds) per timing of the render benchmark."""
 
@@ -199,7 +225,7 @@ def render(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parts = ["linear", "neural", "suite", "render"]
+    parts = ["linear", "neural", "suite", "exact", "render"]
     parser.add_argument("--only", nargs="+", choices=parts, default=parts)
     parser.add_argument("--linear-seeds", type=int, default=1000)
     parser.add_argument("--neural-rounds", type=int, default=400)
