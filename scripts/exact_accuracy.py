@@ -21,7 +21,8 @@ Per state and copy it reports the cosine between ``C`` and each term, and the re
 ``|C - a T| / |C|`` at the first-order scale (``a = 2 eta`` for the relaxed penalty on the
 linear game; 1 for the actual step's first-order term) and at the least-squares scale. A
 second table shrinks the follower's step size at fixed states, where the first-order term of
-the actual step must become exact.
+the actual step must become exact. The best scale's spread says whether one ``gamma`` can match
+the exact correction everywhere.
 """
 
 from __future__ import annotations
@@ -86,7 +87,11 @@ def agreement(c: np.ndarray, t: np.ndarray, scale: float | None) -> dict[str, np
     c, t, norm_c, norm_t = c[keep], t[keep], norm_c[keep], norm_t[keep]
     dot = (c * t).sum(1)
     best = dot / norm_t**2
-    out = {"cosine": dot / (norm_c * norm_t), "rel err (best scale)": np.linalg.norm(c - best[:, None] * t, axis=1) / norm_c}
+    out = {
+        "cosine": dot / (norm_c * norm_t),
+        "rel err (best scale)": np.linalg.norm(c - best[:, None] * t, axis=1) / norm_c,
+        "best scale": best,
+    }
     if scale is not None:
         out["rel err (first-order scale)"] = np.linalg.norm(c - scale * t, axis=1) / norm_c
     return out
@@ -128,9 +133,10 @@ def states(game_name: str, learner: str, seeds: int, rounds: int, every: int, se
         yield done, game, _rm64(game), y
 
 
-def summarize(values: np.ndarray) -> str:
+def summarize(values: np.ndarray, scientific: bool = False) -> str:
     q = np.percentile(values, [10, 50, 90])
-    return f"{q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}]"
+    f = (lambda v: f"{v:.2g}") if scientific else (lambda v: f"{v:.3f}")  # noqa: E731
+    return f"{f(q[1])} [{f(q[0])}, {f(q[2])}]"
 
 
 def run(games: list[str], seeds: dict[str, int]) -> str:
@@ -140,7 +146,9 @@ def run(games: list[str], seeds: dict[str, int]) -> str:
         "",
         "Written by `python scripts/exact_accuracy.py`. Per (state, seed): the exact correction `C` (one",
         "follower step, the env's own, with the oracle's gradient) against each term `T`; median and",
-        "[10th, 90th percentile] over states and seeds. Relative error `|C - a T| / |C|`.",
+        "[10th, 90th percentile] over states and seeds. Relative error `|C - a T| / |C|`; best scale: the",
+        "least-squares `a` (for the relaxed penalty, the `gamma` that would match `C`; the first-order",
+        "scale of the linear game's SGD step is `2 eta = 0.01`).",
         "",
     ]
     fixed = {}
@@ -151,8 +159,8 @@ def run(games: list[str], seeds: dict[str, int]) -> str:
             f"## {'FPO/LinearRM-v0' if name == 'linear' else 'FPO/NeuralRM-v0'}: {n} seeds, a state every {every} rounds",
             "",
         ]
-        head = "| run | term | cosine | rel err (first-order scale) | rel err (best scale) |"
-        lines += [head, "|---|---|---|---|---|"]
+        head = "| run | term | cosine | rel err (first-order scale) | rel err (best scale) | best scale |"
+        lines += [head, "|---|---|---|---|---|---|"]
         for learner in ("rlhf", "fpo-relaxed"):
             start = time.perf_counter()
             rows: dict[str, dict[str, list]] = {}
@@ -171,10 +179,8 @@ def run(games: list[str], seeds: dict[str, int]) -> str:
                 if learner == "rlhf" and done == rounds // 2:
                     fixed[name] = (game, rm, y)
             for term, stats in rows.items():
-                cells = [
-                    summarize(np.concatenate(stats[k])) if k in stats else "-"
-                    for k in ("cosine", "rel err (first-order scale)", "rel err (best scale)")
-                ]
+                keys = ("cosine", "rel err (first-order scale)", "rel err (best scale)", "best scale")
+                cells = [summarize(np.concatenate(stats[k]), k == "best scale") if k in stats else "-" for k in keys]
                 lines.append(f"| {learner} | {term} | " + " | ".join(cells) + " |")
             print(f"{name} {learner}: {time.perf_counter() - start:.1f} s", flush=True)
         lines.append("")
