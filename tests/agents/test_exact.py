@@ -192,3 +192,19 @@ def test_save_and_load_continue_exactly(tmp_path):
 def test_bad_config_names_the_fix(config, match):
     with pytest.raises(ValueError, match=match):
         agents.make("fpo-exact", gym.make("FPO/LinearRM-v0"), **config)
+
+
+def test_the_accuracy_script_finds_the_relaxed_penalty_exact_on_the_linear_game(tmp_path):
+    """scripts/exact_accuracy.py end to end on a few seeds: on the linear game one SGD step is
+    linear in w, so the relaxed penalty at gamma = 2 eta is the exact correction (cosine 1)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "exact_accuracy.py"
+    spec = importlib.util.spec_from_file_location("exact_accuracy", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "accuracy.md"
+    script.main(["--games", "linear", "--linear-seeds", "4", "--out", str(out)])
+    rows = [line for line in out.read_text().splitlines() if line.startswith("| rlhf | relaxed")]
+    assert rows and rows[0].split("|")[3].strip().startswith("1.000"), rows
