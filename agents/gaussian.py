@@ -29,7 +29,9 @@ class GaussianConfig(ObjectiveConfig):
     paper_gamma: ClassVar[float] = 0.005
 
     oracle_gradient: bool = False
-    """Let ``grad U`` flow into the penalty's gradient (the paper detaches ``U`` here)."""
+    """Let ``grad U`` flow into the penalty's gradient (the paper detaches ``U`` here): the
+    leader would then know how the human's judgement changes with its output, which a real
+    policy cannot observe (see :class:`agents.gradient.GradientConfig`)."""
     inner_steps: int = 15
     """Reparameterized single-sample policy steps per round."""
     sigma_start: float = 0.1
