@@ -143,3 +143,26 @@ def test_registered_through_the_plugin_group_and_saved(tmp_path):
 def test_bad_config_names_the_fix(learner_id, config, match):
     with pytest.raises(ValueError, match=match):
         agents.make(learner_id, gym.make("FPO/LinearRM-v0"), **config)
+
+
+def test_the_tuning_script_chooses_on_tuning_seeds_and_reports_defaults_and_choices(tmp_path, monkeypatch):
+    """scripts/tune_baselines.py end to end on tiny runs: every budget setting is scored on the
+    tuning seeds, the best is chosen, and the report holds each method at default and tuned."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "tune_baselines.py"
+    spec = importlib.util.spec_from_file_location("tune_baselines", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    tiny = {
+        "FPO/LinearRM-v0": {"rounds": 20, "tune_seeds": 2, "seeds": 3, "batch": 3},
+        "FPO/NeuralRM-v0": {"rounds": 6, "tune_seeds": 2, "seeds": 2, "batch": 2, "metric_prefix": "theta_"},
+    }
+    monkeypatch.setattr(script, "GAMES", tiny)
+    script.main(["--out", str(tmp_path / "results"), "--docs", str(tmp_path / "docs")])
+    tuning = (tmp_path / "docs" / "tuning.md").read_text()
+    assert tuning.count("**") == 2 * len(script.BUDGET) * len(tiny)  # one bold choice per method and game
+    board = (tmp_path / "docs" / "leaderboard.md").read_text()
+    for method in script.BUDGET:
+        assert f"| {method} (default) |" in board and f"| {method} (tuned: " in board
