@@ -24,11 +24,16 @@ from agents.gaussian import GaussianConfig, GaussianLeader
 from agents.gradient import GradientConfig, GradientLeader
 
 
-def _check_positive(name: str, value: float) -> None:
+def _check(config, learner: str) -> None:
+    """The checks every baseline config shares: its knob's range, and no FPO penalty on top."""
+    knob = "anchor" if hasattr(config, "anchor") else "cap"
+    value = getattr(config, knob)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+        raise ValueError(f"{knob} must be finite, got {value!r}")
+    if knob == "anchor" and value < 0:
+        raise ValueError(f"anchor must be >= 0, got {value}")
+    if config.penalty != "none":
+        raise ValueError(f"{learner} is RLHF with its own change; penalty must be 'none', got {config.penalty!r}")
 
 
 class _Anchored:
@@ -81,9 +86,7 @@ class AnchorGradientConfig(GradientConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_positive("anchor", self.anchor)
-        if self.penalty != "none":
-            raise ValueError(f"rlhf-anchor is RLHF with an anchor; penalty must be 'none', got {self.penalty!r}")
+        _check(self, "rlhf-anchor")
 
 
 @dataclass(frozen=True)
@@ -94,9 +97,7 @@ class AnchorGaussianConfig(GaussianConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_positive("anchor", self.anchor)
-        if self.penalty != "none":
-            raise ValueError(f"rlhf-anchor is RLHF with an anchor; penalty must be 'none', got {self.penalty!r}")
+        _check(self, "rlhf-anchor")
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,7 @@ class CapGradientConfig(GradientConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not np.isfinite(self.cap):
-            raise ValueError(f"cap must be finite, got {self.cap}")
-        if self.penalty != "none":
-            raise ValueError(f"rlhf-cap is RLHF with a capped reward; penalty must be 'none', got {self.penalty!r}")
+        _check(self, "rlhf-cap")
 
 
 @dataclass(frozen=True)
@@ -121,10 +119,7 @@ class CapGaussianConfig(GaussianConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not np.isfinite(self.cap):
-            raise ValueError(f"cap must be finite, got {self.cap}")
-        if self.penalty != "none":
-            raise ValueError(f"rlhf-cap is RLHF with a capped reward; penalty must be 'none', got {self.penalty!r}")
+        _check(self, "rlhf-cap")
 
 
 class AnchoredGradientLeader(_Anchored, GradientLeader):

@@ -93,6 +93,15 @@ class MLPRewardModel:
             params = torch.as_tensor(params, dtype=self.params.dtype)
         return MLPRewardModel(params, self.dim, self.hidden, self.lr, self.weight_decay)
 
+    def to(self, dtype) -> "MLPRewardModel":
+        """The same RM, parameters, Adam state and buffer, in ``dtype`` (e.g. float64 for
+        gradient checks); the buffer's fill count is kept as it is."""
+        cast = lambda t: t.to(dtype)  # noqa: E731
+        buffer = None if self.buffer is None else {**self.buffer, "y": cast(self.buffer["y"]), "u": cast(self.buffer["u"])}
+        state = {k: cast(v) for k, v in self.opt_state.items()}
+        params = cast(self.params)
+        return MLPRewardModel(params, self.dim, self.hidden, self.lr, self.weight_decay, opt_state=state, buffer=buffer)
+
     # Forward and gradients ----------------------------------------------------------------
     def _unflatten(self, flat):
         """Split flat parameters ``(*B, p)`` into the layers ``(*B, *shape)``."""

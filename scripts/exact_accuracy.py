@@ -101,15 +101,7 @@ def _rm64(game):
     rm = game.reward_model
     if hasattr(rm, "w"):
         return rm.replace(torch.as_tensor(rm.w, dtype=torch.float64))
-    return type(rm)(
-        rm.params.double(),
-        rm.dim,
-        rm.hidden,
-        rm.lr,
-        rm.weight_decay,
-        opt_state={k: v.double() for k, v in rm.opt_state.items()},
-        buffer={"y": rm.buffer["y"].double(), "u": rm.buffer["u"].double(), "count": rm.buffer["count"]},
-    )
+    return rm.to(torch.float64)
 
 
 def states(game_name: str, learner: str, seeds: int, rounds: int, every: int, seed: int = 0):

@@ -42,3 +42,14 @@ def small_action(env, rng: np.random.Generator):
     if env.spec is not None and env.spec.id == TEXT_ID:
         return " ".join(rng.choice(WORDS, size=int(rng.integers(1, 8))))
     return (0.1 * space.high * rng.uniform(-1, 1, space.shape)).astype(space.dtype)
+
+
+def central_difference(f, y: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """``grad_y sum(f(y))`` by central differences, one element of ``y`` at a time (outputs
+    may interact, as the samples of one round do through the RM's buffer)."""
+    grad = np.zeros_like(y)
+    for index in np.ndindex(*y.shape):
+        step = np.zeros_like(y)
+        step[index] = eps
+        grad[index] = (f(y + step).sum() - f(y - step).sum()) / (2 * eps)
+    return grad

@@ -10,16 +10,7 @@ import fpo_envs  # noqa: F401
 
 torch = pytest.importorskip("torch")
 
-from fpo_envs.neural import MLPRewardModel  # noqa: E402
-
-
-def _central(f, y, eps=1e-6):
-    grad = np.zeros_like(y)
-    for index in np.ndindex(*y.shape):
-        step = np.zeros_like(y)
-        step[index] = eps
-        grad[index] = (f(y + step).sum() - f(y - step).sum()) / (2 * eps)
-    return grad
+from tests.conftest import central_difference  # noqa: E402
 
 
 def _objective(game, rm, learner):
@@ -53,7 +44,8 @@ def test_linear_objective_gradient_equals_finite_differences(learner_id, config,
     agent.learn(5)
     game, rm = env.unwrapped, env.unwrapped.reward_model
     y = np.random.default_rng(1).normal(0.0, 1.0, rm.w.shape)
-    np.testing.assert_allclose(agent.objective_grad(y, rm), _central(_objective(game, rm, agent), y), rtol=1e-6, atol=1e-7)
+    expected = central_difference(_objective(game, rm, agent), y)
+    np.testing.assert_allclose(agent.objective_grad(y, rm), expected, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("learner_id, config", [("rlhf-anchor", {"anchor": 0.3}), ("rlhf-cap", {"cap": 0.0})])
@@ -69,7 +61,7 @@ def test_neural_objective_gradient_equals_finite_differences(learner_id, config,
     agent.learn(4)
     game = env.unwrapped
     live = game.reward_model
-    rm = MLPRewardModel(live.params.double(), live.dim, live.hidden, live.lr, live.weight_decay)
+    rm = live.to(torch.float64)
     agent.anchor_point = agent.anchor_point.double() if hasattr(agent, "anchor_point") else None
     y = torch.as_tensor(np.random.default_rng(2).normal(0.0, 1.0, (*live.params.shape[:-1], game.dim)))
     r = rm.reward(y).detach().numpy()
@@ -77,7 +69,7 @@ def test_neural_objective_gradient_equals_finite_differences(learner_id, config,
         above = np.atleast_1d(r >= config["cap"])
         assert above.all() if num_envs is None else (above.any() and not above.all()), r
     got = agent.objective_grad(y, rm).numpy()
-    expected = _central(lambda v: _objective_neural(game, rm, agent, v), y.numpy())
+    expected = central_difference(lambda v: _objective_neural(game, rm, agent, v), y.numpy())
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-8)
 
 

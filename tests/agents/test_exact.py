@@ -12,7 +12,7 @@ import agents  # noqa: E402
 import fpo_envs  # noqa: E402, F401
 from agents import exact  # noqa: E402
 from agents.objectives import Objective  # noqa: E402
-from fpo_envs.neural import MLPRewardModel  # noqa: E402
+from tests.conftest import central_difference  # noqa: E402
 
 
 def _played(env_id, num_envs=None, rounds=6, seed=0, **kwargs):
@@ -24,28 +24,6 @@ def _played(env_id, num_envs=None, rounds=6, seed=0, **kwargs):
     for _ in range(rounds):
         env.step((0.3 * space.high * rng.uniform(-1, 1, space.shape)).astype(space.dtype))
     return env.unwrapped
-
-
-def _neural_rm64(rm):
-    """The live MLP RM in float64, with its optimizer state and buffer."""
-    return MLPRewardModel(
-        rm.params.double(),
-        rm.dim,
-        rm.hidden,
-        rm.lr,
-        rm.weight_decay,
-        opt_state={k: v.double() for k, v in rm.opt_state.items()},
-        buffer={"y": rm.buffer["y"].double(), "u": rm.buffer["u"].double(), "count": rm.buffer["count"]},
-    )
-
-
-def _central(f, y, eps=1e-6):
-    grad = np.zeros_like(y)
-    for index in np.ndindex(*y.shape):
-        step = np.zeros_like(y)
-        step[index] = eps
-        grad[index] = (f(y + step).sum() - f(y - step).sum()) / (2 * eps)
-    return grad
 
 
 @pytest.mark.parametrize("num_envs", [None, 3])
@@ -62,7 +40,7 @@ def test_linear_exact_gradient_equals_finite_differences(num_envs, steps, oracle
         u = game.oracle.utility(v) if oracle_gradient else u0
         return game.proxy(v, rm.stepped(v, u, steps).reward(v))
 
-    expected = _central(proxy_next, y)
+    expected = central_difference(proxy_next, y)
     got = exact.exact_grad(game, rm, y, steps, oracle_gradient)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
 
@@ -72,7 +50,7 @@ def test_linear_exact_gradient_equals_finite_differences(num_envs, steps, oracle
 @pytest.mark.parametrize("oracle_gradient", [True, False])
 def test_neural_exact_gradient_equals_finite_differences(num_envs, steps, oracle_gradient):
     game = _played("FPO/NeuralRM-v0", num_envs, hidden=8)
-    rm = _neural_rm64(game.reward_model)
+    rm = game.reward_model.to(torch.float64)
     batch = rm.params.shape[:-1]
     rng = np.random.default_rng(2)
     y = rng.normal(0.0, 1.0, (*batch, game.samples_per_round, game.dim))
@@ -84,7 +62,7 @@ def test_neural_exact_gradient_equals_finite_differences(num_envs, steps, oracle
         with torch.no_grad():
             return game.proxy(v, rm.stepped(v, u, steps).reward(v)).numpy()
 
-    expected = _central(proxy_next, y)
+    expected = central_difference(proxy_next, y)
     yt = torch.as_tensor(y).requires_grad_(True)
     (got,) = torch.autograd.grad(exact.exact_objective(game, rm, yt, steps, oracle_gradient).sum(), yt)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-8)
@@ -126,7 +104,7 @@ def test_first_order_limit_of_the_neural_follower():
     y = torch.as_tensor(rng.normal(0.0, 1.0, (base.samples_per_round, base.dim)))
 
     def correction(lr):
-        rm = _neural_rm64(base.reward_model)
+        rm = base.reward_model.to(torch.float64)
         rm.lr = lr
         yt = y.clone().requires_grad_(True)
         (g_exact,) = torch.autograd.grad(exact.exact_objective(base, rm, yt, 1, True).sum(), yt)
