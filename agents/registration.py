@@ -40,12 +40,15 @@ class LearnerSpec:
         entry_points: game name -> ``"module:Class"`` or a class/callable ``(env, seed, **config)``.
         kwargs: default config, overridden by ``make``'s keywords.
         module: the module that registered it (a saved learner names it, to import before loading).
+        env_kwargs: env arguments the learner needs (``{"rm_ensemble": 5}`` for a learner on an
+            RM ensemble): the benchmark and the tests make its env with them.
     """
 
     id: str
     entry_points: Mapping[str, EntryPoint]
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     module: str = "__main__"
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def games(self) -> tuple[str, ...]:
@@ -63,6 +66,7 @@ def register(
     entry_point: EntryPoint | Mapping[str, EntryPoint] | None = None,
     kwargs: Mapping[str, Any] | None = None,
     games: tuple[str, ...] | list[str] | None = None,
+    env_kwargs: Mapping[str, Any] | None = None,
 ) -> LearnerSpec:
     """Register a learner under ``id``.
 
@@ -74,6 +78,8 @@ def register(
         kwargs: default config of the learner (e.g. ``{"penalty": "practical"}``).
         games: the games it runs on (names in ``fpo_envs.GAMES``); default: the mapping's
             games, else the class's ``games`` attribute, else every game with a built-in family.
+        env_kwargs: env arguments the learner needs beyond the game's defaults (e.g.
+            ``{"rm_ensemble": 5}``); the benchmark makes the learner's envs with them.
 
     Returns:
         the :class:`LearnerSpec`.
@@ -105,7 +111,7 @@ def register(
     if id in registry:
         warnings.warn(f"overriding the learner {id!r} already registered by {registry[id].module}", stacklevel=2)
     caller = sys._getframe(1).f_globals.get("__name__", "__main__")
-    registry[id] = LearnerSpec(id, points, dict(kwargs or {}), caller)
+    registry[id] = LearnerSpec(id, points, dict(kwargs or {}), caller, dict(env_kwargs or {}))
     return registry[id]
 
 

@@ -16,6 +16,7 @@ from fpo_envs.core import (
     check_settings,
     game_arguments,
 )
+from fpo_envs.ensemble import RewardModelEnsemble
 
 PARAM_BOUND = 1e6
 """RM parameters beyond this magnitude (or non-finite) end the episode as diverged."""
@@ -166,6 +167,7 @@ class LinearGame(CostProxy):
         action_cost: float,
         output_bound: float,
         label_noise: float = 0.0,
+        rm_ensemble: int = 1,
     ) -> None:
         check_settings(
             {"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
@@ -175,9 +177,10 @@ class LinearGame(CostProxy):
                 "action_cost": action_cost,
                 "label_noise": label_noise,
             },
-            integers={"dim": dim, "signal_dims": signal_dims},
+            integers={"dim": dim, "signal_dims": signal_dims, "rm_ensemble": rm_ensemble},
             real={"ideal_value": ideal_value, "utility_peak": utility_peak},
         )
+        self.rm_ensemble = rm_ensemble
         self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
         self.dim = dim
         self.signal_dims = signal_dims
@@ -187,13 +190,19 @@ class LinearGame(CostProxy):
         self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
         self.single_action_space = spaces.Box(-output_bound, output_bound, (dim,), np.float32)
         # An RM parameter beyond PARAM_BOUND counts as diverged, so the observation stays in its box.
-        low = np.concatenate([np.full(dim, -PARAM_BOUND), self.single_action_space.low]).astype(np.float32)
-        high = np.concatenate([np.full(dim, PARAM_BOUND), self.single_action_space.high]).astype(np.float32)
+        self.num_params = p = dim * rm_ensemble
+        low = np.concatenate([np.full(p, -PARAM_BOUND), self.single_action_space.low]).astype(np.float32)
+        high = np.concatenate([np.full(p, PARAM_BOUND), self.single_action_space.high]).astype(np.float32)
         self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
         # Until the first reset the RM sits at its unperturbed start, so it can be inspected.
-        w0 = np.zeros(dim)
-        w0[:signal_dims] = 1.0
-        self._load_state({"w": np.broadcast_to(w0, self.batch_shape + (dim,)), "y": np.zeros(self.batch_shape + (dim,))})
+        w0 = np.zeros(self._member_shape)
+        w0[..., :signal_dims] = 1.0
+        self._load_state({"w": np.broadcast_to(w0, self.batch_shape + w0.shape), "y": np.zeros(self.batch_shape + (dim,))})
+
+    @property
+    def _member_shape(self) -> tuple[int, ...]:
+        """One copy's RM parameters: ``(d,)``, or ``(K, d)`` for an ensemble of ``K``."""
+        return (self.dim,) if self.rm_ensemble == 1 else (self.rm_ensemble, self.dim)
 
     def optimum(self) -> tuple[np.ndarray, float]:
         """The human ideal ``y*`` and its true utility ``U(y*)``."""
@@ -201,12 +210,14 @@ class LinearGame(CostProxy):
 
     def _draw_initial(self, rng, options, index):
         d = self.dim
+        shape = self._member_shape
         if "rm_params" in options:
-            w = _per_copy(options["rm_params"], (d,), index, "rm_params")
+            w = _per_copy(options["rm_params"], shape, index, "rm_params")
         else:
-            w = np.zeros(d)
-            w[: self.signal_dims] = 1.0
-            w = w + rng.normal(0.0, self.rm_init_noise, d)
+            # Member k's draw follows member k-1's, so member 0 is the single RM of the same seed.
+            w = np.zeros(shape)
+            w[..., : self.signal_dims] = 1.0
+            w = w + rng.normal(0.0, self.rm_init_noise, shape)
         y = (
             _per_copy(options["output"], (d,), index, "output", self.single_action_space.high[0])
             if "output" in options
@@ -215,10 +226,13 @@ class LinearGame(CostProxy):
         return {"w": w, "y": y}
 
     def _get_state(self):
-        return {"w": self.reward_model.w.copy(), "y": self._output.copy()}
+        rm = self.reward_model
+        w = rm.stacked.w if isinstance(rm, RewardModelEnsemble) else rm.w
+        return {"w": w.copy(), "y": self._output.copy()}
 
     def _load_state(self, state):
-        self.reward_model = LinearRewardModel(state["w"].copy(), self._rm_lr, self._rm_weight_decay)
+        rm = LinearRewardModel(state["w"].copy(), self._rm_lr, self._rm_weight_decay)
+        self.reward_model = rm if self.rm_ensemble == 1 else RewardModelEnsemble(rm)
         self._output = state["y"].copy()
 
     def _check_action(self, action):
@@ -239,16 +253,19 @@ class LinearGame(CostProxy):
             "noise_norm": np.sqrt(squares[..., s:].sum(-1)),
             "rm_error": r - u,
         }
-        diverged = ~(np.abs(self.reward_model.w) <= PARAM_BOUND).all(-1)  # NaN compares False
+        if self.rm_ensemble > 1:
+            info["ensemble_spread"] = self.reward_model.member_spread(y)
+        diverged = ~(np.abs(self.reward_model.params) <= PARAM_BOUND).all(-1)  # NaN compares False
         return proxy, info, diverged
 
     def _observation(self):
-        return np.concatenate([self.reward_model.w, self._output], axis=-1).astype(np.float32)
+        return np.concatenate([self.reward_model.params, self._output], axis=-1).astype(np.float32)
 
     def split_observation(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Split an observation into the RM parameters ``w`` and the last output ``y``."""
+        """Split an observation into the RM parameters ``w`` (an ensemble's members flattened,
+        ``K * d``) and the last output ``y``."""
         obs = np.asarray(obs, dtype=np.float64)
-        return obs[..., : self.dim], obs[..., self.dim :]
+        return obs[..., : self.num_params], obs[..., self.num_params :]
 
 
 def _per_copy(value, shape, index, name, bound=None):
@@ -327,6 +344,14 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
       trained on (human labels are noisy observations, not ``U`` itself), drawn from the env's
       seeded generator; ``info["true_utility"]`` and ``rm_error`` stay noise-free. 0 draws
       nothing, so runs without noise are unchanged.
+    - ``rm_ensemble`` (1): the number ``K`` of RMs. With ``K >= 2`` the env trains an ensemble
+      (:class:`fpo_envs.ensemble.RewardModelEnsemble`): ``K`` linear RMs, each with its own
+      initial perturbation (member 0 is the single RM of the same seed), each taking the
+      follower step on the same labelled output. ``reward_model`` is the ensemble; the reward
+      and ``rm_error`` use the members' mean; ``info["ensemble_spread"]`` is the members'
+      standard deviation at the output; the observation is ``[w_1, ..., w_K, y]`` and the
+      ``rm_params`` reset option takes shape ``(K, dim)``. One RM (the default) is the game as
+      before.
     - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the
       phase portrait, signal magnitude (x) against noise magnitude (y) over the best true
       utility at those magnitudes, with the episode's trajectory, the round, this round's
@@ -359,6 +384,7 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
         action_cost: float = 0.1,
         output_bound: float = 10.0,
         label_noise: float = 0.0,
+        rm_ensemble: int = 1,
         render_mode: str | None = None,
     ):
         self._setup(
@@ -373,6 +399,7 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
             action_cost,
             output_bound,
             label_noise,
+            rm_ensemble,
         )
         self._set_render_mode(render_mode)
         self.action_space = self.single_action_space
@@ -408,7 +435,7 @@ class LinearRMVectorEnv(LinearGame, FeedbackLoopVectorEnv):
             dtype=np.float32,
         )
         self.observation_space = spaces.Box(
-            np.broadcast_to(self.single_observation_space.low, (num_envs, 2 * self.dim)),
-            np.broadcast_to(self.single_observation_space.high, (num_envs, 2 * self.dim)),
+            np.broadcast_to(self.single_observation_space.low, (num_envs, self.num_params + self.dim)),
+            np.broadcast_to(self.single_observation_space.high, (num_envs, self.num_params + self.dim)),
             dtype=np.float32,
         )

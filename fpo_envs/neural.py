@@ -10,6 +10,7 @@ from gymnasium import spaces
 from gymnasium.error import DependencyNotInstalled
 
 from fpo_envs.core import CostProxy, FeedbackLoopEnv, FeedbackLoopVectorEnv, check_bounded_array, check_settings, game_arguments
+from fpo_envs.ensemble import RewardModelEnsemble
 from fpo_envs.linear import PARAM_BOUND, _per_copy, bump_oracle
 
 try:
@@ -329,6 +330,7 @@ class NeuralGame(CostProxy):
         action_cost,
         output_bound,
         label_noise=0.0,
+        rm_ensemble=1,
     ):
         check_settings(
             {"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
@@ -344,6 +346,7 @@ class NeuralGame(CostProxy):
                 "hidden": hidden,
                 "buffer_size": buffer_size,
                 "samples_per_round": samples_per_round,
+                "rm_ensemble": rm_ensemble,
             },
             real={"ideal_value": ideal_value, "utility_peak": utility_peak},
         )
@@ -354,40 +357,52 @@ class NeuralGame(CostProxy):
         self.samples_per_round, self.buffer_size = samples_per_round, buffer_size
         self.action_cost, self.rm_init_std = action_cost, rm_init_std
         self.label_noise = float(label_noise)
+        self.rm_ensemble = rm_ensemble
         self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
         self.single_action_space = spaces.Box(-output_bound, output_bound, (samples_per_round, dim), np.float32)
-        self.num_params = p = mlp_num_params(dim, hidden)
+        self.num_params = p = mlp_num_params(dim, hidden) * rm_ensemble
         low = np.concatenate([np.full(p, -PARAM_BOUND), np.full(dim, -output_bound)]).astype(np.float32)
         self.single_observation_space = spaces.Box(low, -low, dtype=np.float32)
         # Until the first reset the RM is all zeros, so it can be inspected.
-        self._load_state(_stack_batch(self._draw_initial(None, {"rm_params": np.zeros(p)}, None), self.batch_shape))
+        zeros = np.zeros(self._member_shape)
+        self._load_state(_stack_batch(self._draw_initial(None, {"rm_params": zeros}, None), self.batch_shape))
+
+    @property
+    def _member_shape(self) -> tuple[int, ...]:
+        """One copy's RM parameters: ``(p,)``, or ``(K, p)`` for an ensemble of ``K``."""
+        p = mlp_num_params(self.dim, self.hidden)
+        return (p,) if self.rm_ensemble == 1 else (self.rm_ensemble, p)
 
     def optimum(self) -> tuple[np.ndarray, float]:
         """The human ideal ``y*`` and its true utility ``U(y*)``."""
         return self.oracle.optimum()
 
     def _draw_initial(self, rng, options, index):
-        p, d = self.num_params, self.dim
+        shape, d = self._member_shape, self.dim
+        members = shape[:-1]  # () for one RM, (K,) for an ensemble
         if "rm_params" in options:
-            params = _per_copy(options["rm_params"], (p,), index, "rm_params")
+            params = _per_copy(options["rm_params"], shape, index, "rm_params")
         else:
-            params = MLPRewardModel.init_params(rng, d, self.hidden, self.rm_init_std)
+            # Each member from its own draw, in order, so member 0 is the single RM of the same seed.
+            draws = [MLPRewardModel.init_params(rng, d, self.hidden, self.rm_init_std) for _ in range(self.rm_ensemble)]
+            params = draws[0] if not members else np.stack(draws)
         bound = self.single_action_space.high.max()
         output = _per_copy(options["output"], (d,), index, "output", bound) if "output" in options else np.zeros(d)
         f32 = torch.float32
         return {
             "params": torch.as_tensor(params, dtype=f32),
-            "exp_avg": torch.zeros(p, dtype=f32),
-            "exp_avg_sq": torch.zeros(p, dtype=f32),
-            "step": torch.zeros((), dtype=f32),
-            "buf_y": torch.zeros(self.buffer_size, d, dtype=f32),
-            "buf_u": torch.zeros(self.buffer_size, dtype=f32),
-            "buf_count": torch.zeros((), dtype=torch.int64),
+            "exp_avg": torch.zeros(shape, dtype=f32),
+            "exp_avg_sq": torch.zeros(shape, dtype=f32),
+            "step": torch.zeros(members, dtype=f32),
+            "buf_y": torch.zeros(*members, self.buffer_size, d, dtype=f32),
+            "buf_u": torch.zeros(*members, self.buffer_size, dtype=f32),
+            "buf_count": torch.zeros(members, dtype=torch.int64),
             "output": torch.as_tensor(output, dtype=f32),
         }
 
     def _get_state(self):
         rm = self.reward_model
+        rm = rm.stacked if isinstance(rm, RewardModelEnsemble) else rm
         state = {
             "params": rm.params,
             **rm.opt_state,
@@ -400,7 +415,7 @@ class NeuralGame(CostProxy):
 
     def _load_state(self, state):
         state = {k: v.clone() for k, v in state.items()}
-        self.reward_model = MLPRewardModel(
+        rm = MLPRewardModel(
             state["params"],
             self.dim,
             self.hidden,
@@ -409,6 +424,7 @@ class NeuralGame(CostProxy):
             opt_state={"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"], "step": state["step"]},
             buffer={"y": state["buf_y"], "u": state["buf_u"], "count": state["buf_count"]},
         )
+        self.reward_model = rm if self.rm_ensemble == 1 else RewardModelEnsemble(rm)
         self._output = state["output"]
 
     def _check_action(self, action):
@@ -434,6 +450,8 @@ class NeuralGame(CostProxy):
                 "rm_error": r_mean - u_mean,
                 "buffer_rm_error": rm.buffer_error(),
             }
+            if self.rm_ensemble > 1:
+                info["ensemble_spread"] = rm.member_spread(mean)
             diverged = ~(rm.params.abs() <= PARAM_BOUND).all(-1)
         info = {k: v.double().numpy() for k, v in info.items()}
         return proxy.mean(-1).double().numpy(), info, diverged.numpy()
@@ -539,6 +557,13 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
     - ``action_cost`` (0.01): ``c`` in the proxy. ``output_bound`` (10.0): the action bounds.
     - ``label_noise`` (0.0): standard deviation of Gaussian noise on each label pushed into the
       buffer, from the env's seeded generator (``info`` stays noise-free; 0 draws nothing).
+    - ``rm_ensemble`` (1): the number ``K`` of RMs. With ``K >= 2`` the env trains an ensemble
+      (:class:`fpo_envs.ensemble.RewardModelEnsemble`): ``K`` MLPs, each initialised from its own
+      draw (member 0 is the single RM of the same seed) and each taking its own Adam step on the
+      same buffer every round. ``reward_model`` is the ensemble; the reward, ``rm_error`` and the
+      buffer error use the members' mean; ``info["ensemble_spread"]`` is the members' standard
+      deviation at the round's mean output; the observation carries all ``K * p`` parameters.
+      One RM (the default) is the game as before.
     - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the RM's
       blind spot (:class:`fpo_envs.render.BlindSpotMap`): its error ``r - U`` on the plane
       through the ideal and the policy's noise direction (x: the component along the ideal's
@@ -579,6 +604,7 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
         action_cost: float = 0.01,
         output_bound: float = 10.0,
         label_noise: float = 0.0,
+        rm_ensemble: int = 1,
         render_mode: str | None = None,
     ):
         self._setup(
@@ -596,6 +622,7 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
             action_cost,
             output_bound,
             label_noise,
+            rm_ensemble,
         )
         self._set_render_mode(render_mode)
         self.action_space = self.single_action_space

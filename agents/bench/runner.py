@@ -41,12 +41,20 @@ def _family(learner_id: str, env_id: str) -> type:
     return _load_entry_point(found.entry_points[fpo_envs.game_of_id(env_id)], found.id)
 
 
+def env_kwargs(game: GameEntry, entry: LearnerEntry) -> dict:
+    """The env arguments of a learner's runs on a game: what the learner registered as needing
+    (an RM ensemble), then the game's, then the suite entry's own."""
+    import agents
+
+    return {**agents.spec(entry.id).env_kwargs, **game.kwargs, **entry.env_kwargs}
+
+
 def run_key(suite: Suite, game: GameEntry, entry: LearnerEntry, seed: int, batch: tuple[int, int] | None) -> dict:
     """Everything that determines one run's numbers (a text-game profile by its settings, so
     a changed profile is a new run)."""
     key = {
         "env": game.id,
-        "env_kwargs": game.kwargs,
+        "env_kwargs": env_kwargs(game, entry),
         "rounds": game.rounds,
         "learner": entry.id.rpartition(":")[2],
         "config": entry.config,
@@ -88,7 +96,7 @@ def plan(suite: Suite) -> list[dict]:
                 jobs.append(
                     {
                         "env": game.id,
-                        "env_kwargs": game.kwargs,
+                        "env_kwargs": env_kwargs(game, entry),
                         "rounds": game.rounds,
                         "learner": entry.id,
                         "config": entry.config,

@@ -20,6 +20,8 @@ A suite file::
     config = { oracle_gradient = false }
     games = ["FPO/LinearRM-v0"]      # default: every game of the suite the learner runs on
     seeds = 10                       # default: each game's seeds
+    env_kwargs = { rm_ensemble = 3 } # env arguments for this learner's runs (default: what
+                                     # the learner registered as needing, e.g. an RM ensemble)
 
 The shipped suites (``paper``, ``quick``, ``text``) live beside this module.
 """
@@ -66,6 +68,7 @@ class LearnerEntry:
     config: dict = field(default_factory=dict)
     games: tuple[str, ...] | None = None
     seeds: int | None = None
+    env_kwargs: dict = field(default_factory=dict)
 
     @property
     def name(self) -> str:
