@@ -242,6 +242,7 @@ class LinearGame(CostProxy):
         s = self.signal_dims
         r = self.reward_model.reward(y)
         u = self.oracle.label(y)
+        spread = self.reward_model.member_spread(y) if self.rm_ensemble > 1 else None  # before the update, as rm_error
         self.reward_model.update(y, self._noisy_labels(u), reward=r)
         self._output = y
         proxy = self.proxy(y, r)
@@ -254,7 +255,7 @@ class LinearGame(CostProxy):
             "rm_error": r - u,
         }
         if self.rm_ensemble > 1:
-            info["ensemble_spread"] = self.reward_model.member_spread(y)
+            info["ensemble_spread"] = spread
         diverged = ~(np.abs(self.reward_model.params) <= PARAM_BOUND).all(-1)  # NaN compares False
         return proxy, info, diverged
 
@@ -349,7 +350,7 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
       initial perturbation (member 0 is the single RM of the same seed), each taking the
       follower step on the same labelled output. ``reward_model`` is the ensemble; the reward
       and ``rm_error`` use the members' mean; ``info["ensemble_spread"]`` is the members'
-      standard deviation at the output; the observation is ``[w_1, ..., w_K, y]`` and the
+      standard deviation at the output (before the update); the observation is ``[w_1, ..., w_K, y]`` and the
       ``rm_params`` reset option takes shape ``(K, dim)``. One RM (the default) is the game as
       before.
     - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the

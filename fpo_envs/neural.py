@@ -439,6 +439,7 @@ class NeuralGame(CostProxy):
             proxy = self.proxy(y, rm.reward(y))
             mean = y.mean(-2)  # the round's outputs are reported at their mean
             r_mean, u_mean = rm.reward(mean), self.oracle.utility(mean)
+            spread = rm.member_spread(mean) if self.rm_ensemble > 1 else None  # before the update, as rm_error
             labels = u if not self.label_noise else torch.as_tensor(self._noisy_labels(u.double().numpy()), dtype=u.dtype)
             rm.update(y, labels)
             self._output = mean
@@ -451,7 +452,7 @@ class NeuralGame(CostProxy):
                 "buffer_rm_error": rm.buffer_error(),
             }
             if self.rm_ensemble > 1:
-                info["ensemble_spread"] = rm.member_spread(mean)
+                info["ensemble_spread"] = spread
             diverged = ~(rm.params.abs() <= PARAM_BOUND).all(-1)
         info = {k: v.double().numpy() for k, v in info.items()}
         return proxy.mean(-1).double().numpy(), info, diverged.numpy()
