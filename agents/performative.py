@@ -121,40 +121,73 @@ def _check_perfgd(config) -> None:
 class _ResponseFit:
     """The last ``window`` rounds' outputs and RM parameter changes of every copy, and the
     ridge fit of ``J^T``, the transposed response ``d phi' / d y`` (``(*B, d, p)``), from them.
-    Held in float64 numpy whatever the game's dtype."""
+
+    A ring buffer with running sums (``sum y``, ``sum dphi``, ``sum y y^T``, ``sum y dphi^T``):
+    a round costs ``O(d p)`` per copy, not ``O(window d p)``. Held in float64 numpy whatever
+    the game's dtype."""
 
     def __init__(self, batch: tuple[int, ...], window: int, d: int, p: int, ridge: float):
         self.window, self.ridge = window, ridge
         self.y = np.zeros((*batch, window, d))
         self.dphi = np.zeros((*batch, window, p))
         self.count = np.zeros(batch, dtype=np.int64)
+        self.position = 0  # the ring slot the next round is written to (the same for every copy)
+        self.sums = {
+            "y": np.zeros((*batch, d)),
+            "dphi": np.zeros((*batch, p)),
+            "yy": np.zeros((*batch, d, d)),
+            "ydphi": np.zeros((*batch, d, p)),
+        }
         self.jacobian_t = np.zeros((*batch, d, p))
 
     def clear(self, mask) -> None:
         """Forget the copies in ``mask`` (all: ``None``), as their episodes restart."""
         index = ... if mask is None else np.asarray(mask)
         self.count[index] = 0
+        self.y[index] = 0.0
+        self.dphi[index] = 0.0
+        for total in self.sums.values():
+            total[index] = 0.0
         self.jacobian_t[index] = 0.0
 
+    def history(self) -> tuple[np.ndarray, np.ndarray]:
+        """The window's ``(y, dphi)`` in the order played, oldest first (slots not yet filled
+        are zeros and come first)."""
+        order = (np.arange(self.window) + self.position) % self.window
+        return self.y[..., order, :], self.dphi[..., order, :]
+
     def push(self, y: np.ndarray, dphi: np.ndarray) -> None:
-        """Add one round per copy (FIFO) and refit."""
-        self.y = np.concatenate([self.y[..., 1:, :], y[..., None, :]], -2)
-        self.dphi = np.concatenate([self.dphi[..., 1:, :], dphi[..., None, :]], -2)
+        """Add one round per copy (the oldest leaves a full window) and refit."""
+        slot = self.position
+        old_y, old_dphi = self.y[..., slot, :], self.dphi[..., slot, :]  # zeros until the window is full
+        sums = self.sums
+        sums["y"] += y - old_y
+        sums["dphi"] += dphi - old_dphi
+        sums["yy"] += y[..., :, None] * y[..., None, :] - old_y[..., :, None] * old_y[..., None, :]
+        sums["ydphi"] += y[..., :, None] * dphi[..., None, :] - old_y[..., :, None] * old_dphi[..., None, :]
+        self.y[..., slot, :], self.dphi[..., slot, :] = y, dphi
+        self.position = (slot + 1) % self.window
         self.count = np.minimum(self.count + 1, self.window)
-        filled = (np.arange(self.window) >= self.window - self.count[..., None])[..., None]  # (*B, H, 1)
-        n = np.maximum(filled.sum(-2, keepdims=True), 1)
-        yc = np.where(filled, self.y - (self.y * filled).sum(-2, keepdims=True) / n, 0.0)
-        pc = np.where(filled, self.dphi - (self.dphi * filled).sum(-2, keepdims=True) / n, 0.0)
-        gram = np.swapaxes(yc, -1, -2) @ yc  # (*B, d, d)
+        # Centred over the window: sum (y - mean)(dphi - mean)^T = sum y dphi^T - n mean_y mean_dphi^T.
+        n = np.maximum(self.count, 1)[..., None, None].astype(np.float64)
+        mean_y = sums["y"][..., :, None] / n
+        gram = sums["yy"] - n * mean_y * np.swapaxes(mean_y, -1, -2)
+        cross = sums["ydphi"] - mean_y * sums["dphi"][..., None, :]
         d = gram.shape[-1]
         # The ridge is relative to the outputs' spread, so the fit does not depend on their scale.
         scale = np.trace(gram, axis1=-2, axis2=-1) / d
-        reg = gram + (self.ridge * scale + 1e-12)[..., None, None] * np.eye(d)
-        fit = np.linalg.solve(reg, np.swapaxes(yc, -1, -2) @ pc)
-        self.jacobian_t = np.where((self.count >= 2)[..., None, None], fit, 0.0)
+        reg = gram + (self.ridge * np.maximum(scale, 0.0) + 1e-12)[..., None, None] * np.eye(d)
+        self.jacobian_t = np.where((self.count >= 2)[..., None, None], np.linalg.solve(reg, cross), 0.0)
 
     def state(self) -> dict:
-        return {"y": self.y, "dphi": self.dphi, "count": self.count, "jacobian_t": self.jacobian_t}
+        return {
+            "y": self.y,
+            "dphi": self.dphi,
+            "count": self.count,
+            "position": self.position,
+            "jacobian_t": self.jacobian_t,
+            **{f"sum_{k}": v for k, v in self.sums.items()},
+        }
 
     @classmethod
     def from_state(cls, state: dict, ridge: float) -> "_ResponseFit":
@@ -162,7 +195,9 @@ class _ResponseFit:
         fit = cls(y.shape[:-2], y.shape[-2], y.shape[-1], np.shape(state["dphi"])[-1], ridge)
         fit.y, fit.dphi = y, np.array(state["dphi"], dtype=np.float64)
         fit.count = np.array(state["count"], dtype=np.int64)
+        fit.position = int(state["position"])
         fit.jacobian_t = np.array(state["jacobian_t"], dtype=np.float64)
+        fit.sums = {k: np.array(state[f"sum_{k}"], dtype=np.float64) for k in fit.sums}
         return fit
 
 
@@ -192,7 +227,10 @@ class _PerfGD:
         _, g = rm.reward_and_grad_params(y)
         jt = self.fit.jacobian_t
         if isinstance(g, torch.Tensor):
-            jt = torch.as_tensor(jt, dtype=g.dtype)
+            cached = getattr(self, "_jt_torch", None)
+            if cached is None or cached[0] is not jt or cached[1].dtype != g.dtype:
+                self._jt_torch = (jt, torch.as_tensor(jt, dtype=g.dtype))  # once per fit, not per step
+            jt = self._jt_torch[1]
         if y.ndim == jt.ndim:  # several outputs per copy: (*B, k, d)
             jt = jt[..., None, :, :]
         return (jt @ g[..., None])[..., 0]

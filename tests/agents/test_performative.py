@@ -62,6 +62,10 @@ def test_the_response_fit_recovers_a_linear_response():
         y = rng.normal(size=(2, d))
         fit.push(y, np.einsum("bpd,bd->bp", jac, y) + offset)
     np.testing.assert_allclose(fit.jacobian_t, jac.transpose(0, 2, 1), rtol=1e-6, atol=1e-8)
+    # The running sums equal the window's own (after the ring has wrapped).
+    y, dphi = fit.history()
+    np.testing.assert_allclose(fit.sums["ydphi"], np.einsum("bhd,bhp->bdp", y, dphi), rtol=1e-10)
+    np.testing.assert_allclose(fit.sums["yy"], np.einsum("bhd,bhe->bde", y, y), rtol=1e-10)
     fit.clear(np.array([True, False]))
     assert (fit.jacobian_t[0] == 0).all() and (fit.jacobian_t[1] != 0).any()
 
@@ -130,8 +134,9 @@ def test_perfgds_fit_is_the_observed_rm_changes_against_the_played_outputs():
         played.append(action)
         params.append(obs[:4].astype(np.float64))
         agent._observe(obs)
-    np.testing.assert_allclose(agent.fit.y[-5:], np.array(played[-5:]))
-    np.testing.assert_allclose(agent.fit.dphi[-5:], np.diff(params, axis=0)[-5:], rtol=1e-12)
+    y, dphi = agent.fit.history()
+    np.testing.assert_allclose(y, np.array(played[-5:]))
+    np.testing.assert_allclose(dphi, np.diff(params, axis=0)[-5:], rtol=1e-12)
 
 
 def test_perfgd_beats_rlhf_on_the_linear_game():
