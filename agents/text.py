@@ -131,6 +131,8 @@ class TextLeader(Agent):
     The pick maximizes the objective ``r - gamma * R`` (:class:`agents.objectives.Objective`)
     with the Bradley-Terry form of the penalty; ``rlhf``, ``fpo-practical`` and
     ``fpo-relaxed`` are this family with ``penalty`` ``none``, ``practical``, ``relaxed``.
+    A subclass changes the pick (:meth:`_choose`) or the SFT loss (:meth:`_sft_loss`), as the
+    baselines ``rlhf-cap`` and ``rlhf-anchor`` do (:mod:`agents.baselines`).
     """
 
     config_cls = TextConfig
@@ -167,6 +169,7 @@ class TextLeader(Agent):
         else:
             self.optimizer = require("bitsandbytes").optim.PagedAdamW8bit(params, lr=c.lr)
         self._pending = 0  # SFT rounds accumulated since the last optimizer step
+        self._sft_record: dict[str, float] = {}  # what the last SFT step's loss adds to the round record
         self._writers = None
 
     def _trainable(self) -> list:
@@ -212,7 +215,7 @@ class TextLeader(Agent):
         labels[:, : len(p)] = -100
         self.model.train()
         with seeded_global_rng(self.generator, device):  # LoRA dropout
-            loss = self.model(input_ids=input_ids, labels=labels).loss
+            loss, self._sft_record = self._sft_loss(input_ids, labels)
             (loss / self.config.grad_accum).backward()
         self.model.eval()
         self._pending += 1
@@ -222,6 +225,26 @@ class TextLeader(Agent):
             self._pending = 0
         return float(loss.detach())
 
+    def _sft_loss(self, input_ids, labels) -> tuple:
+        """The loss one SFT step descends, and what it adds to the round's record.
+
+        Args:
+            input_ids: ``(1, T)`` the chat prompt, the winner and EOS.
+            labels: ``input_ids`` with the prompt's positions set to -100.
+
+        Returns:
+            the scalar loss (here the winner's mean token NLL, transformers' causal-LM loss)
+            and a dict of floats for the round record (here empty). Called in training mode
+            inside the step's seeded RNG block, so a subclass may add terms to the loss.
+        """
+        return self.model(input_ids=input_ids, labels=labels).loss, {}
+
+    def _choose(self, scores: dict[str, np.ndarray]) -> int:
+        """The index of the winner among the candidates given their :meth:`scores`: the first
+        maximum of ``score``. A subclass may draw from ``self.generator`` (``predict``
+        restores it)."""
+        return int(np.argmax(scores["score"]))
+
     def _start(self, obs, mask):
         pass
 
@@ -229,11 +252,12 @@ class TextLeader(Agent):
         prompt, reference = self._obs["prompt"], self._obs["reference"]
         responses = self.candidates(prompt)
         s = self.scores(prompt, reference, responses)
-        best = int(np.argmax(s["score"]))
+        best = self._choose(s)
         loss = self.sft_step(prompt, responses[best])
         lengths = [len(response_ids(self.env.unwrapped.policy_tokenizer, r)) for r in responses]
         self._round_record = {
             "sft_loss": loss,
+            **self._sft_record,
             "winner_penalty": float(s["penalty"][best]),
             "winner_score": float(s["score"][best]),
             "mean_candidate_tokens": float(np.mean(lengths)),
@@ -254,7 +278,7 @@ class TextLeader(Agent):
             if deterministic:
                 return self.candidates(observation["prompt"], n=1, greedy=True)[0], None
             responses = self.candidates(observation["prompt"])
-            best = int(np.argmax(self.scores(observation["prompt"], observation["reference"], responses)["score"]))
+            best = self._choose(self.scores(observation["prompt"], observation["reference"], responses))
             return responses[best], None
         finally:
             self.generator.set_state(saved)
