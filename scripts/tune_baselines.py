@@ -3,7 +3,9 @@
     python scripts/tune_baselines.py     # docs/figures/baselines/{tuning.md, leaderboard.md}; resumes from results/
 
 Protocol: every method with a knob gets the same budget, four settings of its one knob
-(FPO's ``gamma``, the anchor's weight, the cap), spread around its default. Each setting runs
+(FPO's ``gamma``, the anchor's weight, the cap, the ensemble's ``beta``, PerfGD's ``steer``),
+spread around its default; a method without one (the ensemble's mean and worst case, RRM)
+runs at its one setting. Each setting runs
 on tuning seeds (1000 onwards: 20 linear, 16 neural), disjoint from the reported seeds
 (0-99 linear, 0-63 neural), at the reported length. The setting with the highest IQM of the
 final normalised true utility on the tuning seeds is chosen per game. The reported suite
@@ -30,13 +32,22 @@ BUDGET = {
     "fpo-relaxed": ("gamma", {"FPO/LinearRM-v0": [0.03, 0.1, 0.3, 1.0], "FPO/NeuralRM-v0": [0.0015, 0.005, 0.015, 0.05]}),
     "rlhf-anchor": ("anchor", {"FPO/LinearRM-v0": [0.03, 0.1, 0.3, 1.0], "FPO/NeuralRM-v0": [0.0015, 0.005, 0.015, 0.05]}),
     "rlhf-cap": ("cap", {"FPO/LinearRM-v0": [2.0, 4.0, 5.0, 8.0], "FPO/NeuralRM-v0": [2.0, 4.0, 5.0, 8.0]}),
+    "rlhf-ensemble-uwo": ("beta", {"FPO/LinearRM-v0": [0.3, 1.0, 3.0, 10.0], "FPO/NeuralRM-v0": [0.3, 1.0, 3.0, 10.0]}),
+    "perfgd": ("steer", {"FPO/LinearRM-v0": [0.3, 1.0, 3.0, 10.0], "FPO/NeuralRM-v0": [0.1, 0.3, 1.0, 3.0]}),
 }
+NO_KNOB = ("rlhf-ensemble-mean", "rlhf-ensemble-worst", "rrm")
+"""Methods with no knob to tune: each runs at its one setting."""
 ASSUMES = {
     "rlhf": "the RM only",
     "fpo-practical": "the RM's parameter gradients",
     "fpo-relaxed": "the RM's gradients and the oracle's U (and grad U on the linear game)",
     "rlhf-anchor": "the initial policy",
     "rlhf-cap": "a cap on the RM's scale",
+    "rlhf-ensemble-mean": "an ensemble of 5 RMs",
+    "rlhf-ensemble-worst": "an ensemble of 5 RMs",
+    "rlhf-ensemble-uwo": "an ensemble of 5 RMs",
+    "rrm": "the RM only (a best response each round)",
+    "perfgd": "the RM's parameters each round and their gradient",
 }
 
 
@@ -73,7 +84,7 @@ def tune(out: Path) -> dict[tuple[str, str], float]:
 
 
 def report(chosen: dict, out: Path) -> Path:
-    learners = [{"id": "rlhf"}]
+    learners = [{"id": "rlhf"}] + [{"id": method} for method in NO_KNOB]
     for method, (knob, _) in BUDGET.items():
         learners.append({"id": method, "label": f"{method} (default)"})
         by_value: dict[float, list[str]] = {}
@@ -116,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
             best = chosen[(method, env_id)]
             cells = ", ".join(f"**{v:g}: {s:.3f}**" if v == best else f"{v:g}: {s:.3f}" for v, s in scores.items())
             lines.append(f"| {method} | {ASSUMES[method]} | `{knob}` | {env_id} | {cells} |")
+    for method in NO_KNOB:
+        lines.append(f"| {method} | {ASSUMES[method]} | none | both | its one setting, not tuned |")
     board = report(chosen, args.out)
     args.docs.mkdir(parents=True, exist_ok=True)
     (args.docs / "tuning.md").write_text("\n".join(lines) + "\n")

@@ -158,3 +158,5 @@ def test_the_tuning_script_chooses_on_tuning_seeds_and_reports_defaults_and_choi
     board = (tmp_path / "docs" / "leaderboard.md").read_text()
     for method in script.BUDGET:
         assert f"| {method} (default) |" in board and f"| {method} (tuned: " in board
+    for method in script.NO_KNOB:
+        assert f"| {method} |" in board and f"| {method} | {script.ASSUMES[method]} | none |" in tuning
