@@ -40,7 +40,7 @@ def _run(suite, out, **kwargs):
 
 
 def test_the_shipped_suites_parse_and_name_registered_learners():
-    assert set(bench.shipped_suites()) >= {"paper", "quick", "text"}
+    assert set(bench.shipped_suites()) >= {"paper", "quick", "text", "baselines"}
     paper = bench.load_suite("paper")
     assert {(g.id, g.seeds, g.rounds) for g in paper.games} == {("FPO/LinearRM-v0", 100, 300), ("FPO/NeuralRM-v0", 64, 4000)}
     quick = bench.load_suite("quick")
@@ -465,3 +465,23 @@ def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupt
     rows = [json.loads(line) for line in (runner.artifacts_dir(killed / "store", h) / "metrics.jsonl").read_text().splitlines()]
     full_rows = (runner.artifacts_dir(tmp_path / "full" / "store", h) / "metrics.jsonl").read_text().splitlines()
     assert [row["response"] for row in rows] == [json.loads(line)["response"] for line in full_rows]
+
+
+def test_a_learner_gets_the_env_it_registered_as_needing(tmp_path):
+    """The ensemble learners' runs are made on five RMs; an entry's own env_kwargs win; a
+    learner that needs nothing keeps its run keys (so stored results stay valid)."""
+    suite = _tiny(
+        games=[{"id": "FPO/LinearRM-v0", "rounds": 5, "seeds": 2, "batch": 2}],
+        learners=[
+            {"id": "rlhf"},
+            {"id": "rlhf-ensemble-worst"},
+            {"id": "rlhf-ensemble-uwo", "label": "uwo-3", "env_kwargs": {"rm_ensemble": 3}},
+        ],
+    )
+    jobs = {job["label"]: job for job in runner.plan(suite)}
+    assert jobs["rlhf"]["env_kwargs"] == {} and jobs["rlhf"]["keys"][0]["env_kwargs"] == {}
+    assert jobs["rlhf-ensemble-worst"]["env_kwargs"] == {"rm_ensemble": 5}
+    assert jobs["uwo-3"]["keys"][0]["env_kwargs"] == {"rm_ensemble": 3}
+    board = _run(suite, tmp_path / "out", reps=50)
+    with open(board.with_suffix(".csv")) as fh:
+        assert {row["learner"] for row in csv.DictReader(fh)} == {"rlhf", "rlhf-ensemble-worst", "uwo-3"}
