@@ -24,15 +24,24 @@ def plot_interval_estimates(tables: dict[str, list[dict]], path: Path, title: st
     plt = pyplot()
     games = list(tables)
     labels = list(dict.fromkeys(row["learner"] for rows in tables.values() for row in rows))
-    color = colors_for(labels)
-    fig, axes = plt.subplots(len(games), 2, figsize=(10, 0.5 + (0.35 * len(labels) + 0.9) * len(games)), squeeze=False)
+    color = colors_for(labels)  # one colour per learner across the games
+    # Each game's panel lists only the learners that ran on it, in the suite's order.
+    shown = {game: [label for label in labels if label in {row["learner"] for row in tables[game]}] for game in games}
+    heights = [0.35 * len(shown[game]) + 0.9 for game in games]
+    fig, axes = plt.subplots(
+        len(games),
+        2,
+        figsize=(10, 0.8 + sum(heights)),
+        squeeze=False,
+        gridspec_kw={"height_ratios": heights},
+        layout="constrained",  # keeps the two-line title clear of the panels' titles
+    )
     for r, game in enumerate(games):
         rows = {row["learner"]: row for row in tables[game]}
+        game_labels = shown[game]
         for c, (metric, xlabel) in enumerate([("iqm", "IQM of final U / U(y*)"), ("collapse_rate", "collapse rate")]):
             ax = axes[r][c]
-            for y, label in enumerate(reversed(labels)):
-                if label not in rows:
-                    continue
+            for y, label in enumerate(reversed(game_labels)):
                 row = rows[label]
                 ax.errorbar(
                     row[metric],
@@ -43,14 +52,14 @@ def plot_interval_estimates(tables: dict[str, list[dict]], path: Path, title: st
                     capsize=4,
                     linewidth=2,
                 )
-            ax.set_yticks(range(len(labels)))
-            ax.set_yticklabels(list(reversed(labels)) if c == 0 else [])
+            ax.set_yticks(range(len(game_labels)))
+            ax.set_yticklabels(list(reversed(game_labels)) if c == 0 else [])
+            ax.set_ylim(-0.6, len(game_labels) - 0.4)
             ax.set_xlim(-0.03, 1.03)
             ax.set_xlabel(xlabel)
             ax.grid(axis="x", alpha=0.3)
             ax.set_title(f"{game}: {xlabel}", fontsize=10)
     fig.suptitle(title + "\npoint: estimate over seeds; bar: stratified-bootstrap 95% CI", fontsize=11)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return Path(path)
