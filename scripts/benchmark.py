@@ -16,6 +16,8 @@ Printed in one run, on one process with one torch thread (the suite uses 2 worke
   2 cores) and a rerun of the finished suite (target under 5 seconds);
 - exact: the cost per round of ``fpo-exact`` (1 and 3 follower steps) against ``fpo-practical``
   on both vector games (100 linear seeds, 64 neural seeds), no target: what exactness costs;
+- baselines: the cost per round of each baseline against ``rlhf`` on both vector games (100
+  linear seeds, 64 neural seeds), no target: what an RM ensemble or PerfGD's fit costs;
 - render: frames per second of ``env.render()`` (``rgb_array``) mid-run, beside the rounds
   per second of the same env and learner without rendering, target at least 15 frames per
   second.
@@ -179,7 +181,28 @@ def suite(args: argparse.Namespace) -> None:
 
 
 def _play_learner(env_id: str, seeds: int, rounds: int, config: dict, learner: str) -> None:
-    agents.make(learner, gym.make_vec(env_id, num_envs=seeds), seed=0, **config).learn(rounds)
+    env = gym.make_vec(env_id, num_envs=seeds, **agents.spec(learner).env_kwargs)  # an ensemble where it needs one
+    agents.make(learner, env, seed=0, **config).learn(rounds)
+
+
+BASELINES = ("rlhf-anchor", "rlhf-cap", "rlhf-ensemble-mean", "rlhf-ensemble-worst", "rlhf-ensemble-uwo", "rrm", "perfgd")
+
+
+def baselines(args: argparse.Namespace) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    print("\nbaselines: seconds per round (all seeds) of each baseline against rlhf, same game and seeds")
+    print(f"{'learner':<22}{'linear s/round':>15}{'x rlhf':>8}{'neural s/round':>16}{'x rlhf':>8}")
+    games = (("FPO/LinearRM-v0", 100, 300, {}), ("FPO/NeuralRM-v0", 64, 100, {"schedule_rounds": 4000}))
+    times: dict[str, list[float]] = {}
+    for learner in ("rlhf", *BASELINES):
+        for env_id, seeds, rounds, config in games:
+            run = {"env_id": env_id, "seeds": seeds, "rounds": rounds, "config": config, "learner": learner}
+            times.setdefault(learner, []).append(best_of(args.repeats, lambda run=run: _play_learner(**run)) / rounds)
+    for learner, (lin, neu) in times.items():
+        ref_lin, ref_neu = times["rlhf"]
+        print(f"{learner:<22}{lin:>15.5f}{lin / ref_lin:>7.1f}x{neu:>16.5f}{neu / ref_neu:>7.1f}x")
 
 
 def exact(args: argparse.Namespace) -> None:
@@ -225,7 +248,7 @@ def render(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parts = ["linear", "neural", "suite", "exact", "render"]
+    parts = ["linear", "neural", "suite", "exact", "baselines", "render"]
     parser.add_argument("--only", nargs="+", choices=parts, default=parts)
     parser.add_argument("--linear-seeds", type=int, default=1000)
     parser.add_argument("--neural-rounds", type=int, default=400)
