@@ -139,3 +139,16 @@ def test_errors_name_the_fix(learner_id):
     with pytest.raises(ValueError, match="penalty must be 'none'"):
         agents.make(learner_id, env, penalty="practical")
     assert agents.spec(learner_id).env_kwargs == {"rm_ensemble": 5}
+
+
+def test_the_spread_script_end_to_end(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "ensemble_spread.py"
+    spec = importlib.util.spec_from_file_location("ensemble_spread", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    script.main(["--seeds", "2", "--rounds", "5"])
+    out = capsys.readouterr().out
+    assert "2 seeds, 5 RMs" in out and "spread at theta" in out and "at the ideal" in out
