@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         at_ideal = rm.member_spread(torch.as_tensor(ideal, dtype=torch.float32).expand(args.seeds, -1)).numpy()
         at_theta = rm.member_spread(agent.theta).numpy()
-    rounds = [0, 99, 999, args.rounds - 1]
+    rounds = sorted({t for t in (0, 99, 999) if t < args.rounds} | {args.rounds - 1})
     print(f"rlhf-ensemble-mean, {args.seeds} seeds, {rm.size} RMs; medians over seeds")
     for t in rounds:
         print(f"  round {t + 1:>5}: spread at the round's mean output {np.median(history['ensemble_spread'][t]):.4f}")
