@@ -350,9 +350,9 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
       initial perturbation (member 0 is the single RM of the same seed), each taking the
       follower step on the same labelled output. ``reward_model`` is the ensemble; the reward
       and ``rm_error`` use the members' mean; ``info["ensemble_spread"]`` is the members'
-      standard deviation at the output (before the update); the observation is ``[w_1, ..., w_K, y]`` and the
-      ``rm_params`` reset option takes shape ``(K, dim)``. One RM (the default) is the game as
-      before.
+      standard deviation at the output (before the update); the observation is
+      ``[w_1, ..., w_K, y]``, ``(K + 1) * dim`` long, and the ``rm_params`` reset option takes
+      shape ``(K, dim)``. One RM (the default) is the game as before.
     - ``render_mode`` (None or ``"rgb_array"``; needs matplotlib): a labelled frame of the
       phase portrait, signal magnitude (x) against noise magnitude (y) over the best true
       utility at those magnitudes, with the episode's trajectory, the round, this round's
