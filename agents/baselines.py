@@ -29,20 +29,18 @@ import numpy as np
 import agents
 from agents.gaussian import GaussianConfig, GaussianLeader
 from agents.gradient import GradientConfig, GradientLeader
+from agents.objectives import check_knob, check_no_penalty
 from agents.text import TextConfig, TextLeader
 from fpo_envs.text_models import require
 
 
 def _check(config, learner: str) -> None:
     """The checks every baseline config shares: its knob's range, and no FPO penalty on top."""
-    knob = "anchor" if hasattr(config, "anchor") else "cap"
-    value = getattr(config, knob)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
-        raise ValueError(f"{knob} must be finite, got {value!r}")
-    if knob == "anchor" and value < 0:
-        raise ValueError(f"anchor must be >= 0, got {value}")
-    if config.penalty != "none":
-        raise ValueError(f"{learner} is RLHF with its own change; penalty must be 'none', got {config.penalty!r}")
+    if hasattr(config, "anchor"):
+        check_knob("anchor", config.anchor, minimum=0.0)
+    else:
+        check_knob("cap", config.cap)
+    check_no_penalty(config, learner)
 
 
 class _Anchored:

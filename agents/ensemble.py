@@ -24,7 +24,8 @@ import numpy as np
 import agents
 from agents.gaussian import GaussianConfig, GaussianLeader
 from agents.gradient import GradientConfig, GradientLeader
-from fpo_envs.ensemble import RewardModelEnsemble
+from agents.objectives import check_knob, check_no_penalty
+from fpo_envs.ensemble import RewardModelEnsemble, spread
 
 AGGREGATES = ("mean", "worst", "uwo")
 
@@ -32,11 +33,8 @@ AGGREGATES = ("mean", "worst", "uwo")
 def _check(config, learner: str) -> None:
     if config.aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {config.aggregate!r}")
-    beta = config.beta
-    if isinstance(beta, bool) or not isinstance(beta, (int, float, np.integer, np.floating)) or not np.isfinite(beta) or beta < 0:
-        raise ValueError(f"beta must be a finite number >= 0, got {beta!r}")
-    if config.penalty != "none":
-        raise ValueError(f"{learner} is RLHF on an aggregate of the ensemble; penalty must be 'none', got {config.penalty!r}")
+    check_knob("beta", config.beta, minimum=0.0)
+    check_no_penalty(config, learner)
 
 
 def aggregate_grad(rewards, grads, aggregate: str, beta: float):
@@ -68,8 +66,7 @@ def aggregate_value(rewards, aggregate: str, beta: float):
         return rewards.mean(-1)
     if aggregate == "worst":
         return rewards.min(-1) if isinstance(rewards, np.ndarray) else rewards.min(-1).values
-    centred = rewards - rewards.mean(-1)[..., None]
-    return rewards.mean(-1) - beta * (centred * centred).mean(-1) ** 0.5
+    return rewards.mean(-1) - beta * spread(rewards)
 
 
 class _Ensembled:

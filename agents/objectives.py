@@ -190,6 +190,21 @@ def resolve_gamma(penalty: str, gamma: float | None, default: float) -> float:
     return float(gamma)
 
 
+def check_knob(name: str, value: Any, minimum: float | None = None, strict: bool = False) -> None:
+    """A learner's own setting (``anchor``, ``cap``, ``beta``, ...): a finite real number, at
+    least ``minimum`` (above it, with ``strict``); a ``ValueError`` naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
+
+
+def check_no_penalty(config: Any, learner: str) -> None:
+    """A learner whose objective replaces FPO's takes no penalty on top."""
+    if config.penalty != "none":
+        raise ValueError(f"{learner} has its own objective; penalty must be 'none', got {config.penalty!r}")
+
+
 @dataclass(frozen=True)
 class ObjectiveConfig:
     """The objective part of a learner's config, shared by every policy family."""

@@ -40,17 +40,7 @@ import torch
 import agents
 from agents.gaussian import GaussianConfig, GaussianLeader
 from agents.gradient import GradientConfig, GradientLeader
-
-
-def _finite(value, name: str, low: float = 0.0, strict: bool = False) -> None:
-    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.integer, np.floating)) and np.isfinite(value)
-    if not ok or value < low or (strict and value == low):
-        raise ValueError(f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value!r}")
-
-
-def _no_penalty(config, learner: str) -> None:
-    if config.penalty != "none":
-        raise ValueError(f"{learner} has its own objective; penalty must be 'none', got {config.penalty!r}")
+from agents.objectives import check_knob, check_no_penalty
 
 
 # RRM ---------------------------------------------------------------------------------------
@@ -61,7 +51,7 @@ class RRMGradientConfig(GradientConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _no_penalty(self, "rrm")
+        check_no_penalty(self, "rrm")
 
 
 class RRMGradientLeader(GradientLeader):
@@ -98,7 +88,7 @@ class RRMGaussianConfig(GaussianConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        _no_penalty(self, "rrm")
+        check_no_penalty(self, "rrm")
 
 
 class RRMGaussianLeader(GaussianLeader):
@@ -110,12 +100,12 @@ class RRMGaussianLeader(GaussianLeader):
 
 # PerfGD ------------------------------------------------------------------------------------
 def _check_perfgd(config) -> None:
-    _no_penalty(config, "perfgd")
+    check_no_penalty(config, "perfgd")
     if isinstance(config.window, bool) or not isinstance(config.window, (int, np.integer)) or config.window < 2:
         raise ValueError(f"window must be a whole number >= 2 (rounds in the response fit), got {config.window!r}")
-    _finite(config.ridge, "ridge", strict=True)
-    _finite(config.steer, "steer")
-    _finite(config.explore, "explore")
+    check_knob("ridge", config.ridge, minimum=0.0, strict=True)
+    check_knob("steer", config.steer, minimum=0.0)
+    check_knob("explore", config.explore, minimum=0.0)
 
 
 class _ResponseFit:

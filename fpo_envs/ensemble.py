@@ -20,6 +20,13 @@ from typing import Any
 import numpy as np
 
 
+def spread(rewards: Any) -> Any:
+    """The (population) standard deviation over the last axis, numpy or torch: how much the
+    members' scores ``(..., K)`` disagree."""
+    centred = rewards - rewards.mean(-1)[..., None]
+    return (centred * centred).mean(-1) ** 0.5
+
+
 def _is_numpy(x: Any) -> bool:
     return isinstance(x, np.ndarray) or np.isscalar(x)
 
@@ -109,9 +116,7 @@ class RewardModelEnsemble:
 
     def member_spread(self, y: Any) -> Any:
         """The members' disagreement at ``y``: the standard deviation of ``r_k(y)`` over ``k``."""
-        r = self.member_rewards(y)
-        centred = r - r.mean(-1)[..., None]
-        return ((centred * centred).mean(-1)) ** 0.5
+        return spread(self.member_rewards(y))
 
     def _member_grads(self, y: Any) -> Any:
         """Per-member ``grad_{phi_k} r_k(y)`` with the member axis just before the parameters."""
@@ -177,12 +182,6 @@ class RewardModelEnsemble:
 
     def buffer_error(self) -> Any:
         """Mean ``|r - U|`` of the ensemble's mean over the shared buffer."""
-        import torch
+        from fpo_envs.neural import buffer_error
 
-        from fpo_envs.neural import _filled
-
-        with torch.no_grad():
-            buf = self.buffer
-            mask = _filled(buf)
-            err = (self.reward(buf["y"]) - buf["u"]).abs()
-            return (err * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        return buffer_error(self.reward, self.buffer)

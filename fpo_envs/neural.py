@@ -295,10 +295,15 @@ class MLPRewardModel:
 
     def buffer_error(self):
         """Mean ``|r - U|`` over each RM's filled buffer: how wrong it is on its own training data."""
-        with torch.no_grad():
-            mask = _filled(self.buffer)
-            err = (self.reward(self.buffer["y"]) - self.buffer["u"]).abs()
-            return (err * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        return buffer_error(self.reward, self.buffer)
+
+
+def buffer_error(reward, buffer: dict):
+    """Mean ``|reward(y) - u|`` over the filled slots of ``buffer`` (per copy)."""
+    with torch.no_grad():
+        mask = _filled(buffer)
+        err = (reward(buffer["y"]) - buffer["u"]).abs()
+        return (err * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
 def _filled(buffer: dict):
