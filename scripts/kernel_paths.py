@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+_NUMPY_SIMD = "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"
 PATHS = {
     "as installed": {},
     "ATEN_CPU_CAPABILITY=default": {"ATEN_CPU_CAPABILITY": "default"},
@@ -36,7 +37,7 @@ PATHS = {
     "OPENBLAS_CORETYPE=Prescott": {"OPENBLAS_CORETYPE": "Prescott"},
     "OPENBLAS_CORETYPE=SkylakeX": {"OPENBLAS_CORETYPE": "SkylakeX"},
     # numpy's own SIMD dispatch, down to its baseline (an older CPU's loops).
-    "NPY_DISABLE_CPU_FEATURES=X86_V3 X86_V4 AVX512_ICL AVX512_SPR": {"NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR"},
+    "NPY_DISABLE_CPU_FEATURES=" + _NUMPY_SIMD: {"NPY_DISABLE_CPU_FEATURES": _NUMPY_SIMD},
 }
 
 _CHILD = r"""
