@@ -18,7 +18,7 @@ from agents.bench import stats
 from agents.bench.store import Store
 from agents.bench.suite import Suite
 
-REPORT_VERSION = 3
+REPORT_VERSION = 4
 CURVE_KEYS = ("true_utility", "noise_norm")
 
 
@@ -75,10 +75,11 @@ def markdown(suite: Suite, tables: dict[str, list[dict]], aggregate: list[dict])
     lines = [
         f"## Leaderboard: suite `{suite.name}`",
         "",
-        "Score: final true utility / U(y*) per seed. IQM, median and collapse rate (share of seeds whose score "
-        f"ends below {stats.COLLAPSE_BELOW}) with stratified-bootstrap 95% CIs; P(> rlhf): probability of improvement "
-        "over `rlhf` with its CI; peak and drop (peak minus final) are means of normalised utilities; gap: final "
-        "proxy minus true utility, over U(y*). Statistics computed with rliable.",
+        "Score: final true utility / U(y*) per seed. IQM, median over seeds and collapse rate (share of seeds whose "
+        f"score ends below {stats.COLLAPSE_BELOW}) with stratified-bootstrap 95% CIs; P(> rlhf): probability of "
+        "improvement over `rlhf` with its CI; peak and drop (peak minus final) are means of normalised utilities; gap: "
+        "final proxy minus true utility, over U(y*). Across games, IQM, median and collapse rate are over all runs "
+        "pooled (seeds x games). Bootstrap and probability of improvement computed with rliable.",
         "",
     ]
     for env_id, rows in tables.items():
@@ -100,9 +101,9 @@ def markdown(suite: Suite, tables: dict[str, list[dict]], aggregate: list[dict])
         lines.append("")
     if aggregate and len(tables) > 1:
         lines += [
-            f"### All games: the first {aggregate[0]['seeds']} seeds of each game, bootstrap strata per game",
+            f"### All games: the first {aggregate[0]['seeds']} seeds of each game pooled, bootstrap strata per game",
             "",
-            "| learner | runs | IQM | median | collapse rate | P(> rlhf) |",
+            "| learner | runs | IQM of all runs | median of all runs | collapse rate of all runs | P(> rlhf), mean over games |",
             "|---|---|---|---|---|---|",
         ]
         for row in aggregate:

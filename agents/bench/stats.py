@@ -1,12 +1,18 @@
 """Statistics of a suite's runs, computed with ``rliable`` (Agarwal et al., 2021).
 
 Scores are final true utility normalised by the game's optimum ``U(y*)``. Per game and
-learner: the interquartile mean (IQM), median and mean with stratified-bootstrap 95%
-confidence intervals, the collapse rate (share of seeds whose normalised final utility is
+learner: the interquartile mean (IQM), median and mean over seeds with stratified-bootstrap
+95% confidence intervals, the collapse rate (share of seeds whose normalised final utility is
 below 0.5) with its interval, peak and peak-to-final drop, the final proxy/true gap, and
-the probability of improvement over ``rlhf``. Across games: the same aggregates over a
-(seeds x games) score matrix of the seeds every game has, with bootstrap strata per game,
+the probability of improvement over ``rlhf``. Across games: the same aggregates over all runs
+of a (seeds x games) score matrix of the seeds every game has (the IQM, median and mean of
+the pooled runs, the share of pooled runs that collapsed), with bootstrap strata per game,
 and performance profiles.
+
+Every aggregate is a plain function of the whole score matrix (:data:`AGGREGATE_FUNCTIONS`),
+written with numpy, never rliable's ``aggregate_median``: that one is the median over *tasks*
+of per-task means, so on one game it is the mean. rliable supplies the stratified bootstrap
+(``get_interval_estimates``), the probability of improvement and the performance profiles.
 """
 
 from __future__ import annotations
@@ -44,14 +50,27 @@ class LearnerScores:
     histories: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean of all runs: the mean of the middle 50% of the sorted scores, the
+    25% trimmed at each end (``scipy.stats.trim_mean(x, 0.25, axis=None)``, as rliable's
+    ``aggregate_iqm``)."""
+    from scipy import stats as scipy_stats  # rliable's dependency
+
+    return float(scipy_stats.trim_mean(np.ravel(x), proportiontocut=0.25))
+
+
+AGGREGATE_FUNCTIONS = {
+    "iqm": iqm,
+    "median": lambda x: float(np.median(x)),
+    "mean": lambda x: float(np.mean(x)),
+    "collapse_rate": lambda x: float(np.mean(np.asarray(x) < COLLAPSE_BELOW)),
+}
+"""Each aggregate of a (runs x tasks) score matrix, over all its runs (every entry)."""
+AGGREGATES = tuple(AGGREGATE_FUNCTIONS)
+
+
 def _aggregates(x: np.ndarray) -> np.ndarray:
-    _, metrics = _rliable()
-    return np.array(
-        [metrics.aggregate_iqm(x), metrics.aggregate_median(x), metrics.aggregate_mean(x), np.mean(x < COLLAPSE_BELOW)]
-    )
-
-
-AGGREGATES = ("iqm", "median", "mean", "collapse_rate")
+    return np.array([f(x) for f in AGGREGATE_FUNCTIONS.values()])
 
 
 class _SeededGlobalRNG:
