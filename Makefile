@@ -22,6 +22,7 @@ install: .installed
 
 reproduce: .installed
 	$(PYTHON) -m agents.bench run paper --out results/paper
+	$(PYTHON) -m agents.bench check results/paper/leaderboard.csv --against docs/figures/paper/leaderboard.csv
 
 benchmark: .installed
 	$(PYTHON) scripts/benchmark.py

@@ -4,6 +4,7 @@ fpo-bench run paper                            # the paper's suite: leaderboard 
 fpo-bench run quick --learner my_algo:my-fpo   # your learner next to the built-in ones
 fpo-bench run my_suite.toml --backend ray      # a suite file, on Ray Tune
 fpo-bench list                                 # suites, learners and games
+fpo-bench check results/paper/leaderboard.csv --against docs/figures/paper/leaderboard.csv
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plots", action="store_true", help="write the tables only")
     run.add_argument("--ray-address", default=None, help="a running Ray cluster to join (--backend ray)")
     sub.add_parser("list", help="list the shipped suites, the registered learners and the games")
+    check = sub.add_parser("check", help="check a leaderboard's figures against a reference's 95%% intervals")
+    check.add_argument("result", type=Path, help="the leaderboard.csv to check")
+    check.add_argument("--against", type=Path, required=True, help="the reference leaderboard.csv")
     return parser
 
 
@@ -61,6 +65,16 @@ def main(argv: list[str] | None = None) -> int:
         print("learners:")
         agents.pprint_registry()
         return 0
+    if args.command == "check":
+        from agents.bench import compare
+
+        try:
+            agreements = compare.compare(args.result, args.against)
+        except (OSError, ValueError) as err:
+            print(f"fpo-bench: error: {err}", file=sys.stderr)
+            return 2
+        print(compare.format_report(agreements))
+        return 0 if all(a.holds for a in agreements) else 1
     sys.path.insert(0, str(Path.cwd()))  # a user's module in the working folder
     for module in args.imports:
         importlib.import_module(module)

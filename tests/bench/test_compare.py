@@ -68,3 +68,16 @@ def test_the_paper_suite_linear_figures_repeat_exactly(tmp_path):
     assert {a.game for a in checked} == {"FPO/LinearRM-v0"} and len(checked) >= 16
     for a in checked:
         assert a.value == pytest.approx(a.reference, abs=1e-9), a
+
+
+def test_the_cli_exits_nonzero_when_a_figure_disagrees(tmp_path, capsys):
+    from agents.bench.cli import main
+
+    reference = _board(tmp_path / "ref.csv", [_row("rlhf", 0.5, 0.4, 0.6)])
+    good = _board(tmp_path / "a.csv", [_row("rlhf", 0.55, 0.5, 0.6)])
+    bad = _board(tmp_path / "b.csv", [_row("rlhf", 0.7, 0.6, 0.8)])
+    assert main(["check", str(good), "--against", str(reference)]) == 0
+    assert "1 of 1 figures" in capsys.readouterr().out
+    assert main(["check", str(bad), "--against", str(reference)]) == 1
+    assert main(["check", str(tmp_path / "none.csv"), "--against", str(reference)]) == 2
+    assert "fpo-bench: error:" in capsys.readouterr().err
