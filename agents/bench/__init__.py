@@ -8,8 +8,9 @@ The library API mirrors the command line::
 
 A suite (``paper``, ``quick``, ``text`` or a TOML file, :mod:`agents.bench.suite`) is a grid
 of games x learners x seeds. Every finished run is stored once under ``out/store``
-(:mod:`agents.bench.store`), so a rerun skips finished runs and a killed sweep completes on
-rerun; the statistics (:mod:`agents.bench.stats`, rliable) and figures are written to ``out``.
+(:mod:`agents.bench.store`), so a rerun skips finished runs (each verified first; a corrupt
+one is moved to quarantine and rerun) and a killed sweep completes on rerun; the statistics
+(:mod:`agents.bench.stats`, rliable) and figures are written to ``out``.
 """
 
 from __future__ import annotations
@@ -69,8 +70,9 @@ def run(
     out = Path(out)
     store = Store(out / "store")
     jobs = plan(suite)
-    execute(jobs, store, backend=backend, workers=workers, progress=progress, ray_address=ray_address)
-    return report.write(suite, store, jobs, out, reps=reps, plots=plots)
+    played = execute(jobs, store, backend=backend, workers=workers, progress=progress, ray_address=ray_address)
+    # A run played again (one found corrupt, or deleted) is written anew, so the report is too.
+    return report.write(suite, store, jobs, out, reps=reps, plots=plots, force=played > 0)
 
 
 __all__ = [

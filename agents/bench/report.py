@@ -1,7 +1,8 @@
 """The suite's leaderboard (Markdown, CSV), per-seed results (CSV) and figures, from the store.
 
 Everything here reads the store only, so a report is recomputed without rerunning; it is
-skipped when the runs and options it would read are those of the report already written.
+skipped when the runs (their keys and their files' checksums) and options it would read are
+those of the report already written.
 """
 
 from __future__ import annotations
@@ -54,14 +55,15 @@ def collect(suite: Suite, store: Store, jobs: list[dict], curves: bool = True) -
     return per_game
 
 
-def _signature(suite: Suite, jobs: list[dict], reps: int, seed: int, plots: bool) -> str:
+def _signature(suite: Suite, store: Store, jobs: list[dict], reps: int, seed: int, plots: bool) -> str:
+    # The runs' checksums too: a run rewritten under the same key (a corrupt one rerun) is new input.
     content = {
         "version": REPORT_VERSION,
         "suite": suite.name,
         "reps": reps,
         "seed": seed,
         "plots": plots,
-        "runs": [(j["env"], j["label"], j["hashes"]) for j in jobs],
+        "runs": [(j["env"], j["label"], j["hashes"], [store.checksum(h) for h in j["hashes"]]) for j in jobs],
     }
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
@@ -130,7 +132,7 @@ def write(
     the leaderboard's path. Skipped when ``out`` already holds this exact report."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    signature = _signature(suite, jobs, reps, seed, plots)
+    signature = _signature(suite, store, jobs, reps, seed, plots)
     stamp = out / "report.json"
     board = out / "leaderboard.md"
     if not force and board.exists() and stamp.exists() and json.loads(stamp.read_text()).get("signature") == signature:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 import fpo_envs
-from agents.bench.store import Store, run_hash
+from agents.bench.store import Store, run_hash, warn
 from agents.bench.suite import GameEntry, LearnerEntry, Suite
 
 BACKENDS = ("local", "serial", "ray")
@@ -233,25 +234,75 @@ def execute(
     workers: int = 2,
     progress: bool = True,
     ray_address: str | None = None,
-) -> None:
-    """Run ``jobs`` (those with runs missing from ``store``) on ``backend``."""
+) -> int:
+    """Run ``jobs`` (those with runs missing from ``store``) on ``backend``; returns how many
+    jobs were played.
+
+    Before a job is skipped, each of its stored runs is verified (:func:`verify_stored`): a
+    corrupt one is moved to quarantine with a warning and its job is played again. Every run
+    written is recorded in the store's index (size and sha256) as its job finishes, so the
+    next sweep verifies it without decoding it.
+    """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    todo = [job for job in jobs if not all(store.has(h) for h in job["hashes"])]
-    if not todo:
-        return
-    bar = _bar(len(todo), progress)
     try:
-        if backend == "serial":
-            for job in todo:
-                run_job(job, str(store.root))
-                bar.update()
-        elif backend == "local":
-            _run_local(todo, store, workers, bar.update)
-        else:
-            _run_ray(todo, store, workers, ray_address, bar.update)
+        verify_stored(jobs, store)
+        todo = [job for job in jobs if not all(store.has(h) for h in job["hashes"])]
+        if not todo:
+            return 0
+        bar = _bar(len(todo), progress)
+        saved, recorded = time.monotonic(), set()
+
+        def finished(job: dict) -> None:
+            nonlocal saved
+            for h in job["hashes"]:
+                store.record(h)
+            recorded.add(id(job))
+            if time.monotonic() - saved > INDEX_SAVE_EVERY_S:  # a killed sweep loses only recent records
+                store.save_index()
+                saved = time.monotonic()
+            bar.update()
+
+        try:
+            if backend == "serial":
+                for job in todo:
+                    run_job(job, str(store.root))
+                    finished(job)
+            elif backend == "local":
+                _run_local(todo, store, workers, finished)
+            else:
+                _run_ray(todo, store, workers, ray_address, finished)
+        finally:
+            bar.close()
+            for job in todo:  # a failed sweep: record what the jobs it did not hear back from wrote (each file is whole)
+                if id(job) not in recorded:
+                    for h in job["hashes"]:
+                        if store.has(h):
+                            store.record(h)
+        return len(todo)
     finally:
-        bar.close()
+        store.save_index()
+
+
+INDEX_SAVE_EVERY_S = 30.0
+"""Seconds between writes of the store's index during a sweep (each write is the whole index)."""
+
+
+def verify_stored(jobs: list[dict], store: Store) -> list[str]:
+    """Verify every stored run of ``jobs`` (:meth:`Store.verify`); move each corrupt one (and
+    a text run's artifacts) to ``<store>/quarantine/`` with a warning that names the file,
+    why, and where it went. Returns the hashes moved: their jobs are then played again."""
+    moved = []
+    for job in jobs:
+        for seed, h in zip(job["seeds"], job["hashes"]):
+            if not store.has(h) or (why := store.verify(h)) is None:
+                continue
+            path, artifacts = store.path(h), artifacts_dir(store.root, h)
+            extra = " (with its artifacts folder)" if artifacts.exists() else ""
+            target = store.quarantine(h, also=(artifacts,))
+            warn(f"{path} is {why}; moved it to {target}{extra}; rerunning it ({job['label']} on {job['env']}, seed {seed})")
+            moved.append(h)
+    return moved
 
 
 def _bar(total: int, enabled: bool) -> Any:
@@ -272,19 +323,20 @@ def _bar(total: int, enabled: bool) -> Any:
     return tqdm(total=total, desc="fpo-bench runs", unit="job")
 
 
-def _run_local(jobs: list[dict], store: Store, workers: int, done: Callable[[], None]) -> None:
+def _run_local(jobs: list[dict], store: Store, workers: int, done: Callable[[dict], None]) -> None:
     # Largest jobs first, so the pool does not end on one long job.
     jobs = sorted(jobs, key=lambda j: -j["rounds"] * len(j["seeds"]))
     with ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn")) as pool:
-        pending = {pool.submit(run_job, job, str(store.root)) for job in jobs}
+        pending = {pool.submit(run_job, job, str(store.root)): job for job in jobs}
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
+                job = pending.pop(future)
                 future.result()  # a failed job stops the sweep; finished runs stay stored
-                done()
+                done(job)
 
 
-def _run_ray(jobs: list[dict], store: Store, workers: int, address: str | None, done: Callable[[], None]) -> None:
+def _run_ray(jobs: list[dict], store: Store, workers: int, address: str | None, done: Callable[[dict], None]) -> None:
     try:
         import ray
         from ray import tune
@@ -314,8 +366,8 @@ def _run_ray(jobs: list[dict], store: Store, workers: int, address: str | None, 
         results = tuner.fit()
         if results.errors:
             raise RuntimeError(f"{len(results.errors)} Ray trial(s) failed; first: {results.errors[0]!r}")
-        for _ in jobs:
-            done()
+        for job in jobs:
+            done(job)
     finally:
         if started:
             ray.shutdown()

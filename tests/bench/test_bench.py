@@ -115,15 +115,14 @@ def test_stored_histories_are_the_learners_histories(tmp_path):
     assert history["theta"].shape == (12, 10)  # measured at the policy mean theta
 
 
-def test_a_corrupt_or_foreign_file_is_an_error_that_names_it(tmp_path):
+def test_a_foreign_file_is_an_error_that_names_it(tmp_path):
+    # (Corrupt runs are moved to quarantine and rerun: tests/bench/test_store_integrity.py.)
     _run(_tiny(), tmp_path, plots=False)
     store = Store(tmp_path / "store")
     victim = sorted(store.runs.rglob("*.npz"))[0]
-    victim.write_bytes(b"not a zip")
-    with pytest.raises(StoreError, match=str(victim.name)):
-        _run(_tiny(), tmp_path, plots=False, reps=201)  # another report, so the store is read again
     victim.unlink()
     _run(_tiny(), tmp_path, plots=False, reps=202)  # a deleted run reruns
+    assert victim.exists()
     (store.runs / "notes.txt").write_text("mine")
     with pytest.raises(StoreError, match="notes.txt is not a run of this results store"):
         Store(tmp_path / "store")
