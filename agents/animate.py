@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 import fpo_envs  # noqa: F401  (registers the games)
+from agents.cli import prepare_imports, whole_number
 from agents.registration import make
 
 GAMES = {"linear": "FPO/LinearRM-v0", "neural": "FPO/NeuralRM-v0"}
@@ -33,6 +34,9 @@ ends higher on. One seed shows the mechanism; the README's suites give the rates
 
 KEY_COLORS = [(230, 30, 30), (255, 212, 0), (255, 176, 0), (224, 123, 0), (255, 255, 255), (0, 0, 0), (31, 95, 168)]
 """The frames' marker and line colours, kept exact in a GIF's palette."""
+
+DEFAULT_FOLDER = Path("docs/figures/animations")
+"""Where the command writes without ``--out`` (made if missing)."""
 
 LABELS = {"rlhf": "RLHF", "fpo-practical": "FPO (practical)", "fpo-relaxed": "FPO (relaxed)"}
 
@@ -94,6 +98,59 @@ def _record(game: str, learner: str, seed: int, rounds: int, frames: int, config
     return snaps
 
 
+def _check_parent(path: Path) -> None:
+    """A file is written only into a folder that exists: a mistyped path is an error, not a new tree."""
+    if not path.parent.is_dir():
+        raise ValueError(f"the folder {path.parent} does not exist: create it first (only the file {path.name} is written)")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give the GIF's file path, e.g. {path / 'animation.gif'}")
+
+
+def _check_arguments(game, learners, seed, rounds, frames, out, fps, configs):
+    """Every argument of :func:`animate` checked before any run: ``(seed, rounds, out, configs)``
+    with the game's defaults filled in."""
+    from agents.base import check_seed
+    from agents.registration import spec
+
+    if game not in GAMES:
+        raise ValueError(f"unknown game {game!r}; fpo-animate draws {sorted(GAMES)}")
+    if not learners:
+        raise ValueError("give at least one learner")
+    if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 2:
+        raise ValueError(f"frames must be at least 2, got {frames!r}")
+    configs = list(configs) if configs is not None else [{} for _ in learners]
+    if len(configs) != len(learners):
+        raise ValueError(f"{len(learners)} learners but {len(configs)} configs")
+    check_seed(seed)
+    seed = DEFAULTS[game]["seed"] if seed is None else seed
+    rounds = DEFAULTS[game]["rounds"] if rounds is None else rounds
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ValueError(f"rounds must be a whole number >= 1, got {rounds!r}")
+    if rounds < frames:
+        raise ValueError(f"rounds ({rounds}) must be at least frames ({frames})")
+    if not fps > 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    for learner in learners:
+        spec(learner, game)  # an unknown id, or one of another game, is an error naming the registered ones
+    if out is not None:
+        out = Path(out)
+        if out.suffix.lower() != ".gif":
+            raise ValueError(f"out is the GIF's path and must end in .gif, got {str(out)!r}")
+        _check_parent(out)
+    if game == "neural":
+        from agents.gaussian import GaussianLeader
+        from agents.registration import _load_entry_point
+
+        for learner in learners:
+            family = _load_entry_point(spec(learner, "neural").entry_points["neural"], learner)
+            if not (isinstance(family, type) and issubclass(family, GaussianLeader)):
+                raise ValueError(
+                    f"fpo-animate neural draws a Gaussian policy's mean and schedules; {learner!r} is not one "
+                    "(learners of the neural game's built-in family: rlhf, fpo-practical, fpo-relaxed, fpo-exact, ...)"
+                )
+    return seed, rounds, out, configs
+
+
 def animate(
     game: str = "linear",
     learners: Sequence[str] = ("rlhf", "fpo-relaxed"),
@@ -111,49 +168,31 @@ def animate(
         game: which game; learners: registered learner ids, one panel each.
         seed, rounds: the seed every learner plays, and the run's length (the game's defaults: :data:`DEFAULTS`).
         frames: how many frames (evenly spaced rounds); fps: frames per second of the files.
-        out: the GIF's path (default ``docs/figures/animations/<game>.gif``); the MP4 goes beside it.
+        out: the GIF's path, in a folder that exists (default ``docs/figures/animations/<game>.gif``,
+            its folder made if missing); the MP4 goes beside it.
         mp4: also write an MP4 where ffmpeg is present.
         configs: per-learner config overrides (a dict each), passed to :func:`agents.make`.
 
     Returns:
         ``{"frames": [uint8 arrays], "gif": path, "mp4": path or None}``.
 
+    Raises:
+        ValueError: a bad argument (an unknown game or learner, too few frames or rounds, a
+            negative seed, an ``out`` whose folder does not exist), before anything runs.
+
     The neural game's float results depend on torch's thread count (its docstring says why),
     and that game amplifies them: the command sets one thread; from Python, set it yourself
     (``torch.set_num_threads(1)``) to get the README's animation.
     """
-    if game not in GAMES:
-        raise ValueError(f"unknown game {game!r}; fpo-animate draws {sorted(GAMES)}")
-    if not learners:
-        raise ValueError("give at least one learner")
-    if frames < 2:
-        raise ValueError(f"frames must be at least 2, got {frames}")
-    configs = list(configs) if configs is not None else [{} for _ in learners]
-    if len(configs) != len(learners):
-        raise ValueError(f"{len(learners)} learners but {len(configs)} configs")
-    seed = DEFAULTS[game]["seed"] if seed is None else seed
-    rounds = DEFAULTS[game]["rounds"] if rounds is None else rounds
-    if rounds < frames:
-        raise ValueError(f"rounds ({rounds}) must be at least frames ({frames})")
-    if not fps > 0:
-        raise ValueError(f"fps must be positive, got {fps}")
-    if game == "neural":
-        from agents.gaussian import GaussianLeader
-        from agents.registration import _load_entry_point, spec
-
-        for learner in learners:
-            family = _load_entry_point(spec(learner, "neural").entry_points["neural"], learner)
-            if not (isinstance(family, type) and issubclass(family, GaussianLeader)):
-                raise ValueError(
-                    f"fpo-animate neural draws a Gaussian policy's mean and schedules; {learner!r} is not one "
-                    "(learners of the neural game's built-in family: rlhf, fpo-practical, fpo-relaxed, fpo-exact, ...)"
-                )
+    seed, rounds, out, configs = _check_arguments(game, learners, seed, rounds, frames, out, fps, configs)
     runs = [_record(game, learner, seed, rounds, frames, config) for learner, config in zip(learners, configs)]
     labels = [_label(learner, config) for learner, config in zip(learners, configs)]
     env = gym.make(GAMES[game]).unwrapped
     title = f"{GAMES[game]}, seed {seed}:"
     images = _draw_linear(env, runs, labels, title) if game == "linear" else _draw_neural(env, runs, labels, title)
-    out = Path(out) if out is not None else Path("docs/figures/animations") / f"{game}.gif"
+    if out is None:  # the documented default folder is made; a folder the caller names must exist
+        out = DEFAULT_FOLDER / f"{game}.gif"
+        out.parent.mkdir(parents=True, exist_ok=True)
     gif = write_gif(images, out, fps)
     video = write_mp4(images, out.with_suffix(".mp4"), fps) if mp4 else None
     return {"frames": images, "gif": gif, "mp4": video}
@@ -215,7 +254,7 @@ def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: int = 12, hol
     from PIL import Image
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_parent(path)
     # One palette for the whole animation, taken from frames across it, without dithering:
     # frames then differ only where the picture changes, which GIF stores compactly.
     picks = [frames[i] for i in np.linspace(0, len(frames) - 1, min(len(frames), 8)).round().astype(int)]
@@ -239,7 +278,7 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: int = 12) -> 
     if exe is None:
         return None
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_parent(path)
     h, w = frames[0].shape[:2]
     cmd = [exe, "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", str(fps)]
     # yuv420p (what browsers play) needs even sides: pad by a pixel where one is odd.
@@ -249,25 +288,39 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: int = 12) -> 
 
 
 def main(argv: list[str] | None = None) -> None:
+    """The command: a bad argument is one argparse line (``fpo-animate: error: ...``, exit 2),
+    found before any run."""
     parser = argparse.ArgumentParser(prog="fpo-animate", description=__doc__.split("\n")[0])
     parser.add_argument("game", choices=sorted(GAMES) + ["all"], help="which game ('all': both, to docs/figures/animations/)")
-    parser.add_argument("--learners", nargs="+", default=["rlhf", "fpo-relaxed"], help="registered learner ids, one panel each")
-    parser.add_argument("--seed", type=int, default=None, help=f"the seed every learner plays (defaults: {DEFAULTS})")
-    parser.add_argument("--rounds", type=int, default=None, help="length of the run")
-    parser.add_argument("--frames", type=int, default=100)
-    parser.add_argument("--fps", type=int, default=12)
-    parser.add_argument("--out", default=None, help="the GIF's path (one game only)")
+    parser.add_argument(
+        "--learners",
+        nargs="+",
+        default=["rlhf", "fpo-relaxed"],
+        help="registered learner ids, one panel each ('module:id' imports module first, from the working folder too)",
+    )
+    parser.add_argument("--seed", type=whole_number(0), default=None, help=f"the seed every learner plays (defaults: {DEFAULTS})")
+    parser.add_argument("--rounds", type=whole_number(1), default=None, help="length of the run")
+    parser.add_argument("--frames", type=whole_number(2), default=100)
+    parser.add_argument("--fps", type=whole_number(1), default=12)
+    parser.add_argument("--out", default=None, help="the GIF's path, in a folder that exists (one game only)")
     parser.add_argument("--no-mp4", action="store_true", help="write the GIF only")
     args = parser.parse_args(argv)
     if args.game == "all" and args.out:
         parser.error("--out names one file: give one game")
+    games = sorted(GAMES) if args.game == "all" else [args.game]
+    try:
+        prepare_imports()  # the working folder on sys.path, as for fpo-bench
+        for game in games:
+            _check_arguments(game, args.learners, args.seed, args.rounds, args.frames, args.out, args.fps, None)
+    except (ValueError, ImportError) as err:
+        parser.error(str(err))
     try:
         import torch
 
         torch.set_num_threads(1)  # the runs are small; one thread keeps them reproducible
     except ImportError:
         pass
-    for game in sorted(GAMES) if args.game == "all" else [args.game]:
+    for game in games:
         result = animate(game, args.learners, args.seed, args.rounds, args.frames, args.out, args.fps, not args.no_mp4)
         wrote = [str(result["gif"])] + ([str(result["mp4"])] if result["mp4"] else [])
         print(f"{game}: {len(result['frames'])} frames -> {', '.join(wrote)}")

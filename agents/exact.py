@@ -162,7 +162,7 @@ class ExactGaussianLeader(GaussianLeader):
             theta = theta + lr * grad.clamp(-clip, clip)
         return theta.detach()
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+    def _predict(self, observation, deterministic=True):
         """As the family's, with the RM's parameters from ``observation`` and its optimizer
         state and buffer from the env (the foresight needs them; the observation holds only
         the parameters)."""

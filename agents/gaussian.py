@@ -163,7 +163,7 @@ class GaussianLeader(Agent):
     def _record(self, info):
         return self._theta_metrics
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+    def _predict(self, observation, deterministic=True):
         """The next round's samples against the RM in ``observation``, from the current
         ``theta``, without changing the learner (``deterministic``: ``theta'`` repeated)."""
         game = self._game()

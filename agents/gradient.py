@@ -102,7 +102,7 @@ class GradientLeader(Agent):
         rm = self._game().reward_model  # the live RM, in float64
         self.output = self._clip(self.output + self.config.lr * self.objective_grad(self.output, rm))
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+    def _predict(self, observation, deterministic=True):
         """The next output for ``observation`` (``[w, y]``): one step on ``J`` under the RM
         ``w`` from ``y``; the learner is left unchanged."""
         game = self._game()

@@ -3,7 +3,8 @@
 A learner file is a zip archive:
 
 - ``learner.json``: the format tag and version, the learner's registered id, the module that
-  registered it, its seed, config and round count, and a JSON skeleton of its state in
+  registered it and that module's file (``source``: what a learner a script registered
+  needs, to be registered again), its seed, config and round count, and a JSON skeleton of its state in
   which every array stands as ``{"__array__": key}`` and every torch tensor as
   ``{"__tensor__": key}``;
 - ``arrays.npz``: the numpy arrays, read with ``allow_pickle=False``;

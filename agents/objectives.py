@@ -24,12 +24,14 @@ central differences of the penalty.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar
 
 import numpy as np
 
 from agents import penalties
+from agents.registration import definition
 
 
 class Outputs:
@@ -144,13 +146,20 @@ PENALTIES: dict[str, Penalty] = {
 """Registered penalties by name (``none`` is the absence of one)."""
 
 
-def register_penalty(name: str, fn: PenaltyFn, grad: PenaltyGrad | None = None) -> Penalty:
+BUILTIN_PENALTIES = frozenset(PENALTIES)
+"""The penalties this package defines: replaced only with ``override=True``."""
+
+
+def register_penalty(name: str, fn: PenaltyFn, grad: PenaltyGrad | None = None, override: bool = False) -> Penalty:
     """Register ``fn`` as the penalty ``name`` so configs can name it (``penalty=name``).
 
     Args:
-        name: the id; re-registering a name replaces it.
+        name: the id. Registering the same functions again (a module imported twice) changes
+            nothing; other functions under a built-in name (``practical``, ``relaxed``) are a
+            ``ValueError`` unless ``override``; under a user's name they replace it, with a warning.
         fn: ``Outputs -> (*B,)``, written with array operations that numpy and torch share.
         grad: optional ``Outputs -> (*B, d)`` gradient with respect to ``y`` (numpy).
+        override: replace whatever is registered under ``name``, built-in or not, without a warning.
 
     Returns:
         the registered :class:`Penalty`.
@@ -159,6 +168,15 @@ def register_penalty(name: str, fn: PenaltyFn, grad: PenaltyGrad | None = None) 
         raise ValueError(f"a penalty name must be a non-empty string other than 'none', got {name!r}")
     if not callable(fn) or (grad is not None and not callable(grad)):
         raise TypeError("fn (and grad, if given) must be callables taking an agents.Outputs")
+    old = PENALTIES.get(name)
+    same = old is not None and (definition(old.fn), definition(old.grad)) == (definition(fn), definition(grad))
+    if old is not None and not same and not override:
+        if name in BUILTIN_PENALTIES:
+            raise ValueError(
+                f"{name!r} is a built-in penalty (fpo-{name} and every learner with penalty={name!r} use it): "
+                "register yours under another name, or pass override=True to replace the built-in one"
+            )
+        warnings.warn(f"replacing the penalty {name!r} (pass override=True to replace it without this warning)", stacklevel=2)
     PENALTIES[name] = Penalty(name, fn, grad)
     return PENALTIES[name]
 

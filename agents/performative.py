@@ -72,7 +72,7 @@ class RRMGradientLeader(GradientLeader):
     def _observe(self, obs):
         self.output = self.best_response(self._game().reward_model, self.output)
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+    def _predict(self, observation, deterministic=True):
         """The best response to the RM in ``observation``; the learner is left unchanged."""
         game = self._game()
         w, y = game.split_observation(observation)

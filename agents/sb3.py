@@ -22,7 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 import fpo_envs
-from agents.base import Agent
+from agents.base import Agent, check_rounds
 from agents.objectives import ObjectiveConfig
 from agents.wrappers import PAPER_GAMMA, PenaltyReward, VectorPenaltyReward
 
@@ -74,8 +74,16 @@ class PPOConfig(ObjectiveConfig):
         for name in ("n_steps", "batch_size", "n_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.learning_rate > 0 or not self.action_scale > 0:
-            raise ValueError(f"learning_rate and action_scale must be positive, got {self.learning_rate}, {self.action_scale}")
+        if not self.learning_rate > 0 or not self.action_scale > 0 or not self.clip_range > 0:
+            raise ValueError(
+                "learning_rate, action_scale and clip_range must be positive, got "
+                f"learning_rate={self.learning_rate!r}, action_scale={self.action_scale!r}, clip_range={self.clip_range!r}"
+            )
+        for name in ("discount", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if any(h < 1 for h in self.net_arch):
+            raise ValueError(f"net_arch's layer widths must be at least 1, got {self.net_arch!r}")
 
 
 class _VecAdapter(VecEnv):
@@ -204,8 +212,7 @@ class PPOLearner(Agent):
                 self._rows.setdefault(key, []).append(np.asarray(value))
 
     def learn(self, total_rounds: int, progress_bar: bool = False) -> dict[str, np.ndarray]:
-        if total_rounds < 0:
-            raise ValueError(f"total_rounds must be non-negative, got {total_rounds}")
+        check_rounds(total_rounds)
         n = self.venv.num_envs
         rollouts = -(-total_rounds // self.config.n_steps)
         self._rows = {}
@@ -220,7 +227,7 @@ class PPOLearner(Agent):
         shape = (0, n) if self.is_vector else (0,)
         return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+    def _predict(self, observation, deterministic=True):
         """The policy's output for ``observation``; the learner's generators are left as they were."""
         obs = np.asarray(observation, dtype=np.float32)
         with self._own_global_rng(commit=False):

@@ -81,14 +81,26 @@ class TextConfig(ObjectiveConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.n_candidates < 1 or self.grad_accum < 1 or self.lora_r < 1:
-            raise ValueError("n_candidates, grad_accum and lora_r must be at least 1")
+        for name in ("n_candidates", "grad_accum", "lora_r", "lora_alpha", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
         if self.optimizer not in ("adamw", "paged_adamw_8bit"):
             raise ValueError(f"optimizer must be 'adamw' or 'paged_adamw_8bit', got {self.optimizer!r}")
-        if self.checkpoint_every < 0 or (self.checkpoint_every and self.run_dir is None):
-            raise ValueError("checkpoint_every needs a run_dir and must be non-negative")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (0: never), got {self.checkpoint_every!r}")
+        if self.checkpoint_every and self.run_dir is None:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} needs a run_dir to write the checkpoints to")
         if not 0 < self.min_new_tokens <= self.max_new_tokens:
-            raise ValueError("need 0 < min_new_tokens <= max_new_tokens")
+            raise ValueError(
+                f"need 0 < min_new_tokens <= max_new_tokens, got min_new_tokens={self.min_new_tokens!r}, "
+                f"max_new_tokens={self.max_new_tokens!r}"
+            )
+        if not self.lr > 0 or not self.temperature > 0:
+            raise ValueError(f"lr and temperature must be positive, got lr={self.lr!r}, temperature={self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
 
 
@@ -270,7 +282,7 @@ class TextLeader(Agent):
     def _record(self, info):
         return self._round_record
 
-    def predict(self, observation, state=None, episode_start=None, deterministic=True):
+    def _predict(self, observation, deterministic=True):
         """``deterministic``: the greedy response; otherwise the best-of-N pick (no training).
         The learner's generator is restored afterwards, so predicting changes nothing."""
         saved = self.generator.get_state()

@@ -14,15 +14,31 @@ import sys
 import time
 from pathlib import Path
 
+from agents.cli import prepare_imports, whole_number
+
+
+def _out_folder(text: str) -> Path:
+    """``--out``: a folder (made if missing, with its parents, as the default results/<suite>
+    is in a fresh clone), not an existing file."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is a file; --out names the report's folder")
+    return path
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fpo-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a suite (skipping stored runs) and write its report")
     run.add_argument("suite", help="a shipped suite (paper, quick, text) or a TOML file")
-    run.add_argument("--out", type=Path, default=None, help="report folder (default: results/<suite>); runs go to <out>/store")
+    run.add_argument(
+        "--out",
+        type=_out_folder,
+        default=None,
+        help="report folder, created with its parents as results/ is (default: results/<suite>); runs go to <out>/store",
+    )
     run.add_argument("--backend", choices=["local", "serial", "ray"], default="local")
-    run.add_argument("--workers", type=int, default=2, help="processes (or Ray CPUs)")
+    run.add_argument("--workers", type=whole_number(1), default=2, help="processes (or Ray CPUs)")
     run.add_argument(
         "--learner",
         action="append",
@@ -38,10 +54,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import a module first (one that registers learners)",
     )
-    run.add_argument("--seeds", type=int, default=None, help="use only this many seeds per game")
-    run.add_argument("--rounds", type=int, default=None, help="play this many rounds per run")
+    run.add_argument("--seeds", type=whole_number(1), default=None, help="use only this many seeds per game")
+    run.add_argument("--rounds", type=whole_number(1), default=None, help="play this many rounds per run")
     run.add_argument("--game", action="append", default=[], metavar="ENV_ID", help="run only these games (repeatable)")
-    run.add_argument("--reps", type=int, default=2000, help="bootstrap resamples for the confidence intervals")
+    run.add_argument("--reps", type=whole_number(1), default=2000, help="bootstrap resamples for the confidence intervals")
     run.add_argument("--no-plots", action="store_true", help="write the tables only")
     run.add_argument("--ray-address", default=None, help="a running Ray cluster to join (--backend ray)")
     sub.add_parser("list", help="list the shipped suites, the registered learners and the games")
@@ -53,7 +69,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    import importlib
 
     import agents
     import fpo_envs
@@ -75,11 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(compare.format_report(agreements))
         return 0 if all(a.holds for a in agreements) else 1
-    sys.path.insert(0, str(Path.cwd()))  # a user's module in the working folder
-    for module in args.imports:
-        importlib.import_module(module)
     start = time.perf_counter()
     try:
+        prepare_imports(args.imports)  # the working folder on sys.path, as for fpo-animate
         suite = bench.load_suite(args.suite)
         out = args.out or Path("results") / suite.name
         board = bench.run(

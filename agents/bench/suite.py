@@ -162,7 +162,8 @@ def suite_from_dict(data: dict, name: str = "suite") -> Suite:
 
 def check_suite(suite: Suite) -> None:
     """Every game a registered env id with sane numbers; every learner registered for a game
-    it names; labels unique. Raises :class:`SuiteError` naming what is wrong."""
+    it names, its config built for each of its games (so a bad key or value stops the suite
+    before any run starts); labels unique. Raises :class:`SuiteError` naming what is wrong."""
     import gymnasium as gym
 
     import agents
@@ -184,11 +185,14 @@ def check_suite(suite: Suite) -> None:
     if duplicates:
         raise SuiteError(f"suite {suite.name!r}: learner label(s) {duplicates} appear twice; give each a distinct label")
     suite_games = {g.id for g in suite.games}
-    for entry in suite.learners:
+    for index, entry in enumerate(suite.learners):
         try:
             found = agents.spec(entry.id)
         except (ValueError, ImportError) as err:
             raise SuiteError(f"suite {suite.name!r}: {err}") from err
+        where = f"suite {suite.name!r}, learners[{index}] ({entry.name!r})"
+        if not isinstance(entry.config, dict):
+            raise SuiteError(f"{where}: config must be a table of settings, got {entry.config!r}")
         if entry.games is not None:
             unknown = sorted(set(entry.games) - suite_games)
             if unknown:
@@ -199,6 +203,11 @@ def check_suite(suite: Suite) -> None:
                 f"suite {suite.name!r}: learner {entry.id!r} runs on the {', '.join(found.games)} game(s), "
                 f"none of which is in the suite"
             )
+        for game in dict.fromkeys(fpo_envs.game_of_id(g.id) for g in runs_on if entry.games is None or g.id in entry.games):
+            try:
+                agents.registration.check_config(entry.id, game, entry.config)
+            except (TypeError, ValueError, ImportError) as err:
+                raise SuiteError(f"{where}, config on the {game} game: {err}") from err
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
@@ -212,7 +221,10 @@ def load_suite(name_or_path: str | Path) -> Suite:
         data = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise SuiteError(f"{path} does not parse as TOML: {err}") from err
-    return suite_from_dict(data, name=path.stem)
+    try:
+        return suite_from_dict(data, name=path.stem)
+    except SuiteError as err:
+        raise SuiteError(f"{path}: {err}") from err
 
 
 def shipped_suites() -> list[str]:

@@ -162,7 +162,7 @@ def test_save_and_load_continue_exactly(tmp_path):
     "config, match",
     [
         ({"unroll_steps": 0}, "unroll_steps must be a whole number >= 1"),
-        ({"unroll_steps": 1.5}, "unroll_steps must be a whole number >= 1"),
+        ({"unroll_steps": 1.5}, r"unroll_steps must be a whole number \(int\), got 1.5"),
         ({"penalty": "relaxed"}, "penalty must be 'none'"),
         ({"gradient": "finite-difference"}, "gradient must be 'analytic'"),
     ],

@@ -74,10 +74,15 @@ def test_a_suite_file_that_does_not_parse_names_itself(tmp_path):
         bench.load_suite("nope")
 
 
-def test_an_unknown_config_key_fails_the_run_with_the_learners_error(tmp_path):
-    suite = _tiny(learners=[{"id": "rlhf", "config": {"gama": 1.0}}])
-    with pytest.raises(TypeError, match="unknown config key"):
+def test_an_unknown_config_key_fails_the_suite_before_any_run(tmp_path):
+    # Each learner's config is built when the suite is checked, so the error names the entry
+    # and the key, before a worker starts (not a worker's traceback).
+    with pytest.raises(bench.SuiteError, match=r"learners\[0\] \('rlhf'\), config on the linear game: unknown config key"):
+        _tiny(learners=[{"id": "rlhf", "config": {"gama": 1.0}}])
+    suite = bench.suite_from_dict(TINY).with_learners([bench.LearnerEntry(id="fpo-relaxed", label="bad", config={"lr": "x"})])
+    with pytest.raises(bench.SuiteError, match=r"learners\[2\] \('bad'\).*GradientConfig.lr must be a number"):
         _run(suite, tmp_path, plots=False)
+    assert not (tmp_path / "store").exists()
 
 
 def test_runs_are_stored_once_and_reruns_skip_them(tmp_path):
