@@ -1,16 +1,17 @@
 """The 64-seed runs that lesson 2 (``tutorials/02_blind_spot.ipynb``) reads instead of playing.
 
-    python scripts/make_lesson_data.py        # writes tutorials/data/blind_spot.npz (about 2 minutes on 1 core)
+    python scripts/make_lesson_data.py        # writes tutorials/data/blind_spot.npz (about 5 minutes on 1 core)
 
 RLHF and relaxed FPO on ``FPO/NeuralRM-v0`` for the paper's 4000 rounds, seeds 0-63, played as
 four vector envs of ``BLOCK`` = 16 copies (``agents.make(learner, vec, seed=s)`` with
 ``s = 0, 16, 32, 48``: copy ``i`` of block ``s`` is seed ``s + i``), one torch thread, with
-exactly the calls the lesson makes. Both learners together take about two minutes, more than a
-lesson may; so the lesson plays block 0 of RLHF live (it needs those runs' frames and reward
-models), checks that it equals the file's seeds 0-15, and replays the first rounds of relaxed
-FPO's block 0 against the file. ``tests/tutorials/test_notebooks.py`` replays the first rounds
-of both learners' block 0 against the shipped file, so a change to the game or the learners
-that moves these runs fails there until this script is run again.
+exactly the calls the lesson makes. Both learners together take about five minutes of CPU
+(relaxed FPO four fifths of it), more than a lesson may; so the lesson plays block 0 of RLHF
+live (it needs those runs' frames and reward models), prints how far they are from the file's
+seeds 0-15, and replays the first 100 rounds of relaxed FPO's block 0 against the file.
+``tests/tutorials/test_notebooks.py`` replays the first rounds of both learners' block 0
+against the shipped file, so a change to the game or the learners that moves these runs fails
+there until this script is run again.
 
 The file holds, per learner, the true utility at the policy's mean ``theta`` (the history's
 ``theta_true_utility``) every ``STRIDE`` rounds and at the last round (``rows``), and per seed
