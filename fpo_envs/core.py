@@ -21,20 +21,37 @@ INFO_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_er
 
 
 def check_finite_array(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
-    """Return ``value`` as a float64 array of ``shape``, or raise a clear ``ValueError``."""
+    """Return ``value`` as a float64 array of ``shape``, or raise a clear ``ValueError``.
+
+    ``value`` must hold real floating-point numbers: a float array of any width (float16,
+    float32, float64), a torch float tensor, or a list of floats. Integer, bool and complex
+    arrays are refused rather than cast: an integer array is refused by the float32 action
+    spaces' own ``Box.contains`` (``np.can_cast(int64, float32)`` is false), a bool array is
+    almost always a mask passed by mistake, and casting a complex one drops its imaginary part.
+    """
     try:
-        array = np.asarray(value, dtype=np.float64)
+        array = value if isinstance(value, np.ndarray) else np.asarray(value)
     except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric array of shape {shape}, got {value!r:.80}") from err
+        raise ValueError(f"{name} must be a numeric (float) array of shape {shape}, got {value!r:.80}") from err
+    if array.dtype.kind not in "biucf":
+        raise ValueError(f"{name} must be a numeric (float) array of shape {shape}, got {value!r:.80}")
+    if array.dtype.kind != "f":
+        raise ValueError(
+            f"{name} must be a float array of shape {shape}: pass np.asarray(x, dtype=np.float32); got dtype "
+            f"{array.dtype} (integer, bool and complex values are refused, not cast, as Gymnasium's float32 Box.contains "
+            "refuses integer arrays)"
+        )
     if array.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    array = array.astype(np.float64, copy=False)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or inf: {array}")
     return array
 
 
 def check_bounded_array(value: Any, shape: tuple[int, ...], bound: float, name: str) -> np.ndarray:
-    """:func:`check_finite_array`, and every coordinate within ``±bound`` (the action box)."""
+    """:func:`check_finite_array`, and every coordinate within ``±bound`` (the action box);
+    always a new array (the caller's is never kept)."""
     if isinstance(value, np.ndarray) and value.shape == shape and value.dtype.kind == "f":
         # The hot path of every step: one pass, which NaN and inf also fail.
         array = value.astype(np.float64, copy=True)
@@ -253,6 +270,21 @@ def _stack_values(values: list) -> Any:
     return torch.stack(values)
 
 
+def _blank_rows(reward: Any, info: dict, mask: np.ndarray) -> tuple[np.ndarray, dict]:
+    """``reward`` and ``info`` with the rows of the copies in ``mask``, which played no round,
+    set to reward 0, NaN for float entries and False for bool ones (new arrays: a game may
+    return one array as both the reward and an ``info`` entry)."""
+    reward = np.array(reward, dtype=np.float64)
+    reward[mask] = 0.0
+    blank = {}
+    for key, value in info.items():
+        if isinstance(value, np.ndarray) and value.shape[:1] == mask.shape and value.dtype.kind in "fb":
+            value = value.copy()
+            value[mask] = np.nan if value.dtype.kind == "f" else False
+        blank[key] = value
+    return reward, blank
+
+
 def _checked_init(cls: type, init: Any) -> Any:
     """``init`` that first rejects unknown keywords, naming the known ones (as the vector
     envs do), instead of Python's bare ``unexpected keyword argument``."""
@@ -351,48 +383,127 @@ class FeedbackLoopEnv(_Round, gym.Env):
         return self._observation(), float(reward), diverged, False, info
 
 
+def parse_autoreset_mode(value: Any) -> AutoresetMode:
+    """``value`` as an :class:`~gymnasium.vector.AutoresetMode`: the enum itself, its value
+    (``"NextStep"``, ``"SameStep"``, ``"Disabled"``) or its name (``"NEXT_STEP"``, any case)."""
+    if isinstance(value, AutoresetMode):
+        return value
+    if isinstance(value, str):
+        if value in {m.value for m in AutoresetMode}:
+            return AutoresetMode(value)
+        if value.upper() in AutoresetMode.__members__:
+            return AutoresetMode[value.upper()]
+    choices = [m.value for m in AutoresetMode]
+    raise ValueError(f"autoreset_mode must be a gymnasium.vector.AutoresetMode or one of {choices}, got {value!r}")
+
+
 class FeedbackLoopVectorEnv(_Round, VectorEnv):
     """Base of every game as a natively batched vector environment.
 
     All ``num_envs`` copies are held in stacked arrays and advanced by one batched round,
     so a thousand seeds cost about as much as a few. Copy ``i`` reset with ``seed=s`` is the
     single environment reset with ``seed=s + i`` (the convention of ``SyncVectorEnv``).
+    ``info`` reports the round just played, as arrays of shape ``(num_envs,)``.
 
-    Autoreset is ``SAME_STEP``: a copy that ends (time limit, or a diverged RM, which is
-    rolled back) is reset inside the same ``step``; its returned observation is the new
-    episode's first one and ``info["final_obs"]`` holds the last one. ``info`` always
-    reports the round just played, as arrays of shape ``(num_envs,)``.
+    A copy ends when its time limit is reached (``truncated``) or its RM diverges
+    (``terminated``; the update is rolled back). What happens next is ``autoreset_mode``
+    (Gymnasium's :class:`~gymnasium.vector.AutoresetMode`, as ``SyncVectorEnv`` does it;
+    ``metadata["autoreset_mode"]`` is the instance's):
+
+    - ``NEXT_STEP`` (the default, Gymnasium's, which ``gymnasium.wrappers.vector`` needs): the
+      ending step returns the episode's last observation; the next ``step`` resets the copy
+      instead of playing a round: its action is ignored, and it returns the new episode's first
+      observation, reward 0, ``terminated`` and ``truncated`` False, ``info["diverged"]`` False
+      and NaN in its other ``info`` entries (no round was played).
+    - ``SAME_STEP``: the ending step resets the copy; it returns the new episode's first
+      observation, and ``info["final_obs"]`` (rows marked by ``info["_final_obs"]``) the last one.
+    - ``DISABLED``: an ended copy waits for ``reset(options={"reset_mask": mask})``; a ``step``
+      before it raises ``ResetNeeded``.
+
+    ``reset(options={"reset_mask": mask})`` (a bool array of shape ``(num_envs,)``, as for
+    Gymnasium's vector envs) resets only the marked copies and cancels their pending
+    ``NEXT_STEP`` reset; with a ``seed`` it reseeds only those (copy ``i`` from ``seed + i``).
+    Every new episode after the first (autoreset or masked reset) is drawn from the copy's own
+    generator, continuing its stream, with the reset options of the last full ``reset``
+    (options given beside a mask apply to those copies, over them), so an episode plays the
+    same in every mode. The learners reset ended copies themselves through ``reset_mask``,
+    which makes their histories identical in every mode.
     """
 
-    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int, max_episode_steps: int | None, render_mode: str | None = None):
+    def __init__(
+        self,
+        num_envs: int,
+        max_episode_steps: int | None,
+        render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+    ):
         if num_envs < 1:
             raise ValueError(f"num_envs must be at least 1, got {num_envs}")
         _check_render_mode(render_mode, self.metadata["render_modes"])
+        self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
+        # The instance's own metadata, as SyncVectorEnv keeps it: the class's is shared.
+        self.metadata = {**self.metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = render_mode
         self._render_logs: list[list[dict]] = [[] for _ in range(num_envs)]
         self.num_envs = num_envs
         self.batch_shape = (num_envs,)
         self.max_episode_steps = max_episode_steps
         self._rngs: list[np.random.Generator] | None = None
+        self._autoreset = np.zeros(num_envs, dtype=bool)  # copies that ended and reset on the next step
 
-    def reset(self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None):
+    def _seeds(self, seed: int | list[int | None] | None) -> list[int | None]:
         if seed is None:
-            seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
-        else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
+            return [None] * self.num_envs
+        if isinstance(seed, (int, np.integer)):
+            return [int(seed) + i for i in range(self.num_envs)]
+        seeds = list(seed)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"expected {self.num_envs} seeds, got {len(seeds)}")
+        return seeds
+
+    def _check_reset_mask(self, mask: Any) -> np.ndarray:
+        """Gymnasium's checks of ``options["reset_mask"]`` (``SyncVectorEnv.reset``)."""
+        fix = f"pass a numpy bool array of shape ({self.num_envs},) with at least one True"
+        if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
+            raise TypeError(f"options['reset_mask'] must be a numpy bool array; {fix}, got {mask!r:.80}")
+        if mask.shape != (self.num_envs,):
+            raise ValueError(f"options['reset_mask'] must have shape ({self.num_envs},), got {mask.shape}; {fix}")
+        if not mask.any():
+            raise ValueError(f"options['reset_mask'] selects no copy; {fix}")
+        return mask.copy()
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        options = check_options(options, self.reset_options + ("reset_mask",))
+        mask = options.pop("reset_mask", None)
+        seeds = self._seeds(seed)
+        if mask is not None:
+            mask = self._check_reset_mask(mask)
+            if self._rngs is None:
+                raise gym.error.ResetNeeded("reset every copy (reset() without reset_mask) before resetting some")
+            if seed is not None:
+                for i in np.flatnonzero(mask):
+                    self._rngs[i] = gym.utils.seeding.np_random(seeds[i])[0]
+            self._start_episodes(mask, {**self._options, **options})
+            return self._observation(), {}
         if seed is not None or self._rngs is None:
             self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
-        self._options = check_options(options, self.reset_options)
+        self._options = options
         self._load_state(_stack([self._draw_initial(rng, self._options, i) for i, rng in enumerate(self._rngs)]))
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)
+        self._autoreset = np.zeros(self.num_envs, dtype=bool)
         self._render_logs = [[] for _ in range(self.num_envs)]
         return self._observation(), {}
+
+    def _start_episodes(self, mask: np.ndarray, options: dict[str, Any]) -> None:
+        """Start a new episode in the copies selected by ``mask``, each drawn from its generator."""
+        fresh = [self._draw_initial(self._rngs[i], options, i) for i in np.flatnonzero(mask)]
+        self._replace(_stack(fresh), mask)
+        self._elapsed[mask] = 0
+        self._autoreset[mask] = False
+        for i in np.flatnonzero(mask):
+            self._render_logs[i].clear()
 
     def render(self):
         """``rgb_array``: one labelled frame per copy (a tuple of ``num_envs`` arrays, as
@@ -407,13 +518,14 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
 
     def state_dict(self) -> dict:
         """Everything needed to continue this vector env exactly (every copy's state and
-        random generator, round counts, reset options)."""
+        random generator, round counts, pending autoresets, reset options)."""
         if self._rngs is None:
             raise gym.error.ResetNeeded("call reset() before state_dict()")
         return {
             "state": self._get_state(),
             "rngs": [r.bit_generator.state for r in self._rngs],
             "elapsed": self._elapsed.copy(),
+            "autoreset": self._autoreset.copy(),
             "options": dict(self._options),
             "render_logs": [np.array(log, dtype=np.float64) for log in self._render_logs],
         }
@@ -428,39 +540,71 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         self._options = dict(state["options"])
         self._load_state(state["state"])
         self._elapsed = np.array(state["elapsed"], dtype=np.int64)
+        # A state saved before autoreset modes existed has none pending (it reset in the step).
+        self._autoreset = np.array(state.get("autoreset", np.zeros(self.num_envs, dtype=bool)), dtype=bool)
         logs = state.get("render_logs") if self.render_mode else None
         self._render_logs = [[np.array(row) for row in log] for log in logs] if logs else [[] for _ in range(self.num_envs)]
+
+    def _ignore_actions(self, actions: Any, pending: np.ndarray) -> Any:
+        """``actions`` with the rows of the copies that reset this step set to 0 (inside every
+        game's action box), so that an action a copy ignores cannot fail the step."""
+        try:
+            array = np.array(actions)  # a copy: the caller's array is left alone
+        except (TypeError, ValueError):
+            return actions  # _check_action names what is wrong with it
+        if array.shape != self.action_space.shape:
+            return actions
+        array[pending] = 0
+        return array
 
     def step(self, actions):
         if self._rngs is None:
             raise gym.error.ResetNeeded("call reset() before step()")
+        pending = self._autoreset.copy()  # NEXT_STEP: copies that ended on the last step reset now
+        if pending.any():
+            if self.autoreset_mode == AutoresetMode.DISABLED:
+                raise gym.error.ResetNeeded(
+                    f"copies {np.flatnonzero(pending).tolist()} ended and autoreset_mode is DISABLED: reset them with "
+                    "reset(options={'reset_mask': mask}) before the next step"
+                )
+            actions = self._ignore_actions(actions, pending)
         output = self._check_action(actions)
+        if pending.any():
+            self._start_episodes(pending, self._options)
+            # The hooks play the whole batch, so the reset copies play a round too; it is undone
+            # below, with any draws it took from their generators (label noise).
+            drawn = {i: self._rngs[i].bit_generator.state for i in np.flatnonzero(pending)}
         before = self._get_state()
         reward, info, diverged = self._play(output)
-        terminated = np.asarray(diverged, dtype=bool).reshape(self.num_envs)
-        if terminated.any():
-            self._replace(before, terminated)
-        self._elapsed += 1
+        terminated = np.asarray(diverged, dtype=bool).reshape(self.num_envs) & ~pending
+        if (terminated | pending).any():
+            self._replace(before, terminated | pending)
+        if pending.any():
+            for i, rng_state in drawn.items():
+                self._rngs[i].bit_generator.state = rng_state
+            reward, info = _blank_rows(reward, info, pending)
+        self._elapsed[~pending] += 1
         if self.max_episode_steps is None:
             truncated = np.zeros(self.num_envs, dtype=bool)
         else:
-            truncated = (self._elapsed >= self.max_episode_steps) & ~terminated
+            truncated = (self._elapsed >= self.max_episode_steps) & ~terminated & ~pending
         info = dict(info, diverged=terminated.copy())
         obs = self._observation()
         done = terminated | truncated
+        same_step = self.autoreset_mode == AutoresetMode.SAME_STEP
         if self.render_mode is not None:
             for i, log in enumerate(self._render_logs):
-                if done[i]:
+                if same_step and done[i]:
                     log.clear()  # the copy starts a new episode in this same step
-                else:
+                elif not pending[i]:
                     log.append(self._render_record(output, info, i))
-        if done.any():
+        if same_step and done.any():
             info["final_obs"] = np.where(done[:, None], obs, np.nan)
             info["_final_obs"] = done
-            fresh = [self._draw_initial(self._rngs[i], self._options, i) for i in np.flatnonzero(done)]
-            self._replace(_stack(fresh), done)
-            self._elapsed[done] = 0
+            self._start_episodes(done, self._options)
             obs = self._observation()
+        elif not same_step:
+            self._autoreset = done
         return obs, np.asarray(reward), terminated, truncated, info
 
     def _replace(self, values: dict, mask: np.ndarray) -> None:

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
 
 from fpo_envs.core import (
     CostProxy,
@@ -270,8 +271,9 @@ class LinearGame(CostProxy):
 
 
 def _per_copy(value, shape, index, name, bound=None):
-    """Reset option ``name`` for copy ``index`` (given once for all copies, or per copy)."""
-    array = np.asarray(value, dtype=np.float64)
+    """Reset option ``name`` for copy ``index`` (given once for all copies, or per copy); a
+    float array, as an action is (:func:`fpo_envs.core.check_finite_array`)."""
+    array = np.asarray(value)
     if index is not None and array.ndim == len(shape) + 1:
         array = array[index]
     if bound is None:
@@ -308,7 +310,9 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
 
     ## Action Space
     ``Box(-output_bound, output_bound, (dim,), float32)``: the output ``y`` of this round.
-    An action of the wrong shape, with NaN/inf, or outside the bounds raises ``ValueError``.
+    An action of the wrong shape, with NaN/inf, outside the bounds, or not of floats (an
+    integer, bool or complex array; a float array of any width or a list of floats plays)
+    raises ``ValueError``.
 
     ## Observation Space
     ``Box((2 * dim,), float32)``: ``[w, y]``, the RM's parameters *after* this round's
@@ -415,7 +419,11 @@ class LinearRMVectorEnv(LinearGame, FeedbackLoopVectorEnv):
     ``num_envs`` frames, each the one its single env draws. Actions have shape ``(num_envs, dim)``;
     the ``reset`` options ``rm_params`` and ``output`` take shape ``(dim,)`` (shared) or
     ``(num_envs, dim)`` (per copy). ``reward_model`` is batched: ``w`` has shape
-    ``(num_envs, dim)``.
+    ``(num_envs, dim)``. ``autoreset_mode`` (Gymnasium's ``NEXT_STEP`` by default,
+    ``SAME_STEP``, ``DISABLED``) and ``reset(options={"reset_mask": mask})`` are
+    :class:`fpo_envs.core.FeedbackLoopVectorEnv`'s. Copy ``i`` seeded ``s`` equals the single
+    env seeded ``s + i`` exactly, observation, reward and ``info`` (numpy sums each copy's row
+    as the single env sums its array; tested).
     """
 
     metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 30}
@@ -425,10 +433,11 @@ class LinearRMVectorEnv(LinearGame, FeedbackLoopVectorEnv):
         num_envs: int = 1,
         max_episode_steps: int | None = 300,
         render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         **kwargs: Any,
     ):
         params = game_arguments(LinearRMEnv, kwargs)
-        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode)
+        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode, autoreset_mode)
         self._setup(**params)
         self.action_space = spaces.Box(
             np.broadcast_to(self.single_action_space.low, (num_envs, self.dim)),

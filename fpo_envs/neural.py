@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 from gymnasium.error import DependencyNotInstalled
+from gymnasium.vector import AutoresetMode
 
 from fpo_envs.core import CostProxy, FeedbackLoopEnv, FeedbackLoopVectorEnv, check_bounded_array, check_settings, game_arguments
 from fpo_envs.ensemble import RewardModelEnsemble
@@ -523,8 +524,8 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
 
     ## Action Space
     ``Box(-output_bound, output_bound, (samples_per_round, dim), float32)``: this round's
-    fresh policy samples (5 of them in ``R^10`` by default). Wrong shape, NaN/inf or out of
-    bounds raise ``ValueError``.
+    fresh policy samples (5 of them in ``R^10`` by default). Wrong shape, NaN/inf, out of
+    bounds, or not of floats (an integer, bool or complex array) raise ``ValueError``.
 
     ## Observation Space
     ``Box((p + dim,), float32)``: the RM's flat parameters after this round's update
@@ -642,6 +643,23 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
     :class:`NeuralRMEnv`; ``render()`` returns one frame per copy, each the one its single env
     draws. Actions ``(num_envs, samples_per_round,
     dim)``; ``reward_model.params`` has shape ``(num_envs, p)`` and every RM method is batched.
+    ``autoreset_mode`` (Gymnasium's ``NEXT_STEP`` by default, ``SAME_STEP``, ``DISABLED``) and
+    ``reset(options={"reset_mask": mask})`` are :class:`fpo_envs.core.FeedbackLoopVectorEnv`'s.
+
+    Copy ``i`` seeded ``s`` starts exactly as the single env seeded ``s + i`` (the same draws)
+    and plays the same float32 operations, but not bit for bit: the matrix products with one
+    row or one column (the output layer ``h2 @ w3^T`` of every forward pass, and the layers at
+    the round's mean output) run here as batched ``torch.bmm`` and in the single env as
+    ``torch.mm``, and the CPU kernels behind them (MKL's gemm and gemv, torch's loop for small
+    matrices) sum the dot products in different orders. The observation, reward and ``info``
+    then differ in their last float32 bits: over 5 rounds of 3 copies, on the default kernels,
+    ``ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE`` and ``MKL_ENABLE_INSTRUCTIONS=AVX2``, by
+    up to 3e-8 in the observation, 9e-8 in the reward and 2.4e-7 in ``info`` (up to 1.5e-7,
+    3.6e-7 and 4.8e-7 over 200 rounds; ``tests/envs/test_neural.py`` holds the bounds). The
+    RM's training being chaotic, a difference can grow over a long run, so compare a vector
+    run with single runs statistically. Taking those products copy by copy makes the copies
+    exact on the machine measured but costs 35-60% more time per round at 64 copies, so the
+    batched kernels are kept.
     """
 
     metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 30}
@@ -651,10 +669,11 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
         num_envs: int = 1,
         max_episode_steps: int | None = 4000,
         render_mode: str | None = None,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         **kwargs: Any,
     ):
         params = game_arguments(NeuralRMEnv, kwargs)
-        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode)
+        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode, autoreset_mode)
         self._setup(**params)
         n = num_envs
         a, o = self.single_action_space, self.single_observation_space

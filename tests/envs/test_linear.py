@@ -4,7 +4,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import fpo_envs  # noqa: F401
+import fpo_envs
 from fpo_envs.linear import GaussianBumpOracle, LinearRewardModel
 
 
@@ -209,13 +209,16 @@ def test_vector_env_is_batched_numpy_equal_to_single_envs():
         actions = rng.uniform(-0.5, 0.5, (4, 50))
         obs, reward, _, _, info = vec.step(actions)
         outs = [e.step(a) for e, a in zip(singles, actions)]
-        np.testing.assert_allclose(obs, np.stack([o[0] for o in outs]), rtol=1e-6)
-        np.testing.assert_allclose(reward, [o[1] for o in outs], rtol=1e-12)
-        np.testing.assert_allclose(info["true_utility"], [o[4]["true_utility"] for o in outs], rtol=1e-12)
+        # Exactly equal: numpy's batched reductions sum each copy's row as the single env does.
+        np.testing.assert_array_equal(obs, np.stack([o[0] for o in outs]))
+        np.testing.assert_array_equal(reward, [o[1] for o in outs])
+        for key in fpo_envs.INFO_KEYS:
+            np.testing.assert_array_equal(info[key], [o[4][key] for o in outs], err_msg=key)
 
 
-def test_vector_env_resets_only_the_copies_that_end():
-    vec = gym.make_vec("FPO/LinearRM-v0", num_envs=3, rm_lr=5.0)
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
+def test_vector_env_resets_only_the_copies_that_end(mode):
+    vec = gym.make_vec("FPO/LinearRM-v0", num_envs=3, rm_lr=5.0, autoreset_mode=mode)
     obs0, _ = vec.reset(seed=0)
     actions = np.zeros((3, 50))
     actions[1] = 9.0
@@ -224,19 +227,35 @@ def test_vector_env_resets_only_the_copies_that_end():
         if terminated.any():
             break
     assert list(terminated) == [False, True, False] and not truncated.any()
-    assert info["diverged"][1] and info["_final_obs"][1]
-    assert np.all(np.isfinite(obs))
+    assert info["diverged"][1]
+    assert np.all(np.isfinite(obs))  # the diverged update was rolled back
+    if mode == "SameStep":
+        assert info["_final_obs"][1] and not info["_final_obs"][[0, 2]].any()
+        np.testing.assert_array_equal(info["final_obs"][1, 50:], 9.0)
+    else:
+        assert "final_obs" not in info
+        np.testing.assert_array_equal(obs[1, 50:], 9.0)  # the episode's last observation
+        obs, reward, terminated, truncated, info = vec.step(actions)
+        assert reward[1] == 0.0 and not terminated[1] and not truncated[1] and not info["diverged"][1]
+        assert np.isnan(info["true_utility"][1]) and np.isfinite(info["true_utility"][[0, 2]]).all()
     # The ended copy restarted from a fresh RM drawn from its own generator; the others kept theirs.
     np.testing.assert_array_equal(obs[1, 50:], 0.0)
     assert not np.array_equal(obs[1, :50], obs0[1, :50])
     assert not np.array_equal(obs[0, :50], obs0[0, :50])
 
 
-def test_vector_env_truncates_at_the_time_limit_and_autoresets():
-    vec = gym.make_vec("FPO/LinearRM-v0", num_envs=2, max_episode_steps=3)
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
+def test_vector_env_truncates_at_the_time_limit_and_autoresets(mode):
+    vec = gym.make_vec("FPO/LinearRM-v0", num_envs=2, max_episode_steps=3, autoreset_mode=mode)
     vec.reset(seed=0)
-    truncs = [vec.step(np.full((2, 50), 0.1))[3] for _ in range(4)]
-    assert [t.tolist() for t in truncs] == [[False, False], [False, False], [True, True], [False, False]]
+    steps = [vec.step(np.full((2, 50), 0.1)) for _ in range(5)]
+    assert [s[3].tolist() for s in steps] == [[False, False], [False, False], [True, True], [False, False], [False, False]]
+    # NEXT_STEP spends the step after the time limit on the reset (reward 0); SAME_STEP plays it.
+    assert (steps[3][1] == 0).all() == (mode == "NextStep")
+    first_of_new_episode = steps[3][0] if mode == "NextStep" else steps[2][0]
+    np.testing.assert_array_equal(first_of_new_episode[:, 50:], 0.0)
+    last = steps[2][0] if mode == "NextStep" else steps[2][4]["final_obs"]
+    np.testing.assert_allclose(last[:, 50:], 0.1, rtol=1e-6)
 
 
 def test_vector_env_per_copy_reset_options():

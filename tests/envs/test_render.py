@@ -51,7 +51,8 @@ def test_vector_record_video_films_every_copy(env_id, tmp_path):
     pytest.importorskip("moviepy")
     vec = gym.make_vec(env_id, num_envs=2, render_mode="rgb_array")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # gymnasium's note that same-step autoreset loses an episode's last frame
+        # The default NEXT_STEP autoreset keeps an episode's last frame: no warning that it is lost.
+        warnings.simplefilter("error")
         vec = gym.wrappers.vector.RecordVideo(vec, str(tmp_path / "videos"), episode_trigger=lambda e: e == 0, video_length=5)
     vec.reset(seed=0)
     space = vec.unwrapped.single_action_space
