@@ -198,8 +198,15 @@ class Agent:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total_rounds, desc=self.id, unit="round")
+        # A vector env that does not reset ended copies inside the step (NEXT_STEP, DISABLED)
+        # has them reset here, before the learner sees the round, as SAME_STEP would have done:
+        # the history is the same in every mode, and no step is spent on a reset.
+        reset_ended = self.is_vector and self.env.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP
         for _ in range(total_rounds):
             obs, _, terminated, truncated, info = self.env.step(self._act())
+            done = np.logical_or(terminated, truncated)
+            if reset_ended and done.any():
+                obs, _ = self.env.reset(options={"reset_mask": done})
             for key, value in info.items():
                 if not key.startswith("_") and key not in ("final_obs", "final_info"):
                     rows.setdefault(key, []).append(np.asarray(value))
@@ -210,9 +217,8 @@ class Agent:
             if bar is not None:
                 bar.update()
                 bar.set_postfix(proxy=f"{np.mean(info['proxy_reward']):.3f}", true=f"{np.mean(info['true_utility']):.3f}")
-            done = np.logical_or(terminated, truncated)
             if self.is_vector and done.any():
-                self._start(obs, done)  # the vector env already reset those copies
+                self._start(obs, done)  # those copies were reset (by the env or above)
             elif not self.is_vector and done:
                 obs, _ = self.env.reset()
                 self._start(obs, None)

@@ -88,13 +88,15 @@ class PPOConfig(ObjectiveConfig):
 
 class _VecAdapter(VecEnv):
     """A single env or a native vector env as a stable-baselines3 ``VecEnv``: actions in
-    ``[-1, 1]`` scaled to the game's, autoreset with ``terminal_observation``, and every
+    ``[-1, 1]`` scaled to the game's, ended copies reset in the same step (whatever the vector
+    env's ``autoreset_mode``) with ``terminal_observation``, and every
     round's raw ``info`` handed to ``record``."""
 
     def __init__(self, env, scale: float, seed: int | None, record):
         self.env, self.scale, self._seed, self.record = env, scale, seed, record
         game = env.unwrapped
         self.is_vector = isinstance(game, gym.vector.VectorEnv)
+        self.same_step = self.is_vector and env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.SAME_STEP
         space = game.single_action_space
         self.bound = float(space.high.max())
         if scale > self.bound:
@@ -117,7 +119,13 @@ class _VecAdapter(VecEnv):
         if self.is_vector:
             obs, reward, terminated, truncated, info = self.env.step(self._actions)
             done = np.logical_or(terminated, truncated)
-            final = info.get("final_obs")
+            if self.same_step:
+                final = info.get("final_obs")
+            elif done.any():
+                # NEXT_STEP or DISABLED: reset the ended copies now, as SAME_STEP does inside the
+                # step, so PPO's rollouts (and the history) are the same in every mode.
+                final = obs
+                obs, _ = self.env.reset(options={"reset_mask": done})
         else:
             obs, reward, terminated, truncated, info = self.env.step(self._actions[0])
             done = np.array([terminated or truncated])

@@ -94,14 +94,30 @@ def test_the_anchor_at_the_origin_is_the_linear_practical_penalty():
     np.testing.assert_allclose(anchor, practical, rtol=1e-9)
 
 
-def test_the_anchor_follows_each_copys_start():
-    vec = gym.make_vec("FPO/LinearRM-v0", num_envs=2, max_episode_steps=5)
+@pytest.mark.parametrize("mode", ["NextStep", "SameStep"])
+def test_the_anchor_follows_each_copys_start(mode):
+    """The anchor is each copy's start, again after its episode ends (the reset options hold for
+    the new episode), with the same history whichever autoreset the vector env uses."""
+    vec = gym.make_vec("FPO/LinearRM-v0", num_envs=2, max_episode_steps=5, autoreset_mode=mode)
     start = np.zeros((2, 50))
     start[1, 0] = 1.0
     agent = agents.make("rlhf-anchor", vec, seed=0)
     agent._obs, _ = vec.reset(seed=0, options={"output": start})
     agent._start(agent._obs, None)
     np.testing.assert_array_equal(agent.anchor_point, start)
+    history = agent.learn(7)  # the episodes end after round 5
+    np.testing.assert_array_equal(agent.anchor_point, start)
+    # Round 6 is the new episode's first: each copy plays its start again, as in round 1.
+    np.testing.assert_array_equal(history["signal_norm"][5], history["signal_norm"][0])
+    np.testing.assert_array_equal(history["signal_norm"][0], [0.0, 1.0])
+    if mode == "SameStep":
+        return
+    other = gym.make_vec("FPO/LinearRM-v0", num_envs=2, max_episode_steps=5, autoreset_mode="SameStep")
+    same = agents.make("rlhf-anchor", other, seed=0)
+    same._obs, _ = other.reset(seed=0, options={"output": start})
+    same._start(same._obs, None)
+    for key, value in same.learn(7).items():
+        np.testing.assert_array_equal(history[key], value, err_msg=key)
 
 
 def test_a_cap_above_every_score_is_rlhf():

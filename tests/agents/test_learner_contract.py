@@ -36,8 +36,9 @@ def make_env(request):
     learner = callspec.params.get("learner") if callspec else None
     needs = dict(agents.spec(learner).env_kwargs) if learner else {}
 
-    def make(game, num_envs=None):
+    def make(game, num_envs=None, **extra):
         kwargs = request.getfixturevalue("tiny_text") if game == "text" else dict(needs)
+        kwargs.update(extra)
         if game != "linear":
             pytest.importorskip("torch")
         if num_envs is None:
@@ -134,3 +135,20 @@ def test_vector_env_equals_single_envs_where_the_family_says_so(learner, game, m
     for i in range(3):
         single = agents.make(learner, make_env(game), seed=7 + i, **config).learn(ROUNDS[game])
         np.testing.assert_allclose(vec["true_utility"][:, i], single["true_utility"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("learner, game", [(i, g) for i, g in CASES if g != "text"])
+def test_history_is_the_same_in_every_autoreset_mode(learner, game, make_env):
+    """A vector run that crosses episode ends (a time limit of 2 rounds) gives the same history
+    whether the env resets an ended copy on the next step (Gymnasium's default), in the same
+    step, or never: the learner resets ended copies itself, so no reset step is recorded as a
+    round played."""
+    config = _config(learner, game)
+    histories = {}
+    for mode in ("NextStep", "SameStep", "Disabled"):
+        env = make_env(game, num_envs=2, max_episode_steps=2, autoreset_mode=mode)
+        histories[mode] = agents.make(learner, env, seed=1, **config).learn(ROUNDS[game] + 1)
+    assert len(histories["NextStep"]["true_utility"]) >= 5  # two episode ends at least
+    assert np.isfinite(histories["NextStep"]["true_utility"]).all()  # no blank reset row
+    _assert_same(histories["NextStep"], histories["SameStep"])
+    _assert_same(histories["Disabled"], histories["SameStep"])
