@@ -197,6 +197,7 @@ def test_diverging_rm_ends_the_episode_without_nan():
 COPY_ATOL = {"obs": 3e-7, "reward": 1e-6, "info": 2e-6}
 
 
+@pytest.mark.pinned  # float32 tolerances: CI checks them under other kernels too
 def test_vector_env_equals_single_envs():
     vec = gym.make_vec("FPO/NeuralRM-v0", num_envs=3)
     assert vec.unwrapped.reward_model.params.shape == (3, 1441)
