@@ -170,15 +170,8 @@ class ExactGaussianLeader(GaussianLeader):
         game = self._game()
         params, _ = game.split_observation(observation)
         live = game.reward_model
-        rm = type(live)(
-            torch.as_tensor(params, dtype=live.params.dtype),
-            live.dim,
-            live.hidden,
-            live.lr,
-            live.weight_decay,
-            opt_state=live.opt_state,
-            buffer=live.buffer,
-        )
+        # Through the RM's own API, so an ensemble (rm_ensemble=K) is rebuilt as one too.
+        rm = live.with_params(torch.as_tensor(params, dtype=live.params.dtype))
         saved = self.generator.get_state()
         theta = self._bounded(self._improve(self.theta.clone(), rm, self.num_rounds))
         self.generator.set_state(saved)

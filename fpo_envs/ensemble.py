@@ -68,6 +68,13 @@ class RewardModelEnsemble:
         members = params.reshape(*shape[:-1], self.size, shape[-1] // self.size)
         return RewardModelEnsemble(self.stacked.replace(members))
 
+    def with_params(self, params: Any) -> "RewardModelEnsemble":
+        """The ensemble, its members' optimizer states and buffers, with other flat parameters
+        ``(*B', K * p)`` (an observation's); needs members that have ``with_params``."""
+        shape = tuple(params.shape)
+        members = params.reshape(*shape[:-1], self.size, shape[-1] // self.size)
+        return RewardModelEnsemble(self.stacked.with_params(members))
+
     def to(self, dtype: Any) -> "RewardModelEnsemble":
         """The same ensemble in another torch dtype (the MLP game's float64 gradient checks)."""
         return RewardModelEnsemble(self.stacked.to(dtype))

@@ -56,6 +56,10 @@ class LinearRewardModel:
             return LinearRewardModel(params, self.lr, self.weight_decay)
         return LinearRewardModel(np.asarray(params, dtype=np.float64), self.lr, self.weight_decay)
 
+    def with_params(self, params: np.ndarray) -> "LinearRewardModel":
+        """:meth:`replace`: the linear RM keeps no optimizer state or buffer to carry over."""
+        return self.replace(params)
+
     def reward(self, y: np.ndarray) -> np.ndarray:
         """``r_w(y)``, shape ``(*B,)``."""
         return (self.w * y).sum(-1)

@@ -95,6 +95,15 @@ class MLPRewardModel:
             params = torch.as_tensor(params, dtype=self.params.dtype)
         return MLPRewardModel(params, self.dim, self.hidden, self.lr, self.weight_decay)
 
+    def with_params(self, params) -> "MLPRewardModel":
+        """This RM, its Adam state and its buffer, with other parameters (an observation's):
+        what a learner's foresight needs to preview the follower's next step."""
+        if not isinstance(params, torch.Tensor):
+            params = torch.as_tensor(params, dtype=self.params.dtype)
+        return MLPRewardModel(
+            params, self.dim, self.hidden, self.lr, self.weight_decay, opt_state=self.opt_state, buffer=self.buffer
+        )
+
     def to(self, dtype) -> "MLPRewardModel":
         """The same RM, parameters, Adam state and buffer, in ``dtype`` (e.g. float64 for
         gradient checks); the buffer's fill count is kept as it is."""

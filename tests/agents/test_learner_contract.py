@@ -152,3 +152,17 @@ def test_history_is_the_same_in_every_autoreset_mode(learner, game, make_env):
     assert np.isfinite(histories["NextStep"]["true_utility"]).all()  # no blank reset row
     _assert_same(histories["NextStep"], histories["SameStep"])
     _assert_same(histories["Disabled"], histories["SameStep"])
+
+
+@pytest.mark.parametrize("learner, game", [(i, g) for i, g in CASES if g in ("linear", "neural")])
+def test_predict_on_an_rm_ensemble_env(learner, game, make_env):
+    """``predict`` works on the RM-ensemble env of each vector game (it once rebuilt an MLP RM
+    by hand and failed there), and gives the action the env takes."""
+    env = make_env(game, num_envs=2, rm_ensemble=3)
+    agent = agents.make(learner, env, seed=0, **_config(learner, game))
+    agent.learn(ROUNDS[game])
+    action, _ = agent.predict(agent._obs)
+    again, _ = agent.predict(agent._obs)
+    assert np.shape(action) == env.action_space.shape and np.all(np.isfinite(action))
+    np.testing.assert_array_equal(action, again)
+    env.step(action)
