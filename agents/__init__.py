@@ -17,9 +17,9 @@ penalty registers with :func:`register` / :func:`register_penalty` (ARCHITECTURE
 
 from __future__ import annotations
 
-from agents.base import Agent
-from agents.objectives import PENALTIES, Objective, ObjectiveConfig, Outputs, Penalty, get_penalty, register_penalty
-from agents.registration import FAMILIES, PLUGIN_GROUP, LearnerSpec, ids, make, pprint_registry, register, registry, spec
+from agents.common.base import Agent
+from agents.common.objectives import PENALTIES, Objective, ObjectiveConfig, Outputs, Penalty, get_penalty, register_penalty
+from agents.common.registration import FAMILIES, PLUGIN_GROUP, LearnerSpec, ids, make, pprint_registry, register, registry, spec
 
 NAMES = ("rlhf", "fpo-practical", "fpo-relaxed")
 """The paper's three learners, registered for every game."""

@@ -23,21 +23,21 @@ __all__ = ["ENV_IDS", "GAMES", "INFO_KEYS", "FeedbackLoopEnv", "FeedbackLoopVect
 
 register(
     id="FPO/LinearRM-v0",
-    entry_point="fpo_envs.linear:LinearRMEnv",
-    vector_entry_point="fpo_envs.linear:LinearRMVectorEnv",
+    entry_point="fpo_envs.games.linear:LinearRMEnv",
+    vector_entry_point="fpo_envs.games.linear:LinearRMVectorEnv",
     max_episode_steps=300,
 )
 
 register(
     id="FPO/NeuralRM-v0",
-    entry_point="fpo_envs.neural:NeuralRMEnv",
-    vector_entry_point="fpo_envs.neural:NeuralRMVectorEnv",
+    entry_point="fpo_envs.games.neural:NeuralRMEnv",
+    vector_entry_point="fpo_envs.games.neural:NeuralRMVectorEnv",
     max_episode_steps=4000,
 )
 
 register(
     id="FPO/TextRM-v0",
-    entry_point="fpo_envs.text:TextRMEnv",
+    entry_point="fpo_envs.games.text:TextRMEnv",
     max_episode_steps=500,
 )
 
@@ -45,9 +45,9 @@ ENV_IDS = ("FPO/LinearRM-v0", "FPO/NeuralRM-v0", "FPO/TextRM-v0")
 """Every environment this package registers."""
 
 GAMES = {
-    "linear": ("fpo_envs.linear:LinearGame", ("FPO/LinearRM-v0",)),
-    "neural": ("fpo_envs.neural:NeuralGame", ("FPO/NeuralRM-v0",)),
-    "text": ("fpo_envs.text:TextRMEnv", ("FPO/TextRM-v0",)),
+    "linear": ("fpo_envs.games.linear:LinearGame", ("FPO/LinearRM-v0",)),
+    "neural": ("fpo_envs.games.neural:NeuralGame", ("FPO/NeuralRM-v0",)),
+    "text": ("fpo_envs.games.text:TextRMEnv", ("FPO/TextRM-v0",)),
 }
 """Each game: the class its single and vector environments share, and its env ids."""
 

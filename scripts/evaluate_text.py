@@ -19,7 +19,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import fpo_envs  # noqa: F401
-from agents.text_eval import evaluate
+from agents.tools.text_eval import evaluate
 
 
 def main(argv: list[str] | None = None) -> None:

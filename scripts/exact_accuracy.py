@@ -37,8 +37,8 @@ import torch
 
 import agents
 import fpo_envs  # noqa: F401
-from agents import exact
-from agents.objectives import Objective
+from agents.common.objectives import Objective
+from agents.learners import exact
 
 OUT = Path("docs/figures/exact/accuracy.md")
 

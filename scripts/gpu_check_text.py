@@ -21,7 +21,7 @@ import gymnasium as gym
 
 import agents
 import fpo_envs  # noqa: F401
-from fpo_envs.text_models import chat_prompt_ids, response_ids
+from fpo_envs.lm.generation import chat_prompt_ids, response_ids
 from tests.text_models import build_tiny_models
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import gymnasium as gym
 
 import agents
-from fpo_envs import report
+from agents.tools import report
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from scripts_common import parse_overrides
 
 import agents
 import fpo_envs  # noqa: F401
-from agents.text import TextLeader
-from agents.text_eval import evaluate, training_summary
+from agents.families.text import TextLeader
+from agents.tools.text_eval import evaluate, training_summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("results/text"))
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--no-eval", action="store_true")
-    parser.add_argument("--judge", action="store_true", help="also ask an LLM judge (see agents.text_eval.llm_judge)")
+    parser.add_argument("--judge", action="store_true", help="also ask an LLM judge (see agents.tools.text_eval.llm_judge)")
     args = parser.parse_args(argv)
     import torch
 

@@ -32,7 +32,7 @@ def _error_without(module: str, setup: str, statement: str) -> str:
 
 
 def test_plotting_without_matplotlib_names_the_install():
-    out = _error_without("matplotlib", "from fpo_envs import report", "report.plot_curves({}, ('true_utility',), 'x.png')")
+    out = _error_without("matplotlib", "from agents.tools import report", "report.plot_curves({}, ('true_utility',), 'x.png')")
     assert "DependencyNotInstalled" in out and 'pip install "fpo-envs[plot]"' in out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fpo_envs.prompts import BUILTIN, load_prompts
+from fpo_envs.lm.prompts import BUILTIN, load_prompts
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

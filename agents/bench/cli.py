@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from agents.cli import prepare_imports, whole_number
+from agents.common.cli import prepare_imports, whole_number
 
 
 def _out_folder(text: str) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fpo_envs.report import _pyplot as pyplot
+from agents.tools.report import _pyplot as pyplot
 
 COLORS = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494", "#ece133", "#fbafe4")
 

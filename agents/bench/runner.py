@@ -36,7 +36,7 @@ STORED_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_
 
 def _family(learner_id: str, env_id: str) -> type:
     import agents
-    from agents.registration import _load_entry_point
+    from agents.common.registration import _load_entry_point
 
     found = agents.spec(learner_id)
     return _load_entry_point(found.entry_points[fpo_envs.game_of_id(env_id)], found.id)
@@ -64,7 +64,7 @@ def run_key(suite: Suite, game: GameEntry, entry: LearnerEntry, seed: int, batch
         "threads": suite.threads,
     }
     if "profile" in game.kwargs:
-        from fpo_envs.text_models import get_profile
+        from fpo_envs.lm.presets import get_profile
 
         profile = get_profile(game.kwargs["profile"])
         key["profile_settings"] = {"env": profile.env, "learner": profile.learner}

@@ -205,7 +205,7 @@ def check_suite(suite: Suite) -> None:
             )
         for game in dict.fromkeys(fpo_envs.game_of_id(g.id) for g in runs_on if entry.games is None or g.id in entry.games):
             try:
-                agents.registration.check_config(entry.id, game, entry.config)
+                agents.common.registration.check_config(entry.id, game, entry.config)
             except (TypeError, ValueError, ImportError) as err:
                 raise SuiteError(f"{where}, config on the {game} game: {err}") from err
 

@@ -128,9 +128,9 @@ class _Evaluator:
         return self._env
 
     def evaluate(self, adapter: Path | None, final_head: np.ndarray | None) -> dict:
-        from agents.text_eval import greedy_answers
-        from fpo_envs.prompts import load_prompts
-        from fpo_envs.text_models import response_ids
+        from agents.tools.text_eval import greedy_answers
+        from fpo_envs.lm.generation import response_ids
+        from fpo_envs.lm.prompts import load_prompts
 
         game = self.env.unwrapped
         prompts = load_prompts(game.preset.prompts_eval, "eval")

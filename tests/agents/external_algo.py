@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import agents
-from agents.gradient import GradientConfig, GradientLeader
+from agents.families.gradient import GradientConfig, GradientLeader
 
 
 def abs_relaxed(z):

@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("matplotlib")
 Image = pytest.importorskip("PIL.Image")
 
-from agents import animate  # noqa: E402
+from agents.tools import animate  # noqa: E402
 
 
 def test_linear_animation_is_written_and_its_frames_change(tmp_path):

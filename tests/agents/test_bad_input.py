@@ -20,9 +20,9 @@ import pytest
 
 import agents
 import fpo_envs  # noqa: F401
-from agents.base import ConfigError
-from agents.objectives import PENALTIES
-from agents.registration import _load_entry_point
+from agents.common.base import ConfigError
+from agents.common.objectives import PENALTIES
+from agents.common.registration import _load_entry_point
 from tests.agents import external_algo
 from tests.agents.test_learner_contract import CASES, _config, make_env  # noqa: F401 - make_env is a fixture
 
@@ -76,7 +76,7 @@ def test_a_builtin_plugins_id_is_taken_before_a_users_module_registers():
     registers before anything used the registry still cannot take their ids silently."""
     code = "import agents\nagents.register('rgd', kwargs={'penalty': 'practical'}, games=('linear',))\n"
     result = _python(["-c", code], ROOT)
-    assert result.returncode != 0 and "'rgd' is a built-in learner (registered by agents.performative)" in result.stderr
+    assert result.returncode != 0 and "'rgd' is a built-in learner (registered by agents.learners.performative)" in result.stderr
 
 
 def test_registering_the_same_definitions_again_is_a_no_op_and_another_under_a_users_id_warns():
@@ -174,7 +174,7 @@ def test_every_config_field_rejects_a_value_of_the_wrong_type_naming_it(learner,
         value = _wrong_value(hints[field.name])
         name = rf"{family.config_cls.__name__}\.{field.name}"
         with pytest.raises(ConfigError, match=rf"^{name} must be .*, got {value!r}".replace("[", r"\[")):
-            agents.registration.check_config(learner, game, {field.name: value})
+            agents.common.registration.check_config(learner, game, {field.name: value})
 
 
 @pytest.mark.parametrize(
@@ -194,7 +194,7 @@ def test_every_config_field_rejects_a_value_of_the_wrong_type_naming_it(learner,
 )
 def test_config_ranges_name_the_field_and_the_value(learner, game, config, match):
     with pytest.raises(ValueError, match=match):
-        agents.registration.check_config(learner, game, config)
+        agents.common.registration.check_config(learner, game, config)
 
 
 def test_a_float_field_takes_an_int():
@@ -266,7 +266,7 @@ def _cli_error(main, argv, capsys) -> str:
 )
 def test_animate_command_errors_are_one_line(argv, message, capsys, tmp_path, monkeypatch):
     pytest.importorskip("PIL")
-    from agents import animate
+    from agents.tools import animate
 
     monkeypatch.chdir(tmp_path)
     line = _cli_error(animate.main, ["linear", "--no-mp4", *argv], capsys)
@@ -276,7 +276,7 @@ def test_animate_command_errors_are_one_line(argv, message, capsys, tmp_path, mo
 
 def test_animate_does_not_create_a_missing_folder(capsys, tmp_path):
     pytest.importorskip("PIL")
-    from agents import animate
+    from agents.tools import animate
 
     out = tmp_path / "missing" / "dir" / "a.gif"
     line = _cli_error(animate.main, ["linear", "--out", str(out), "--no-mp4"], capsys)
@@ -311,8 +311,8 @@ def module_in_cwd(tmp_path, monkeypatch):
 def test_both_commands_import_module_colon_id_from_the_working_folder(module_in_cwd, capsys):
     pytest.importorskip("PIL")
     pytest.importorskip("rliable")
-    from agents import animate
     from agents.bench import cli
+    from agents.tools import animate
 
     with pytest.raises(ImportError, match="the module 'cwd_algo' does not import"):
         agents.spec("cwd_algo:cwd-fpo")  # the library does not look in the working folder

@@ -130,7 +130,7 @@ def test_a_cap_above_every_score_is_rlhf():
 def test_registered_through_the_plugin_group_and_saved(tmp_path):
     from importlib.metadata import entry_points
 
-    assert "agents.baselines" in [p.value for p in entry_points(group=agents.PLUGIN_GROUP)]
+    assert "agents.learners.baselines" in [p.value for p in entry_points(group=agents.PLUGIN_GROUP)]
     env = gym.make("FPO/NeuralRM-v0")
     agent = agents.make("rlhf-anchor", env, seed=0, schedule_rounds=10)
     agent.learn(3)

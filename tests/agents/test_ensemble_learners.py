@@ -10,7 +10,7 @@ import fpo_envs  # noqa: F401
 
 torch = pytest.importorskip("torch")
 
-from agents.ensemble import AGGREGATES, aggregate_grad, aggregate_value  # noqa: E402
+from agents.learners.ensemble import AGGREGATES, aggregate_grad, aggregate_value  # noqa: E402
 from tests.conftest import central_difference  # noqa: E402
 
 IDS = [f"rlhf-ensemble-{a}" for a in AGGREGATES]

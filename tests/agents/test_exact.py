@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 
 import agents  # noqa: E402
 import fpo_envs  # noqa: E402, F401
-from agents import exact  # noqa: E402
-from agents.objectives import Objective  # noqa: E402
+from agents.common.objectives import Objective  # noqa: E402
+from agents.learners import exact  # noqa: E402
 from tests.conftest import central_difference  # noqa: E402
 
 
@@ -142,8 +142,8 @@ def test_vector_copy_matches_single_env_on_the_linear_game_and_runs_on_both(env_
 def test_registered_through_the_plugin_group():
     from importlib.metadata import entry_points
 
-    assert "agents.exact" in [p.value for p in entry_points(group=agents.PLUGIN_GROUP)]
-    assert agents.spec("fpo-exact").module == "agents.exact"
+    assert "agents.learners.exact" in [p.value for p in entry_points(group=agents.PLUGIN_GROUP)]
+    assert agents.spec("fpo-exact").module == "agents.learners.exact"
     assert set(agents.spec("fpo-exact").games) == {"linear", "neural"}
 
 

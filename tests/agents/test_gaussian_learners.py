@@ -33,7 +33,7 @@ def test_objective_gradient_matches_finite_differences(name, config):
         if name == "fpo-relaxed" and not config:
             # U detached: a constant label at y inside the penalty.
             u = env.unwrapped.oracle.utility(y)
-            from agents import penalties
+            from agents.common import penalties
 
             def f(z, u=u):
                 r, g = rm.reward_and_grad_params(z)

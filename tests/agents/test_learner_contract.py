@@ -8,7 +8,7 @@ import pytest
 
 import agents
 import fpo_envs
-from agents import io
+from agents.common import io
 from tests.agents import external_algo  # noqa: F401 - registers a user's learners, which must pass too
 
 ENV_IDS = {"linear": "FPO/LinearRM-v0", "neural": "FPO/NeuralRM-v0", "text": "FPO/TextRM-v0"}

@@ -126,7 +126,7 @@ def test_config_errors_are_clear():
     with pytest.raises(TypeError, match=r"CartPoleEnv is not an fpo-envs game.*FPO/LinearRM-v0"):
         agents.make("rlhf", gym.make("CartPole-v1"))
     with pytest.raises(ValueError, match="runs on the text game.*not on the linear game"):
-        agents.register("text-only", "agents.text:TextLeader", games=("text",))
+        agents.register("text-only", "agents.families.text:TextLeader", games=("text",))
         try:
             agents.make("text-only", env)
         finally:

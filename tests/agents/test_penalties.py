@@ -6,8 +6,9 @@ import pytest
 
 import agents
 import fpo_envs  # noqa: F401
-from agents import penalties
-from fpo_envs.linear import GaussianBumpOracle, LinearRewardModel
+from agents.common import penalties
+from fpo_envs.models.linear import LinearRewardModel
+from fpo_envs.models.oracles import GaussianBumpOracle
 
 
 def _central(f, y, eps=1e-6):

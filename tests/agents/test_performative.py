@@ -11,7 +11,7 @@ import fpo_envs  # noqa: F401
 
 torch = pytest.importorskip("torch")
 
-from agents.performative import _ResponseFit  # noqa: E402
+from agents.learners.performative import _ResponseFit  # noqa: E402
 from tests.conftest import central_difference  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import agents
 import fpo_envs  # noqa: F401
-from agents import io
+from agents.common import io
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -187,6 +187,6 @@ def test_the_learner_file_is_one_zip_without_pickles(tmp_path):
     with pytest.raises(ValueError, match="not an fpo-envs learner file"):
         agents.load(tmp_path / "foreign.zip", gym.make("FPO/NeuralRM-v0"))
     with pytest.raises(TypeError, match="holds a GaussianLeader, not a GradientLeader"):
-        from agents.gradient import GradientLeader
+        from agents.families.gradient import GradientLeader
 
         GradientLeader.load(tmp_path / "agent.zip", gym.make("FPO/NeuralRM-v0"))

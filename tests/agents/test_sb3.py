@@ -37,7 +37,7 @@ def test_every_vector_output_game_has_an_sb3_test():
 @pytest.mark.parametrize("penalty", ["practical", "relaxed"])
 def test_penalty_reward_pays_proxy_minus_gamma_penalty_under_the_rm_before_its_update(env_id, penalty):
     from agents import Objective
-    from agents.wrappers import PenaltyReward
+    from agents.common.wrappers import PenaltyReward
 
     env = PenaltyReward(gym.make(env_id), penalty=penalty, gamma=0.3)
     plain = gym.make(env_id)
@@ -59,7 +59,7 @@ def test_penalty_reward_pays_proxy_minus_gamma_penalty_under_the_rm_before_its_u
 
 
 def test_vector_penalty_reward_equals_the_single_wrapper():
-    from agents.wrappers import PenaltyReward, VectorPenaltyReward
+    from agents.common.wrappers import PenaltyReward, VectorPenaltyReward
 
     vec = VectorPenaltyReward(gym.make_vec("FPO/LinearRM-v0", num_envs=2), penalty="relaxed")
     vec.reset(seed=4)
@@ -74,7 +74,7 @@ def test_vector_penalty_reward_equals_the_single_wrapper():
 
 
 def test_penalty_wrappers_reject_what_they_cannot_do():
-    from agents.wrappers import PenaltyReward
+    from agents.common.wrappers import PenaltyReward
 
     with pytest.raises(ValueError, match="penalty='none' adds nothing"):
         PenaltyReward(gym.make("FPO/LinearRM-v0"), penalty="none")
@@ -89,7 +89,7 @@ def test_penalty_wrappers_reject_what_they_cannot_do():
 
 
 def test_sb3_ppo_trains_on_the_penalized_reward():
-    from agents.wrappers import PenaltyReward
+    from agents.common.wrappers import PenaltyReward
 
     env = PenaltyReward(gym.make("FPO/LinearRM-v0", output_bound=3.0), penalty="practical")
     env = gym.wrappers.RescaleAction(env, np.float32(-1), np.float32(1))

@@ -15,9 +15,9 @@ pytest.importorskip("peft")
 
 import agents  # noqa: E402
 import fpo_envs  # noqa: E402,F401
-from agents.baselines import AnchoredTextLeader, CappedTextLeader  # noqa: E402
-from agents.text import TextLeader  # noqa: E402
-from fpo_envs.text_models import chat_prompt_ids, response_ids  # noqa: E402
+from agents.families.text import TextLeader  # noqa: E402
+from agents.learners.baselines import AnchoredTextLeader, CappedTextLeader  # noqa: E402
+from fpo_envs.lm.generation import chat_prompt_ids, response_ids  # noqa: E402
 
 PROMPT, RESPONSE = "Name a fruit.", "the answer is a short clear yes"
 

@@ -12,7 +12,7 @@ pytest.importorskip("peft")
 
 import agents  # noqa: E402
 import fpo_envs  # noqa: E402,F401
-from agents.text_eval import evaluate, llm_judge, win_rates  # noqa: E402
+from agents.tools.text_eval import evaluate, llm_judge, win_rates  # noqa: E402
 
 
 def test_win_rates_count_ties_as_half():
@@ -86,7 +86,7 @@ def test_evaluate_writes_tables_for_base_and_trained_policies(tiny_text, tmp_pat
 
 
 def test_training_summary_compares_first_and_last_rounds(tmp_path):
-    from agents.text_eval import training_summary
+    from agents.tools.text_eval import training_summary
 
     run = tmp_path / "rlhf"
     run.mkdir()

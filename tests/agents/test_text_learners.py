@@ -17,7 +17,7 @@ pytest.importorskip("peft")
 
 import agents  # noqa: E402
 import fpo_envs  # noqa: E402,F401
-from agents import penalties  # noqa: E402
+from agents.common import penalties  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

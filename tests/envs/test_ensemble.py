@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fpo_envs  # noqa: F401
-from fpo_envs.ensemble import RewardModelEnsemble
+from fpo_envs.models.ensemble import RewardModelEnsemble
 from tests.conftest import central_difference
 
 torch = pytest.importorskip("torch")

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import fpo_envs
-from fpo_envs.linear import GaussianBumpOracle, LinearRewardModel
+from fpo_envs.models.linear import LinearRewardModel
+from fpo_envs.models.oracles import GaussianBumpOracle
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import fpo_envs  # noqa: E402
-from fpo_envs.neural import MLPRewardModel, mlp_num_params  # noqa: E402
+from fpo_envs.models.mlp import MLPRewardModel, mlp_num_params  # noqa: E402
 
 D, H = 4, 6
 
@@ -238,7 +238,7 @@ def test_buffer_loss_gradient_by_hand_equals_autograd(rm):
         "u": torch.as_tensor(rng.uniform(0, 10, (*batch, size))),
         "count": torch.as_tensor(rng.integers(1, size + 1, batch)),  # partly filled FIFOs
     }
-    from fpo_envs.neural import _filled
+    from fpo_envs.models.mlp import _filled
 
     mask = _filled(buffer)
     params = rm.params.clone().requires_grad_(True)

@@ -32,7 +32,7 @@ def test_sb3_check_env(env_id, make_kwargs):
     env = gym.make(env_id, **make_kwargs)
     if env_id == TEXT_ID:
         # Text observations and actions are outside what stable-baselines3 supports; the
-        # text game's learners are the LoRA learners of agents.text.
+        # text game's learners are the LoRA learners of agents.families.text.
         with pytest.raises(AssertionError, match="numpy array"):
             sb3_check_env(env, warn=True)
         return

@@ -11,8 +11,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import fpo_envs  # noqa: E402,F401
-from fpo_envs.prompts import load_prompts  # noqa: E402
-from fpo_envs.text_models import PRESETS, chat_prompt_ids, make_preset, response_ids  # noqa: E402
+from fpo_envs.lm.generation import chat_prompt_ids, response_ids  # noqa: E402
+from fpo_envs.lm.presets import PRESETS, make_preset  # noqa: E402
+from fpo_envs.lm.prompts import load_prompts  # noqa: E402
 
 
 @pytest.fixture
@@ -233,7 +234,7 @@ def test_a_sequence_classifier_rm_trains_its_classifier_head_from_its_trained_we
 
 
 def test_prompt_truncation_cuts_the_formatted_policy_input(tiny_text):
-    from fpo_envs.text_models import chat_prompt_ids
+    from fpo_envs.lm.generation import chat_prompt_ids
 
     env, _ = _classifier_env(tiny_text, prompt_max_tokens=12)
     tok = env.unwrapped.policy_tokenizer
@@ -245,7 +246,7 @@ def test_prompt_truncation_cuts_the_formatted_policy_input(tiny_text):
 
 
 def test_the_paper_preset_is_the_papers_pipeline():
-    from fpo_envs.text_models import PRESETS
+    from fpo_envs.lm.presets import PRESETS
 
     p = PRESETS["llama-3.2-1b"]
     assert p.rm_encoder == "OpenAssistant/reward-model-deberta-v3-base" and p.rm_type == "sequence-classifier"
@@ -256,7 +257,7 @@ def test_the_paper_preset_is_the_papers_pipeline():
 
 
 def test_a_warm_rm_head_is_fitted_once_deterministically_and_carries_its_length_bias(tiny_text, tmp_path, monkeypatch):
-    import fpo_envs.warm_start as warm
+    import fpo_envs.lm.warm_start as warm
 
     monkeypatch.setenv("FPO_ENVS_CACHE", str(tmp_path))
     settings = {**tiny_text, "rm_init": "warm", "warm_samples": 3}
@@ -322,8 +323,8 @@ def test_a_profile_sets_preset_fields_and_the_text_learners_defaults(tiny_text, 
     import dataclasses
 
     import agents
-    from agents.text import TextConfig
-    from fpo_envs.text_models import PROFILES
+    from agents.families.text import TextConfig
+    from fpo_envs.lm.presets import PROFILES
 
     monkeypatch.setenv("FPO_ENVS_CACHE", str(tmp_path))
     loop = PROFILES["loop"]

@@ -1,0 +1,266 @@
+"""stable-baselines3's PPO behind the common learner API, on the vector-output games.
+
+PPO sees only rewards, so its objective reaches it through the reward:
+``ppo`` trains on the proxy, ``ppo-fpo-practical`` / ``ppo-fpo-relaxed`` on
+``proxy - gamma * R`` (:mod:`agents.common.wrappers`). Its policy maps the observation (the RM's
+parameters and the last output) to the round's output(s); one model is trained on all
+copies of a vector env (one shared policy, unlike the gradient leaders, whose copies are
+independent learners).
+
+Randomness: stable-baselines3 samples actions from torch's global generator and shuffles
+minibatches with numpy's; the learner swaps its own seeded states in for every call and
+restores the caller's afterwards, so runs repeat for a seed and nothing leaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+import fpo_envs
+from agents.common.base import Agent, check_rounds
+from agents.common.objectives import ObjectiveConfig
+from agents.common.wrappers import PAPER_GAMMA, PenaltyReward, VectorPenaltyReward
+
+try:
+    import stable_baselines3 as sb3
+    import torch
+    from stable_baselines3.common.vec_env import VecEnv
+except ImportError as err:  # pragma: no cover - exercised by the core-only test
+    raise gym.error.DependencyNotInstalled(
+        'the ppo learners need stable-baselines3 and torch: pip install "fpo-envs[sb3]"'
+    ) from err
+
+
+@dataclass(frozen=True)
+class PPOConfig(ObjectiveConfig):
+    """Settings of the PPO learner (stable-baselines3's defaults where it has them)."""
+
+    paper_gamma: ClassVar[float] = 0.0  # the learner fills in the game's paper value
+
+    learning_rate: float = 3e-4
+    """Adam step size of the policy and value networks."""
+    n_steps: int = 256
+    """Rounds per env copy in one rollout; ``learn(n)`` plays ``n`` rounded up to whole rollouts."""
+    batch_size: int = 64
+    """Minibatch size."""
+    n_epochs: int = 10
+    """Passes over each rollout."""
+    discount: float = 0.99
+    """PPO's discount factor (stable-baselines3's ``gamma``; ``gamma`` here is the penalty weight)."""
+    gae_lambda: float = 0.95
+    """GAE's lambda."""
+    clip_range: float = 0.2
+    """PPO's ratio clipping."""
+    ent_coef: float = 0.0
+    """Entropy bonus."""
+    log_std_init: float = -1.0
+    """Initial log standard deviation of the Gaussian policy, in the scaled action units."""
+    net_arch: tuple[int, ...] = (64, 64)
+    """Hidden layers of the policy and value networks."""
+    action_scale: float = 3.0
+    """The policy acts in ``[-1, 1]``, mapped to ``[-action_scale, action_scale]`` (within the
+    env's bounds). Exploring the whole ``±10`` box makes the RM's update diverge at once."""
+    device: str = "cpu"
+    """torch device of the networks."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "net_arch", tuple(int(h) for h in self.net_arch))
+        for name in ("n_steps", "batch_size", "n_epochs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.learning_rate > 0 or not self.action_scale > 0 or not self.clip_range > 0:
+            raise ValueError(
+                "learning_rate, action_scale and clip_range must be positive, got "
+                f"learning_rate={self.learning_rate!r}, action_scale={self.action_scale!r}, clip_range={self.clip_range!r}"
+            )
+        for name in ("discount", "gae_lambda"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if any(h < 1 for h in self.net_arch):
+            raise ValueError(f"net_arch's layer widths must be at least 1, got {self.net_arch!r}")
+
+
+class _VecAdapter(VecEnv):
+    """A single env or a native vector env as a stable-baselines3 ``VecEnv``: actions in
+    ``[-1, 1]`` scaled to the game's, ended copies reset in the same step (whatever the vector
+    env's ``autoreset_mode``) with ``terminal_observation``, and every
+    round's raw ``info`` handed to ``record``."""
+
+    def __init__(self, env, scale: float, seed: int | None, record):
+        self.env, self.scale, self._seed, self.record = env, scale, seed, record
+        game = env.unwrapped
+        self.is_vector = isinstance(game, gym.vector.VectorEnv)
+        self.same_step = self.is_vector and env.metadata.get("autoreset_mode") == gym.vector.AutoresetMode.SAME_STEP
+        space = game.single_action_space
+        self.bound = float(space.high.max())
+        if scale > self.bound:
+            raise ValueError(f"action_scale={scale} exceeds the env's action bound {self.bound}")
+        action_space = gym.spaces.Box(-1.0, 1.0, space.shape, np.float32)
+        super().__init__(game.num_envs if self.is_vector else 1, game.single_observation_space, action_space)
+
+    def reset(self):
+        obs, _ = self.env.reset(seed=self._seed)
+        self._seed = None
+        return obs if self.is_vector else obs[None]
+
+    def scaled(self, actions: np.ndarray) -> np.ndarray:
+        return (np.clip(actions, -1.0, 1.0) * self.scale).astype(np.float32)
+
+    def step_async(self, actions):
+        self._actions = self.scaled(actions)
+
+    def step_wait(self):
+        if self.is_vector:
+            obs, reward, terminated, truncated, info = self.env.step(self._actions)
+            done = np.logical_or(terminated, truncated)
+            if self.same_step:
+                final = info.get("final_obs")
+            elif done.any():
+                # NEXT_STEP or DISABLED: reset the ended copies now, as SAME_STEP does inside the
+                # step, so PPO's rollouts (and the history) are the same in every mode.
+                final = obs
+                obs, _ = self.env.reset(options={"reset_mask": done})
+        else:
+            obs, reward, terminated, truncated, info = self.env.step(self._actions[0])
+            done = np.array([terminated or truncated])
+            terminated, truncated = np.array([terminated]), np.array([truncated])
+            final = obs[None]
+            obs = self.env.reset()[0] if done[0] else obs
+            obs, reward = obs[None], np.array([reward])
+        self.record(info)
+        infos = [{} for _ in range(self.num_envs)]
+        for i in np.flatnonzero(done):
+            infos[i] = {"terminal_observation": final[i], "TimeLimit.truncated": bool(truncated[i] and not terminated[i])}
+        return obs, np.asarray(reward, dtype=np.float32), done, infos
+
+    def close(self):
+        pass
+
+    def get_attr(self, attr_name, indices=None):
+        return [getattr(self.env.unwrapped, attr_name)] * len(self._get_indices(indices))
+
+    def set_attr(self, attr_name, value, indices=None):
+        raise NotImplementedError("the FPO games' settings are fixed at construction")
+
+    def env_method(self, method_name, *method_args, indices=None, **method_kwargs):
+        return [getattr(self.env.unwrapped, method_name)(*method_args, **method_kwargs)] * len(self._get_indices(indices))
+
+    def env_is_wrapped(self, wrapper_class, indices=None):
+        return [False] * len(self._get_indices(indices))
+
+
+class PPOLearner(Agent):
+    """stable-baselines3 PPO on ``FPO/LinearRM-v0`` or ``FPO/NeuralRM-v0``, single or vector.
+
+    ``learn(n)`` plays ``n`` rounds rounded up to whole rollouts of ``n_steps`` rounds (PPO
+    updates on full rollouts) and returns the history of every round played, with the
+    games' ``info`` keys (plus ``penalty`` and ``unpenalized_reward`` when penalized).
+    ``predict`` is the policy's action, scaled to the game's output.
+    """
+
+    config_cls = PPOConfig
+    games = ("linear", "neural")
+
+    def __init__(self, env, seed=None, **config):
+        game = fpo_envs.game_of(env)
+        if config.get("gamma") is None and config.get("penalty", "none") != "none":
+            config["gamma"] = PAPER_GAMMA[game]
+        super().__init__(env, seed=seed, **config)
+        c = self.config
+        wrapped = env
+        if c.penalty != "none":
+            wrapper = VectorPenaltyReward if self.is_vector else PenaltyReward
+            wrapped = wrapper(env, penalty=c.penalty, gamma=c.gamma)
+        self._rows: dict[str, list] | None = None
+        self.venv = _VecAdapter(wrapped, c.action_scale, seed, self._record_info)
+        self._torch_rng = torch.Generator().manual_seed(int(self.rng.integers(2**62))).get_state()
+        self._np_rng = np.random.RandomState(int(self.rng.integers(2**32))).get_state()
+        with self._own_global_rng():
+            self.model = sb3.PPO(
+                "MlpPolicy",
+                self.venv,
+                learning_rate=c.learning_rate,
+                n_steps=c.n_steps,
+                batch_size=c.batch_size,
+                n_epochs=c.n_epochs,
+                gamma=c.discount,
+                gae_lambda=c.gae_lambda,
+                clip_range=c.clip_range,
+                ent_coef=c.ent_coef,
+                device=c.device,
+                verbose=0,
+                policy_kwargs={"log_std_init": c.log_std_init, "net_arch": list(c.net_arch)},
+            )
+
+    @contextlib.contextmanager
+    def _own_global_rng(self, commit: bool = True):
+        """Run stable-baselines3 on this learner's generator states, restoring the caller's."""
+        saved = torch.get_rng_state(), np.random.get_state()
+        torch.set_rng_state(self._torch_rng)
+        np.random.set_state(self._np_rng)
+        try:
+            yield
+        finally:
+            if commit:
+                self._torch_rng, self._np_rng = torch.get_rng_state(), np.random.get_state()
+            torch.set_rng_state(saved[0])
+            np.random.set_state(saved[1])
+
+    def _record_info(self, info: dict) -> None:
+        if self._rows is None:
+            return
+        for key, value in info.items():
+            if not key.startswith("_") and key not in ("final_obs", "final_info"):
+                self._rows.setdefault(key, []).append(np.asarray(value))
+
+    def learn(self, total_rounds: int, progress_bar: bool = False) -> dict[str, np.ndarray]:
+        check_rounds(total_rounds)
+        n = self.venv.num_envs
+        rollouts = -(-total_rounds // self.config.n_steps)
+        self._rows = {}
+        try:
+            with self._own_global_rng():
+                self.model.learn(rollouts * self.config.n_steps * n, reset_num_timesteps=False, progress_bar=progress_bar)
+            rows = self._rows
+        finally:
+            self._rows = None
+        self.num_rounds += rollouts * self.config.n_steps
+        self._obs = self.model._last_obs if self.is_vector else self.model._last_obs[0]
+        shape = (0, n) if self.is_vector else (0,)
+        return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
+
+    def _predict(self, observation, deterministic=True):
+        """The policy's output for ``observation``; the learner's generators are left as they were."""
+        obs = np.asarray(observation, dtype=np.float32)
+        with self._own_global_rng(commit=False):
+            action, _ = self.model.predict(obs if self.is_vector else obs[None], deterministic=deterministic)
+        action = self.venv.scaled(action)
+        return (action if self.is_vector else action[0]), None
+
+    def _state(self):
+        m = self.model
+        return {
+            "policy": m.policy.state_dict(),
+            "optimizer": m.policy.optimizer.state_dict(),
+            "num_timesteps": m.num_timesteps,
+            "n_updates": m._n_updates,
+            "last_obs": m._last_obs,
+            "last_episode_starts": m._last_episode_starts,
+            "torch_rng": self._torch_rng,
+            "np_rng": self._np_rng,
+        }
+
+    def _set_state(self, state):
+        m = self.model
+        m.policy.load_state_dict(state["policy"])
+        m.policy.optimizer.load_state_dict(state["optimizer"])
+        m.num_timesteps, m._n_updates = int(state["num_timesteps"]), int(state["n_updates"])
+        m._last_obs, m._last_episode_starts = state["last_obs"], state["last_episode_starts"]
+        self._torch_rng, self._np_rng = state["torch_rng"], state["np_rng"]
+        self.venv._seed = None  # the env's state comes from the file, not from a fresh reset

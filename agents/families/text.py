@@ -1,0 +1,413 @@
+"""Best-of-N learners with a LoRA policy for the text game (ARCHITECTURE.md, TextRM).
+
+Each round the policy (the env's base LM with a LoRA adapter) samples ``n_candidates``
+responses to the prompt in one batched generation; one RM pass scores them with the
+reference (and, for relaxed FPO, one oracle pass); the learner picks the winner by
+``r - gamma * R`` with the Bradley-Terry form of its penalty (:mod:`agents.common.objectives`), takes one
+SFT step on it (gradient accumulation over rounds), and submits it.
+
+Long runs: ``run_dir`` streams metrics to ``metrics.csv`` / ``metrics.jsonl`` (and
+TensorBoard where installed) and writes a checkpoint every ``checkpoint_every`` rounds
+(adapter, optimizer, RM head and its optimizer, every RNG state, the round index);
+:meth:`TextLeader.resume` continues a killed run from its last checkpoint, and since all
+randomness is restored, the rounds replayed after it are the ones the killed run played.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from agents.common.base import Agent
+from agents.common.objectives import Objective, ObjectiveConfig, Outputs
+from fpo_envs.lm.generation import chat_prompt_ids, generate, response_ids, seeded_global_rng
+from fpo_envs.lm.loading import require
+
+METRIC_KEYS = (
+    "true_utility",
+    "proxy_reward",
+    "signal_norm",
+    "noise_norm",
+    "rm_error",
+    "reference_utility",
+    "reference_reward",
+    "preference",
+    "response_tokens",
+    "response_truncated",
+    "diverged",
+)
+
+
+@dataclass(frozen=True)
+class TextConfig(ObjectiveConfig):
+    """Settings of the best-of-N LoRA learner (paper values as defaults)."""
+
+    paper_gamma: ClassVar[float] = 10.0
+
+    n_candidates: int = 8
+    """Responses sampled per round (one batched generation)."""
+    lr: float = 2e-5
+    """Step size of the SFT optimizer on the LoRA parameters."""
+    grad_accum: int = 4
+    """SFT rounds accumulated per optimizer step."""
+    optimizer: str = "adamw"
+    """``adamw`` (torch) or ``paged_adamw_8bit`` (bitsandbytes, CUDA)."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int = 32
+    """LoRA scaling numerator."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA path during SFT."""
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    """Module names that get adapters."""
+    max_new_tokens: int = 32
+    """Candidate generation: most new tokens."""
+    min_new_tokens: int = 5
+    """Candidate generation: fewest new tokens."""
+    top_p: float = 0.9
+    """Candidate generation: nucleus mass."""
+    temperature: float = 0.8
+    """Candidate generation: temperature."""
+    run_dir: str | None = None
+    """Folder for streamed metrics and checkpoints (``None``: neither)."""
+    checkpoint_every: int = 0
+    """Write a checkpoint every this many rounds (0: never; needs ``run_dir``)."""
+    keep_checkpoints: int = 2
+    """How many recent checkpoints to keep."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("n_candidates", "grad_accum", "lora_r", "lora_alpha", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        if self.optimizer not in ("adamw", "paged_adamw_8bit"):
+            raise ValueError(f"optimizer must be 'adamw' or 'paged_adamw_8bit', got {self.optimizer!r}")
+        if self.checkpoint_every < 0:
+            raise ValueError(f"checkpoint_every must be >= 0 (0: never), got {self.checkpoint_every!r}")
+        if self.checkpoint_every and self.run_dir is None:
+            raise ValueError(f"checkpoint_every={self.checkpoint_every} needs a run_dir to write the checkpoints to")
+        if not 0 < self.min_new_tokens <= self.max_new_tokens:
+            raise ValueError(
+                f"need 0 < min_new_tokens <= max_new_tokens, got min_new_tokens={self.min_new_tokens!r}, "
+                f"max_new_tokens={self.max_new_tokens!r}"
+            )
+        if not self.lr > 0 or not self.temperature > 0:
+            raise ValueError(f"lr and temperature must be positive, got lr={self.lr!r}, temperature={self.temperature!r}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
+
+
+class TextOutputs(Outputs):
+    """Candidate responses to one prompt, judged against the round's reference (Bradley-Terry):
+    one RM pass over the candidates and the reference gives every ``reward`` and
+    ``grad_params`` (the pooled features ``[e, 1]``), and one oracle pass, made only if a
+    penalty reads ``utility``, every quality."""
+
+    def __init__(self, prompt: str, responses: list[str], reference: str, rm, oracle):
+        super().__init__(responses, rm, oracle)
+        self.prompt, self.reference = prompt, reference
+
+    def _features(self):
+        def compute():
+            n = len(self.y)
+            features = self.rm.grad_params([self.prompt] * (n + 1), list(self.y) + [self.reference])
+            return features, features @ self.rm.params
+
+        return self._get("features", compute)
+
+    def _qualities(self):
+        n = len(self.y)
+        return self._get("qualities", lambda: self.oracle.quality([self.prompt] * (n + 1), list(self.y) + [self.reference]))
+
+    reward = property(lambda self: self._features()[1][:-1])
+    ref_reward = property(lambda self: self._features()[1][-1])
+    grad_params = property(lambda self: self._features()[0][:-1])
+    ref_grad_params = property(lambda self: self._features()[0][-1])
+    utility = property(lambda self: self._qualities()[:-1])
+    ref_utility = property(lambda self: self._qualities()[-1])
+
+
+class TextLeader(Agent):
+    """A LoRA policy on the env's base LM, improved by SFT on its best-of-N pick.
+
+    Settings not given start from the env's profile (``env.unwrapped.learner_defaults``:
+    the ``loop`` profile's N, step size and accumulation), else from :class:`TextConfig`.
+
+    The pick maximizes the objective ``r - gamma * R`` (:class:`agents.common.objectives.Objective`)
+    with the Bradley-Terry form of the penalty; ``rlhf``, ``fpo-practical`` and
+    ``fpo-relaxed`` are this family with ``penalty`` ``none``, ``practical``, ``relaxed``.
+    A subclass changes the pick (:meth:`_choose`) or the SFT loss (:meth:`_sft_loss`), as the
+    baselines ``rlhf-cap`` and ``rlhf-anchor`` do (:mod:`agents.learners.baselines`).
+    """
+
+    config_cls = TextConfig
+    games = ("text",)
+
+    def __init__(self, env, seed=None, **config):
+        # The env's text-game profile sets this family's defaults; keywords given here win.
+        config = {**getattr(env.unwrapped, "learner_defaults", {}), **config}
+        super().__init__(env, seed=seed, **config)
+        self.objective = Objective(env.unwrapped, self.config.penalty, self.config.gamma)
+        torch = require("torch", "torch")
+        peft = require("peft")
+        game = env.unwrapped
+        if self.is_vector or not hasattr(game, "policy_base"):
+            raise TypeError("text learners need a single FPO/TextRM-v0 env")
+        base = game.policy_base
+        if any(isinstance(m, peft.tuners.tuners_utils.BaseTunerLayer) for m in base.modules()):
+            raise ValueError("this env's policy already carries an adapter: make one learner per env")
+        c = self.config
+        lora = peft.LoraConfig(
+            r=c.lora_r,
+            lora_alpha=c.lora_alpha,
+            lora_dropout=c.lora_dropout,
+            target_modules=list(c.lora_targets),
+            task_type="CAUSAL_LM",
+        )
+        self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**62)))
+        with seeded_global_rng(self.generator, next(base.parameters()).device):  # peft's LoRA init
+            self.model = peft.get_peft_model(base, lora)
+        self.model.eval()
+        params = self._trainable()
+        if c.optimizer == "adamw":
+            self.optimizer = torch.optim.AdamW(params, lr=c.lr)
+        else:
+            self.optimizer = require("bitsandbytes").optim.PagedAdamW8bit(params, lr=c.lr)
+        self._pending = 0  # SFT rounds accumulated since the last optimizer step
+        self._sft_record: dict[str, float] = {}  # what the last SFT step's loss adds to the round record
+        self._writers = None
+
+    def _trainable(self) -> list:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    # The round --------------------------------------------------------------------------------
+    def candidates(self, prompt: str, n: int | None = None, greedy: bool = False) -> list[str]:
+        """``n`` sampled responses to ``prompt`` from the LoRA policy (one batched generation)."""
+        game, c = self.env.unwrapped, self.config
+        n = n or c.n_candidates
+        texts, _ = generate(
+            self.model,
+            game.policy_tokenizer,
+            [prompt] * n,
+            self.generator,
+            do_sample=not greedy,
+            max_new_tokens=c.max_new_tokens,
+            min_new_tokens=c.min_new_tokens,
+            top_p=c.top_p,
+            temperature=c.temperature,
+        )
+        return texts
+
+    def scores(self, prompt: str, reference: str, responses: list[str]) -> dict[str, np.ndarray]:
+        """The selection score ``r - gamma * R`` of each response, with its parts."""
+        game = self.env.unwrapped
+        z = TextOutputs(prompt, responses, reference, game.reward_model, game.oracle)
+        out = {"reward": game.proxy(responses, z.reward), "penalty": np.zeros(len(responses))}
+        if self.objective.penalty is not None:
+            out["penalty"] = np.asarray(self.objective.penalty_value(z), dtype=np.float64)
+        out["score"] = out["reward"] - self.config.gamma * out["penalty"]
+        return out
+
+    def sft_step(self, prompt: str, response: str) -> float:
+        """One supervised step on ``response`` (accumulated; the optimizer steps every ``grad_accum``)."""
+        torch = require("torch", "torch")
+        tok = self.env.unwrapped.policy_tokenizer
+        p = chat_prompt_ids(tok, prompt)
+        ids = p + response_ids(tok, response) + [tok.eos_token_id]
+        device = next(self.model.parameters()).device
+        input_ids = torch.tensor([ids], device=device)
+        labels = input_ids.clone()
+        labels[:, : len(p)] = -100
+        self.model.train()
+        with seeded_global_rng(self.generator, device):  # LoRA dropout
+            loss, self._sft_record = self._sft_loss(input_ids, labels)
+            (loss / self.config.grad_accum).backward()
+        self.model.eval()
+        self._pending += 1
+        if self._pending == self.config.grad_accum:
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self._pending = 0
+        return float(loss.detach())
+
+    def _sft_loss(self, input_ids, labels) -> tuple:
+        """The loss one SFT step descends, and what it adds to the round's record.
+
+        Args:
+            input_ids: ``(1, T)`` the chat prompt, the winner and EOS.
+            labels: ``input_ids`` with the prompt's positions set to -100.
+
+        Returns:
+            the scalar loss (here the winner's mean token NLL, transformers' causal-LM loss)
+            and a dict of floats for the round record (here empty). Called in training mode
+            inside the step's seeded RNG block, so a subclass may add terms to the loss.
+        """
+        return self.model(input_ids=input_ids, labels=labels).loss, {}
+
+    def _choose(self, scores: dict[str, np.ndarray]) -> int:
+        """The index of the winner among the candidates given their :meth:`scores`: the first
+        maximum of ``score``. A subclass may draw from ``self.generator`` (``predict``
+        restores it)."""
+        return int(np.argmax(scores["score"]))
+
+    def _start(self, obs, mask):
+        pass
+
+    def _act(self):
+        prompt, reference = self._obs["prompt"], self._obs["reference"]
+        responses = self.candidates(prompt)
+        s = self.scores(prompt, reference, responses)
+        best = self._choose(s)
+        loss = self.sft_step(prompt, responses[best])
+        lengths = [len(response_ids(self.env.unwrapped.policy_tokenizer, r)) for r in responses]
+        self._round_record = {
+            "sft_loss": loss,
+            **self._sft_record,
+            "winner_penalty": float(s["penalty"][best]),
+            "winner_score": float(s["score"][best]),
+            "mean_candidate_tokens": float(np.mean(lengths)),
+        }
+        return responses[best]
+
+    def _observe(self, obs):
+        pass
+
+    def _record(self, info):
+        return self._round_record
+
+    def _predict(self, observation, deterministic=True):
+        """``deterministic``: the greedy response; otherwise the best-of-N pick (no training).
+        The learner's generator is restored afterwards, so predicting changes nothing."""
+        saved = self.generator.get_state()
+        try:
+            if deterministic:
+                return self.candidates(observation["prompt"], n=1, greedy=True)[0], None
+            responses = self.candidates(observation["prompt"])
+            best = self._choose(self.scores(observation["prompt"], observation["reference"], responses))
+            return responses[best], None
+        finally:
+            self.generator.set_state(saved)
+
+    # Long runs: metrics, checkpoints, resume ---------------------------------------------------
+    def _end_round(self, info):
+        if self.config.run_dir is None:
+            return
+        run = Path(self.config.run_dir)
+        if self._writers is None:
+            run.mkdir(parents=True, exist_ok=True)
+            self._writers = _MetricWriters(run, self.num_rounds)
+        row = {
+            "round": self.num_rounds - 1,
+            **{k: info[k] for k in METRIC_KEYS},
+            **self._round_record,
+            "prompt": info["prompt"],
+            "response": info["response"],
+        }
+        self._writers.write(row)
+        every = self.config.checkpoint_every
+        if every and self.num_rounds % every == 0:
+            self.save_checkpoint()
+
+    def _state(self) -> dict:
+        """The adapter, both optimizers' states, accumulated gradients and the generator."""
+        peft = require("peft")
+        return {
+            "pending": self._pending,
+            "adapter": dict(peft.get_peft_model_state_dict(self.model)),
+            # Gradients accumulated since the last optimizer step (grad_accum > 1).
+            "grads": [None if p.grad is None else p.grad.detach().clone() for p in self._trainable()],
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+        }
+
+    def _set_state(self, state: dict) -> None:
+        peft = require("peft")
+        peft.set_peft_model_state_dict(self.model, state["adapter"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self._pending = state["pending"]
+        for param, grad in zip(self._trainable(), state["grads"], strict=True):
+            param.grad = None if grad is None else grad.to(param.device).clone()
+
+    def save_checkpoint(self) -> Path:
+        """Write ``run_dir/checkpoints/round_XXXXXX.fpo`` atomically; keep the newest few."""
+        folder = Path(self.config.run_dir) / "checkpoints"
+        target = folder / f"round_{self.num_rounds:06d}.fpo"
+        self.save(target)  # written to a temporary file, then renamed: a checkpoint exists only once complete
+        for old in sorted(folder.glob("round_*.fpo"))[: -self.config.keep_checkpoints]:
+            old.unlink()
+        return target
+
+    @staticmethod
+    def checkpoints(run_dir: str | Path) -> list[Path]:
+        """The complete checkpoints of ``run_dir``, oldest first."""
+        return sorted(Path(run_dir).glob("checkpoints/round_*.fpo"))
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, env) -> "TextLeader":
+        """Rebuild the learner of ``run_dir`` from its newest checkpoint, on a fresh ``env``
+        made with the same preset, ready to ``learn`` the remaining rounds."""
+        checkpoints = cls.checkpoints(run_dir)
+        if not checkpoints:
+            raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints")
+        agent = cls.load(checkpoints[-1], env, run_dir=str(run_dir))
+        agent._writers = _MetricWriters(Path(run_dir), agent.num_rounds)
+        return agent
+
+    def save_adapter(self, folder: str | Path) -> None:
+        """Save the LoRA adapter (peft format) to ``folder``."""
+        self.model.save_pretrained(str(folder))
+
+
+class _MetricWriters:
+    """Append-only CSV and JSONL metric streams (and TensorBoard scalars where installed).
+
+    Opened for a run that has ``rows`` finished rounds: rows beyond them (played after the
+    last checkpoint of a killed run) are dropped, so a resumed run writes each round once.
+    """
+
+    def __init__(self, run: Path, rows: int):
+        self.csv_path, self.jsonl_path = run / "metrics.csv", run / "metrics.jsonl"
+        if self.jsonl_path.exists():
+            lines = self.jsonl_path.read_text().splitlines(keepends=True)
+            self.jsonl_path.write_text("".join(lines[:rows]))
+        if self.csv_path.exists():
+            # Parsed, not split by lines: responses may hold newlines inside quoted fields.
+            with open(self.csv_path, newline="") as fh:
+                records = list(csv.reader(fh))
+            with open(self.csv_path, "w", newline="") as fh:
+                csv.writer(fh).writerows(records[: 1 + rows] if records else [])
+        self.tb = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(run / "tensorboard"))
+        except ImportError:  # TensorBoard is optional
+            pass
+
+    def write(self, row: dict) -> None:
+        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
+        new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
+        with open(self.csv_path, "a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        with open(self.jsonl_path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for key, value in row.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.tb.add_scalar(key, value, row["round"])
+            self.tb.flush()
+
+
+__all__ = ["TextConfig", "TextLeader", "TextOutputs"]

@@ -1,0 +1,270 @@
+"""Standard mitigations of reward over-optimisation, as learners to compare FPO with.
+
+- ``rlhf-anchor``: RLHF anchored to the policy it started from (the KL penalty to the initial
+  policy of Ziegler et al. 2019 and InstructGPT). On the vector games a distance penalty
+  ``- anchor * ||y - y_0||^2`` in the objective (for the Gaussian policy ``y_0`` is the mean it
+  started from). On the text game the KL itself, in the SFT step on the best-of-N winner:
+  ``NLL(winner) + anchor * KL(pi_theta || pi_base)``, both averaged over the winner's
+  response tokens, ``pi_base`` the base LM (the adapter disabled: where the zero-initialised
+  LoRA adapter starts). It needs the initial policy, nothing of the oracle.
+- ``rlhf-cap``: RLHF on the capped reward (reward clipping): the policy gains nothing from
+  pushing the RM's score above ``cap``. On the vector games the objective
+  ``min(r(y), cap) - c ||y||^2``; on the text game the best-of-N pick by ``min(r, cap)``,
+  candidates tied at the cap broken uniformly at random by the learner's seeded generator.
+  It needs a cap on the RM's scale, nothing of the oracle.
+
+Both run on the linear game and the neural game (single and vector envs) and on the text
+game, and register through the public registry as an outside author's learners would (this
+module is the ``baselines`` entry point of the ``fpo_envs.learners`` group). The text
+learners subclass :class:`agents.families.text.TextLeader`, whose module imports no torch,
+transformers or peft until a learner is built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import agents
+from agents.common.objectives import check_knob, check_no_penalty
+from agents.families.gaussian import GaussianConfig, GaussianLeader
+from agents.families.gradient import GradientConfig, GradientLeader
+from agents.families.text import TextConfig, TextLeader
+from fpo_envs.lm.loading import require
+
+
+def _check(config, learner: str) -> None:
+    """The checks every baseline config shares: its knob's range, and no FPO penalty on top."""
+    if hasattr(config, "anchor"):
+        check_knob("anchor", config.anchor, minimum=0.0)
+    else:
+        check_knob("cap", config.cap)
+    check_no_penalty(config, learner)
+
+
+class _Anchored:
+    """Adds ``- anchor * ||y - y_0||^2`` to the objective; ``y_0`` is each copy's starting output."""
+
+    def _start(self, obs, mask):
+        super()._start(obs, mask)
+        start = self.output if hasattr(self, "output") else self.theta
+        if mask is None or not hasattr(self, "anchor_point"):
+            self.anchor_point = start.clone() if hasattr(start, "clone") else start.copy()
+        elif isinstance(start, np.ndarray):
+            self.anchor_point[mask] = start[mask]
+        else:  # the Gaussian family's torch mean
+            import torch
+
+            self.anchor_point[torch.as_tensor(mask)] = start[torch.as_tensor(mask)]
+
+    def objective_grad(self, y, rm):
+        return super().objective_grad(y, rm) - 2.0 * self.config.anchor * (y - self.anchor_point)
+
+    def _state(self):
+        state = super()._state()
+        if hasattr(self, "anchor_point"):
+            state["anchor_point"] = self.anchor_point
+        return state
+
+    def _set_state(self, state):
+        super()._set_state(state)
+        if "anchor_point" in state:
+            point = state["anchor_point"]
+            self.anchor_point = point.clone() if hasattr(point, "clone") else np.array(point, dtype=np.float64)
+
+
+class _Capped:
+    """Ascends ``min(r(y), cap) - c ||y||^2``: above the cap the RM's slope no longer pulls."""
+
+    def objective_grad(self, y, rm):
+        grad = super().objective_grad(y, rm)
+        over = rm.reward(y) >= self.config.cap
+        if not over.any():
+            return grad
+        return grad - over[..., None] * rm.grad_input(y)
+
+
+@dataclass(frozen=True)
+class AnchorGradientConfig(GradientConfig):
+    """The gradient leader's settings and ``anchor``, the distance penalty's weight."""
+
+    anchor: float = 0.1
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self, "rlhf-anchor")
+
+
+@dataclass(frozen=True)
+class AnchorGaussianConfig(GaussianConfig):
+    """The Gaussian leader's settings and ``anchor``, the distance penalty's weight."""
+
+    anchor: float = 0.005
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self, "rlhf-anchor")
+
+
+@dataclass(frozen=True)
+class CapGradientConfig(GradientConfig):
+    """The gradient leader's settings and ``cap``, the most RM score the objective counts."""
+
+    cap: float = 5.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self, "rlhf-cap")
+
+
+@dataclass(frozen=True)
+class CapGaussianConfig(GaussianConfig):
+    """The Gaussian leader's settings and ``cap``, the most RM score the objective counts."""
+
+    cap: float = 5.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self, "rlhf-cap")
+
+
+class AnchoredGradientLeader(_Anchored, GradientLeader):
+    """The linear game's gradient leader with a distance anchor to its starting output."""
+
+    config_cls = AnchorGradientConfig
+
+
+class AnchoredGaussianLeader(_Anchored, GaussianLeader):
+    """The neural game's Gaussian leader with a distance anchor to its starting mean."""
+
+    config_cls = AnchorGaussianConfig
+
+
+class CappedGradientLeader(_Capped, GradientLeader):
+    """The linear game's gradient leader on the capped reward."""
+
+    config_cls = CapGradientConfig
+
+
+class CappedGaussianLeader(_Capped, GaussianLeader):
+    """The neural game's Gaussian leader on the capped reward."""
+
+    config_cls = CapGaussianConfig
+
+
+@dataclass(frozen=True)
+class AnchorTextConfig(TextConfig):
+    """The text learner's settings and ``anchor``, the KL penalty's weight in its SFT loss."""
+
+    anchor: float = 0.1
+    """Weight of ``KL(pi_theta || pi_base)`` next to the winner's NLL. Both are mean nats per
+    response token, so the weight is their exchange rate: at 0.1 a nat of drift per token costs
+    a tenth of a nat of the winner's likelihood (about 2 nats per token in the loop profile's
+    benchmark, ``fpo-bench run text``), so the NLL leads the early steps, where the KL and its
+    gradient start at zero, and the anchor grows with the drift. 0 is rlhf."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self, "rlhf-anchor")
+
+
+@dataclass(frozen=True)
+class CapTextConfig(TextConfig):
+    """The text learner's settings and ``cap``, the most RM score its pick counts."""
+
+    cap: float = 0.1
+    """The winner maximizes ``min(r, cap)``, on the RM's scale, which a Bradley-Terry head
+    does not fix. 0.1: about the 95th percentile of the RM's scores of the oracle's reference
+    answers (samples of the base LM) in the loop profile's benchmark, ``fpo-bench run text``
+    (900 rounds: median -0.27, 95th percentile 0.12), so the cap binds where the policy
+    outscores nearly all of its base's answers; another RM head needs its own cap."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self, "rlhf-cap")
+
+
+def _token_kl(logits, base_logits, labels):
+    """``KL(pi_theta || pi_base)`` of the next token, full vocabulary, averaged over the
+    positions the SFT loss scores.
+
+    Args:
+        logits: ``(1, T, V)`` the policy's next-token logits.
+        base_logits: ``(1, T, V)`` the base's, on the same ids.
+        labels: ``(1, T)`` the SFT labels, -100 on the prompt. Position ``t`` predicts token
+            ``t + 1``: the positions counted are those whose next label is a response token
+            or EOS, the ones transformers' causal-LM loss averages its NLL over.
+
+    Returns:
+        the scalar mean KL in nats per token, in float32 or wider (float64 stays float64).
+    """
+    torch = require("torch", "torch")
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    scored = labels[:, 1:] != -100  # (1, T - 1)
+    log_p = torch.log_softmax(logits[:, :-1][scored].to(dtype), dim=-1)  # (n, V)
+    log_q = torch.log_softmax(base_logits[:, :-1][scored].to(dtype), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+
+
+class AnchoredTextLeader(TextLeader):
+    """The text game's best-of-N LoRA learner with a KL anchor to the base LM in its SFT loss.
+
+    The step on the winner descends ``NLL + anchor * KL`` (:func:`_token_kl`): the NLL is
+    transformers' loss, as rlhf's, and the KL compares the policy of that same forward pass
+    (training mode: LoRA dropout as in the NLL) with the base LM in eval mode, the adapter
+    disabled and no gradient. The base is the initial policy, since peft starts LoRA's ``B``
+    at zero. The round record's ``sft_loss`` is the whole anchored loss; ``sft_kl`` is the KL,
+    both before the step.
+    """
+
+    config_cls = AnchorTextConfig
+
+    def _sft_loss(self, input_ids, labels):
+        torch = require("torch", "torch")
+        out = self.model(input_ids=input_ids, labels=labels)
+        # The policy's forward drew its dropout masks first, as rlhf's does; the base's draws nothing.
+        self.model.eval()
+        try:
+            with torch.no_grad(), self.model.disable_adapter():
+                base_logits = self.model(input_ids=input_ids).logits
+        finally:
+            self.model.train()
+        kl = _token_kl(out.logits, base_logits, labels)
+        return out.loss + self.config.anchor * kl, {"sft_kl": float(kl.detach())}
+
+
+class CappedTextLeader(TextLeader):
+    """The text game's best-of-N LoRA learner picking by the capped score ``min(r, cap)``.
+
+    Every candidate the RM scores at or above ``cap`` ties; the winner among them is drawn
+    uniformly from the learner's generator. Only two or more tied candidates draw, so a cap
+    no candidate reaches picks (and draws) exactly as rlhf does.
+    """
+
+    config_cls = CapTextConfig
+
+    def scores(self, prompt: str, reference: str, responses: list[str]) -> dict[str, np.ndarray]:
+        """:meth:`TextLeader.scores` with ``score`` the capped reward ``min(r, cap)``."""
+        out = super().scores(prompt, reference, responses)
+        out["score"] = np.minimum(out["reward"], self.config.cap)
+        return out
+
+    def _choose(self, scores):
+        tied = np.flatnonzero(scores["score"] >= self.config.cap)
+        if len(tied) < 2:
+            return super()._choose(scores)
+        torch = require("torch", "torch")
+        return int(tied[int(torch.randint(len(tied), (1,), generator=self.generator))])
+
+
+agents.register(
+    "rlhf-anchor",
+    {"linear": AnchoredGradientLeader, "neural": AnchoredGaussianLeader, "text": AnchoredTextLeader},
+    games=("linear", "neural", "text"),
+)
+agents.register(
+    "rlhf-cap",
+    {"linear": CappedGradientLeader, "neural": CappedGaussianLeader, "text": CappedTextLeader},
+    games=("linear", "neural", "text"),
+)

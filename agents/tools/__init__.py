@@ -1,0 +1,1 @@
+"""Tools around the learners: animations, text-game evaluation, reports of single runs."""

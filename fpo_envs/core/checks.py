@@ -1,0 +1,111 @@
+"""Checks of the values a game is given (actions, reset options, settings), each error naming the fix."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+
+
+def check_finite_array(value: Any, shape: tuple[int, ...], name: str) -> np.ndarray:
+    """Return ``value`` as a float64 array of ``shape``, or raise a clear ``ValueError``.
+
+    ``value`` must hold real floating-point numbers: a float array of any width (float16,
+    float32, float64), a torch float tensor, or a list of floats. Integer, bool and complex
+    arrays are refused rather than cast: an integer array is refused by the float32 action
+    spaces' own ``Box.contains`` (``np.can_cast(int64, float32)`` is false), a bool array is
+    almost always a mask passed by mistake, and casting a complex one drops its imaginary part.
+    """
+    try:
+        array = value if isinstance(value, np.ndarray) else np.asarray(value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be a numeric (float) array of shape {shape}, got {value!r:.80}") from err
+    if array.dtype.kind not in "biucf":
+        raise ValueError(f"{name} must be a numeric (float) array of shape {shape}, got {value!r:.80}")
+    if array.dtype.kind != "f":
+        raise ValueError(
+            f"{name} must be a float array of shape {shape}: pass np.asarray(x, dtype=np.float32); got dtype "
+            f"{array.dtype} (integer, bool and complex values are refused, not cast, as Gymnasium's float32 Box.contains "
+            "refuses integer arrays)"
+        )
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {array.shape}")
+    array = array.astype(np.float64, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf: {array}")
+    return array
+
+
+def check_bounded_array(value: Any, shape: tuple[int, ...], bound: float, name: str) -> np.ndarray:
+    """:func:`check_finite_array`, and every coordinate within ``±bound`` (the action box);
+    always a new array (the caller's is never kept)."""
+    if isinstance(value, np.ndarray) and value.shape == shape and value.dtype.kind == "f":
+        # The hot path of every step: one pass, which NaN and inf also fail.
+        array = value.astype(np.float64, copy=True)
+        if np.abs(array).max(initial=0.0) <= bound * (1 + 1e-6):
+            return array
+    array = check_finite_array(value, shape, name)
+    if np.abs(array).max(initial=0.0) > bound * (1 + 1e-6):
+        raise ValueError(f"{name} leaves the bounds ±{bound} of the action space (max |y| = {np.abs(array).max():.4g})")
+    return array.copy() if np.shares_memory(array, value) else array
+
+
+def check_settings(
+    positive: dict[str, float],
+    non_negative: dict[str, float],
+    integers: dict[str, int] | None = None,
+    real: dict[str, float] | None = None,
+) -> None:
+    """Check a game's constructor settings, naming the first one that is wrong.
+
+    ``integers`` must be whole numbers >= 1; every other setting a finite real number,
+    ``positive`` ones > 0 and ``non_negative`` ones >= 0.
+
+    Raises:
+        TypeError: a setting of the wrong type (``dim="50"``, ``dim=3.5``).
+        ValueError: a setting out of its range.
+    """
+    for name, value in (integers or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
+        if value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}")
+    for group in (real or {}, positive, non_negative):
+        for name, value in group.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value}")
+    for name, value in positive.items():
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
+    for name, value in non_negative.items():
+        if not value >= 0:
+            raise ValueError(f"{name} must be non-negative, got {value}")
+
+
+def check_options(options: dict[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """Return ``options`` (or ``{}``), raising ``ValueError`` on a key the game does not know."""
+    options = {} if options is None else dict(options)
+    unknown = sorted(set(options) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown reset option(s) {unknown}; this game accepts {sorted(allowed)}")
+    return options
+
+
+def game_arguments(env_cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``env_cls`` (bar ``render_mode``) with defaults, updated by ``kwargs``.
+
+    Lets a vector environment accept exactly its single environment's arguments;
+    an unknown key is a ``TypeError`` naming the known ones.
+    """
+    params = {
+        name: p.default
+        for name, p in inspect.signature(env_cls.__init__).parameters.items()
+        if name not in ("self", "render_mode")
+    }
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise TypeError(f"unknown argument(s) {unknown} for {env_cls.__name__}; known: {sorted(params)}")
+    return {**params, **kwargs}

