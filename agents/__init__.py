@@ -27,9 +27,9 @@ NAMES = ("rlhf", "fpo-practical", "fpo-relaxed")
 register("rlhf", kwargs={"penalty": "none"})
 register("fpo-practical", kwargs={"penalty": "practical"})
 register("fpo-relaxed", kwargs={"penalty": "relaxed"})
-register("ppo", "agents.sb3:PPOLearner", kwargs={"penalty": "none"}, games=("linear", "neural"))
-register("ppo-fpo-practical", "agents.sb3:PPOLearner", kwargs={"penalty": "practical"}, games=("linear", "neural"))
-register("ppo-fpo-relaxed", "agents.sb3:PPOLearner", kwargs={"penalty": "relaxed"}, games=("linear", "neural"))
+register("ppo", "agents.families.sb3:PPOLearner", kwargs={"penalty": "none"}, games=("linear", "neural"))
+register("ppo-fpo-practical", "agents.families.sb3:PPOLearner", kwargs={"penalty": "practical"}, games=("linear", "neural"))
+register("ppo-fpo-relaxed", "agents.families.sb3:PPOLearner", kwargs={"penalty": "relaxed"}, games=("linear", "neural"))
 
 
 def load(path, env, **config_overrides) -> Agent:
