@@ -274,7 +274,7 @@ def check_config(id: str, game: str, config: Mapping[str, Any] | None = None) ->
     Returns:
         the family's config dataclass, or ``None`` for a factory that declares no ``config_cls``.
     """
-    from agents.common.base import build_config
+    from agents.common.config import build_config
 
     found = spec(id, game)
     factory = _load_entry_point(found.entry_points[game], found.id)
@@ -298,7 +298,7 @@ def make(id: str, env: Any, seed: int | None = None, **config: Any) -> Any:
     Returns:
         the learner (an :class:`agents.Agent`).
     """
-    from agents.common.base import check_seed
+    from agents.common.config import check_seed
 
     check_seed(seed)
     game = fpo_envs.game_of(env)

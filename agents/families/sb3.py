@@ -22,7 +22,8 @@ import gymnasium as gym
 import numpy as np
 
 import fpo_envs
-from agents.common.base import Agent, check_rounds
+from agents.common.base import Agent
+from agents.common.config import check_rounds
 from agents.common.objectives import ObjectiveConfig
 from agents.common.wrappers import PAPER_GAMMA, PenaltyReward, VectorPenaltyReward
 

@@ -109,7 +109,7 @@ def _check_parent(path: Path) -> None:
 def _check_arguments(game, learners, seed, rounds, frames, out, fps, configs):
     """Every argument of :func:`animate` checked before any run: ``(seed, rounds, out, configs)``
     with the game's defaults filled in."""
-    from agents.common.base import check_seed
+    from agents.common.config import check_seed
     from agents.common.registration import spec
 
     if game not in GAMES:

@@ -20,7 +20,7 @@ import pytest
 
 import agents
 import fpo_envs  # noqa: F401
-from agents.common.base import ConfigError
+from agents.common.config import ConfigError
 from agents.common.objectives import PENALTIES
 from agents.common.registration import _load_entry_point
 from tests.agents import external_algo
