@@ -13,13 +13,37 @@ behind ``env`` (a single env or a vector env)::
 (``penalty`` ``none``, ``practical``, ``relaxed``); ``ppo``, ``ppo-fpo-practical`` and
 ``ppo-fpo-relaxed`` run stable-baselines3's PPO on the vector games. Your own learner or
 penalty registers with :func:`register` / :func:`register_penalty` (ARCHITECTURE.md, 5).
+``registry``, ``PENALTIES`` and ``FAMILIES`` are read-only views of what is registered;
+:func:`unregister` / :func:`unregister_penalty` remove one of yours.
+:class:`PenaltyReward` (single env) and :class:`VectorPenaltyReward` (``gym.make_vec``) pay
+any reinforcement-learning algorithm ``proxy - gamma * R`` (:mod:`agents.common.wrappers`).
 """
 
-from __future__ import annotations
-
 from agents.common.base import Agent
-from agents.common.objectives import PENALTIES, Objective, ObjectiveConfig, Outputs, Penalty, get_penalty, register_penalty
-from agents.common.registration import FAMILIES, PLUGIN_GROUP, LearnerSpec, ids, make, pprint_registry, register, registry, spec
+from agents.common.objectives import (
+    PAPER_GAMMA,
+    PENALTIES,
+    Objective,
+    ObjectiveConfig,
+    Outputs,
+    Penalty,
+    get_penalty,
+    register_penalty,
+    unregister_penalty,
+)
+from agents.common.registration import (
+    FAMILIES,
+    PLUGIN_GROUP,
+    LearnerSpec,
+    ids,
+    make,
+    pprint_registry,
+    register,
+    registry,
+    spec,
+    unregister,
+)
+from agents.common.wrappers import PenaltyReward, VectorPenaltyReward
 
 NAMES = ("rlhf", "fpo-practical", "fpo-relaxed")
 """The paper's three learners, registered for every game."""
@@ -40,6 +64,7 @@ def load(path, env, **config_overrides) -> Agent:
 __all__ = [
     "FAMILIES",
     "NAMES",
+    "PAPER_GAMMA",
     "PENALTIES",
     "PLUGIN_GROUP",
     "Agent",
@@ -48,6 +73,8 @@ __all__ = [
     "ObjectiveConfig",
     "Outputs",
     "Penalty",
+    "PenaltyReward",
+    "VectorPenaltyReward",
     "get_penalty",
     "ids",
     "load",
@@ -57,4 +84,6 @@ __all__ = [
     "register_penalty",
     "registry",
     "spec",
+    "unregister",
+    "unregister_penalty",
 ]

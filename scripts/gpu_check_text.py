@@ -82,9 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         prompt = agent._obs["prompt"]
         agent.candidates(prompt)
         tok = game.policy_tokenizer
-        ids = torch.tensor(
-            [chat_prompt_ids(tok, prompt) + response_ids(tok, "a short answer") + [tok.eos_token_id]], device=args.device
-        )
+        prompt_ids = chat_prompt_ids(tok, prompt, game.preset.prompt_max_tokens)
+        ids = torch.tensor([prompt_ids + response_ids(tok, "a short answer") + [tok.eos_token_id]], device=args.device)
         agent.optimizer.zero_grad(set_to_none=True)
         agent.model(input_ids=ids, labels=ids).loss.backward()
         grads = [p.grad.abs().sum().item() for p in agent.model.parameters() if p.requires_grad and p.grad is not None]

@@ -22,6 +22,7 @@ from agents.bench.runner import execute, plan
 from agents.bench.store import Store
 from agents.bench.suite import GameEntry, LearnerEntry, Suite
 from agents.bench.text_report import smooth
+from fpo_envs.lm.names import with_current_names
 
 # Every candidate: 4 candidates of 24 tokens (a round in about 4 s on one core), one SFT
 # step per round (no accumulation), the warm RM head with length bias 0.1; what varies is
@@ -82,8 +83,9 @@ def main(argv: list[str] | None = None) -> None:
     for col, name in enumerate(names):
         for job in jobs[name]:
             _, h = store.read(job["hashes"][0])
+            h = with_current_names(h)  # a run stored under the text game's earlier metric names too
             u, gap, r, n = (
-                np.asarray(h[k], dtype=np.float64) for k in ("true_utility", "signal_norm", "proxy_reward", "noise_norm")
+                np.asarray(h[k], dtype=np.float64) for k in ("true_utility", "quality_gap", "proxy_reward", "response_tokens")
             )
             lines.append(
                 f"| {name} | {job['label']} | {u[:fifth].mean():.3f} -> {u[-fifth:].mean():.3f} | "

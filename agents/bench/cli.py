@@ -68,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``fpo-bench`` command (``argv``: its arguments, default ``sys.argv[1:]``); returns the exit code."""
     args = _parser().parse_args(argv)
 
     import agents

@@ -9,13 +9,31 @@ from typing import Any
 
 import numpy as np
 
+from agents.tools import report
 from agents.tools.report import _pyplot as pyplot
 
 COLORS = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494", "#ece133", "#fbafe4")
+"""The learners' colours in order (seaborn's colour-blind palette)."""
+
+STYLE = report.FigureStyle(
+    colors=COLORS,
+    captions=True,
+    panel_width=5.2,
+    legend_width=3.2,
+    curve_width=1.8,
+    band_alpha=0.2,
+    portrait_size=(8.5, 5.0),
+    background="Greys",
+    path_width=2.2,
+    star_size=15.0,
+    dpi=110,
+)
+"""The benchmark's look of the curves and phase portraits (module docstring)."""
 
 
 def colors_for(labels: list[str]) -> dict[str, str]:
-    return {label: COLORS[i % len(COLORS)] for i, label in enumerate(labels)}
+    """Each learner's colour from :data:`COLORS`, in order, one colour per label across figures."""
+    return STYLE.colors_for(labels)
 
 
 def plot_interval_estimates(tables: dict[str, list[dict]], path: Path, title: str) -> Path:
@@ -69,61 +87,16 @@ def plot_curves(
     runs: dict[str, dict[str, np.ndarray]], keys: tuple[str, ...], path: Path, title: str, optimum: float | None = None
 ) -> Path:
     """Median over seeds and interquartile band of each ``key`` against rounds, one panel a key;
-    ``runs[label][key]`` has shape ``(rounds, seeds)``."""
-    plt = pyplot()
-    color = colors_for(list(runs))
-    legend_width = 3.2  # inches to the right of the panels
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.2 * len(keys) + legend_width, 4), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        for label, history in runs.items():
-            values = np.asarray(history[key], dtype=np.float64)
-            lo, mid, hi = np.percentile(values, [25, 50, 75], axis=1)
-            rounds = np.arange(len(mid))
-            ax.plot(rounds, mid, color=color[label], linewidth=1.8, label=f"{label} ({values.shape[1]} seeds)")
-            ax.fill_between(rounds, lo, hi, color=color[label], alpha=0.2, linewidth=0)
-        if key.endswith("true_utility") and optimum is not None:
-            ax.axhline(optimum, color="k", linestyle=":", linewidth=1, label="optimum U(y*)")
-        ax.set_xlabel("round")
-        ax.set_ylabel(key.removeprefix("theta_").replace("_", " "))
-        ax.set_title(key.removeprefix("theta_").replace("_", " ") + " over rounds", fontsize=10)
-        ax.grid(alpha=0.3)
-    handles, names = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="center right", fontsize=8, frameon=False)
-    fig.suptitle(title + "\nline: median over seeds; band: interquartile range (25th-75th percentile)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - legend_width / (5.2 * len(keys) + legend_width), 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    ``runs[label][key]`` has shape ``(rounds, seeds)`` (:func:`agents.tools.report.plot_curves`
+    in the benchmark's :data:`STYLE`)."""
+    return report.plot_curves(runs, keys, path, optimum, title, STYLE)
 
 
 def plot_phase_portrait(runs: dict[str, dict[str, np.ndarray]], oracle: Any, signal_dims: int, path: Path, title: str) -> Path:
     """Signal magnitude against noise magnitude over the best true utility at those magnitudes,
-    with each learner's median trajectory over seeds (circle: start, star: end)."""
-    from fpo_envs.render import best_utility
-
-    plt = pyplot()
-    color = colors_for(list(runs))
-    s_all = np.concatenate([np.asarray(h["signal_norm"]).ravel() for h in runs.values()])
-    n_all = np.concatenate([np.asarray(h["noise_norm"]).ravel() for h in runs.values()])
-    s_star = float(np.linalg.norm(oracle.ideal[:signal_dims]))
-    s = np.linspace(0, max(1.5 * s_star, 1.1 * s_all.max()), 200)
-    n = np.linspace(0, max(1.0, 1.1 * n_all.max()), 200)
-    fig, ax = plt.subplots(figsize=(8.5, 5))
-    contour = ax.contourf(s, n, best_utility(oracle, signal_dims, s[None, :], n[:, None]), levels=20, cmap="Greys")
-    fig.colorbar(contour, ax=ax, label="best true utility at these magnitudes")
-    for label, history in runs.items():
-        sig, noise = np.median(history["signal_norm"], 1), np.median(history["noise_norm"], 1)
-        ax.plot(sig, noise, linewidth=2.2, color=color[label], label=label)
-        ax.plot(sig[0], noise[0], "o", color=color[label])
-        ax.plot(sig[-1], noise[-1], "*", markersize=15, color=color[label], markeredgecolor="k")
-    ax.set_xlabel("signal magnitude ||y_signal||")
-    ax.set_ylabel("noise magnitude ||y_noise||")
-    ax.set_title(title + "\nmedian trajectory over seeds (circle: start, star: end)", fontsize=10)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.25, 1.0), frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    with each learner's median trajectory over seeds (circle: start, star: end)
+    (:func:`agents.tools.report.plot_phase_portrait` in the benchmark's :data:`STYLE`)."""
+    return report.plot_phase_portrait(runs, oracle, signal_dims, path, title, STYLE)
 
 
 def plot_pca_portrait(runs: dict[str, np.ndarray], oracle: Any, path: Path, title: str, seeds_shown: int = 6) -> Path:

@@ -19,8 +19,15 @@ from agents.bench import stats
 from agents.bench.store import Store
 from agents.bench.suite import Suite
 
-REPORT_VERSION = 4
+REPORT_VERSION = 5
 CURVE_KEYS = ("true_utility", "noise_norm")
+"""The panels of a vector game's curves figure."""
+TEXT_CURVE_KEYS = ("true_utility", "response_tokens")
+"""The panels of the text game's curves figure (its answers' length where the vector games have the noise norm)."""
+
+
+def _curve_keys(env_id: str) -> tuple[str, ...]:
+    return TEXT_CURVE_KEYS if fpo_envs.game_of_id(env_id) == "text" else CURVE_KEYS
 
 
 def collect(suite: Suite, store: Store, jobs: list[dict], curves: bool = True) -> dict[str, dict[str, stats.LearnerScores]]:
@@ -30,17 +37,24 @@ def collect(suite: Suite, store: Store, jobs: list[dict], curves: bool = True) -
     for job in jobs:
         grouped.setdefault((job["env"], job["label"]), []).extend(job["hashes"])
     for (env_id, label), hashes in grouped.items():
-        keys = CURVE_KEYS + ("signal_norm", "theta")
+        text = fpo_envs.game_of_id(env_id) == "text"
+        keys = _curve_keys(env_id) + ("signal_norm", "theta")
+        if text:  # a text run stored under the metric names of before, read under today's
+            from fpo_envs.lm.names import RENAMED_INFO_KEYS, with_current_names
+
+            keys += tuple(RENAMED_INFO_KEYS)
         seeds, finals, peaks, gaps, noises, histories = [], [], [], [], [], {}
         for h in hashes:
             header, history = store.read(h, keys if curves else ())
             s = header["summary"]
+            if text:
+                history, s = with_current_names(history), with_current_names(s)
             optimum = s["optimum"]
             seeds.append(header["key"]["seed"])
             finals.append(s["final_true_utility"] / optimum)
             peaks.append(s["peak_true_utility"] / optimum)
             gaps.append((s["final_proxy_reward"] - s["final_true_utility"]) / optimum)
-            noises.append(s["final_noise_norm"])
+            noises.append(s.get("final_noise_norm", np.nan))  # the vector games' noise; none in the text game
             for k, v in history.items():
                 histories.setdefault(k, []).append(v)
         per_game.setdefault(env_id, {})[label] = stats.LearnerScores(
@@ -73,6 +87,7 @@ def _ci(row: dict, name: str, digits: int = 3) -> str:
 
 
 def markdown(suite: Suite, tables: dict[str, list[dict]], aggregate: list[dict]) -> str:
+    """The leaderboard of ``suite`` as Markdown: a table per game and, across games, ``aggregate``."""
     game = {g.id: g for g in suite.games}
     lines = [
         f"## Leaderboard: suite `{suite.name}`",
@@ -202,7 +217,7 @@ def _figures(suite, per_game, tables, aggregate, matrices, out: Path, reps: int,
         optimum = env.optimum()[1] if hasattr(env, "optimum") else None
         runs = {label: s.histories for label, s in scores.items()}
         where = " (policy mean theta)" if g.metric_prefix == "theta_" else ""
-        plots.plot_curves(runs, CURVE_KEYS, out / f"curves_{_slug(env_id)}.png", f"{env_id}{where}", optimum)
+        plots.plot_curves(runs, _curve_keys(env_id), out / f"curves_{_slug(env_id)}.png", f"{env_id}{where}", optimum)
         if any("theta" in h for h in runs.values()):
             plots.plot_pca_portrait(
                 {label: h["theta"] for label, h in runs.items() if "theta" in h},

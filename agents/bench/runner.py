@@ -12,6 +12,9 @@ its runs to the store and returns, so any executor can run it. Backends:
   Ray instance is started. Workers import ``fpo_envs`` and ``agents`` themselves.
 
 Every backend writes the same runs: a run's numbers depend on its key, not on who ran it.
+A long run (:func:`checkpoint_every`) streams its metrics and checkpoints as it plays, so a
+killed sweep resumes it from its newest checkpoint; ``FPO_CRASH_AFTER_RUNS=N`` ends a sweep
+once ``N`` of its runs are stored, for tests of that (:mod:`agents.common.faults`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,18 @@ import numpy as np
 import fpo_envs
 from agents.bench.store import Store, run_hash, warn
 from agents.bench.suite import GameEntry, LearnerEntry, Suite
+from agents.common import faults
 
 BACKENDS = ("local", "serial", "ray")
-STORED_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "diverged")
+"""Where the runs execute: a local process pool, this process one run at a time, or Ray."""
+
+
+def stored_keys(env: Any) -> tuple[str, ...]:
+    """What the store keeps of a run's history on ``env``'s game: its ``info_keys`` (the
+    vector games': ``true_utility``, ``proxy_reward``, ``signal_norm``, ``noise_norm``,
+    ``rm_error``; the text game's: ``quality_gap`` and ``response_tokens`` for the norms)
+    and ``diverged``."""
+    return env.unwrapped.info_keys + ("diverged",)
 
 
 def _family(learner_id: str, env_id: str) -> type:
@@ -44,10 +56,26 @@ def _family(learner_id: str, env_id: str) -> type:
 
 def env_kwargs(game: GameEntry, entry: LearnerEntry) -> dict:
     """The env arguments of a learner's runs on a game: what the learner registered as needing
-    (an RM ensemble), then the game's, then the suite entry's own."""
+    (an RM ensemble), then the game's, then the suite entry's own.
+
+    A game whose env names its settings in a params class (the vector games'
+    :class:`fpo_envs.core.params.GameParams`) gets them in canonical form, the settings that
+    differ from the paper's (``changed()``): a setting given at its default is the same run as
+    one left out, and a wrong one is an error here, before any run. The text game's arguments
+    are kept as given.
+    """
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
     import agents
 
-    return {**agents.spec(entry.id).env_kwargs, **game.kwargs, **entry.env_kwargs}
+    kwargs = {**agents.spec(entry.id).env_kwargs, **game.kwargs, **entry.env_kwargs}
+    entry_point = gym.spec(game.id).entry_point
+    creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
+    params_class = getattr(creator, "params_class", None)
+    if params_class is None:
+        return kwargs
+    return params_class.from_kwargs(game.id, **kwargs).changed()
 
 
 def run_key(suite: Suite, game: GameEntry, entry: LearnerEntry, seed: int, batch: tuple[int, int] | None) -> dict:
@@ -104,6 +132,7 @@ def plan(suite: Suite) -> list[dict]:
                         "label": entry.name,
                         "seeds": batch,
                         "vector": vector,
+                        "checkpoint_every": checkpoint_every(game.id, vector),
                         "threads": suite.threads,
                         "metric_prefix": game.metric_prefix,
                         "keys": keys,
@@ -114,14 +143,18 @@ def plan(suite: Suite) -> list[dict]:
 
 
 def _summary(history: dict[str, np.ndarray], optimum: float) -> dict[str, float]:
+    """A run's header summary: the optimum, the final and peak true utility, the final proxy
+    and the final value of each of the game's own metrics (``final_signal_norm`` and
+    ``final_noise_norm`` in the vector games, ``final_quality_gap`` and
+    ``final_response_tokens`` in the text game)."""
     u = np.asarray(history["true_utility"], dtype=np.float64)
+    own = [k for k in history if k not in fpo_envs.INFO_KEYS + ("diverged", "theta")]
     return {
         "optimum": optimum,
         "final_true_utility": float(u[-1]),
         "peak_true_utility": float(u.max()),
         "final_proxy_reward": float(history["proxy_reward"][-1]),
-        "final_signal_norm": float(history["signal_norm"][-1]),
-        "final_noise_norm": float(history["noise_norm"][-1]),
+        **{f"final_{k}": float(history[k][-1]) for k in own},
         "diverged_rounds": int(np.sum(history["diverged"])),
     }
 
@@ -142,12 +175,12 @@ def run_job(job: dict, store_root: str) -> list[str]:
     store = Store(store_root, check=False)
     prefix, rounds = job["metric_prefix"], job["rounds"]
 
-    def stored(h: dict, i: int | None) -> dict[str, np.ndarray]:
+    def stored(h: dict, i: int | None, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
         # The suite's metric prefix where the learner records it (the Gaussian policy's
-        # theta_ metrics), else the env's own info; stored under the shared keys.
+        # theta_ metrics), else the env's own info; stored under the game's keys.
         at = prefix if prefix and prefix + "true_utility" in h else ""
         pick = (lambda v: v[:rounds]) if i is None else (lambda v: v[:rounds, i])
-        out = {k: pick(h[at + k] if k != "diverged" else h[k]) for k in STORED_KEYS}
+        out = {k: pick(h[at + k] if k != "diverged" else h[k]) for k in keys}
         if "theta" in h and at:
             out["theta"] = pick(h["theta"])
         return out
@@ -156,17 +189,16 @@ def run_job(job: dict, store_root: str) -> list[str]:
     if job["vector"]:
         env = gym.make_vec(job["env"], num_envs=len(job["seeds"]), **job["env_kwargs"])
         h = agents.make(job["learner"], env, seed=job["seeds"][0], **job["config"]).learn(rounds)
-        histories = [stored(h, i) for i in range(len(job["seeds"]))]
+        histories = [stored(h, i, stored_keys(env)) for i in range(len(job["seeds"]))]
         optimum = env.unwrapped.optimum()[1]
     else:
-        family = _family(job["learner"], job["env"])
         for seed, h in zip(job["seeds"], job["hashes"]):
             env = gym.make(job["env"], **job["env_kwargs"])
-            if hasattr(family, "resume"):
-                history = _checkpointed_run(family, job, env, seed, Path(store_root) / "work" / h)
+            if job.get("checkpoint_every"):
+                history = _checkpointed_run(job, env, seed, Path(store_root) / "work" / h)
             else:
                 history = agents.make(job["learner"], env, seed=seed, **job["config"]).learn(rounds)
-            histories.append(stored(history, None))
+            histories.append(stored(history, None, stored_keys(env)))
             optimum = env.unwrapped.optimum()[1]
     done = []
     for key, history in zip(job["keys"], histories):
@@ -181,22 +213,38 @@ CHECKPOINT_EVERY = 10
 at most this many rounds of the run it was playing."""
 
 
-def _checkpointed_run(family: type, job: dict, env: Any, seed: int, work: Path) -> dict[str, np.ndarray]:
-    """One run of a learner that checkpoints (``family.resume``): resumed from its newest
-    checkpoint in ``work`` if a killed sweep left one, its history read back from the run's
+def checkpoint_every(game_id: str, vector: bool) -> int:
+    """Rounds between the checkpoints of a run of ``game_id`` (0: none). Every single-env run
+    of the text game, the suites' long runs (minutes each), is played in a run directory under
+    ``<store>/work/`` and resumed from its newest checkpoint after a kill, the same way for any
+    learner (:func:`_checkpointed_run`); the vector games' runs take seconds and are rerun."""
+    return CHECKPOINT_EVERY if not vector and fpo_envs.game_of_id(game_id) == "text" else 0
+
+
+def _checkpointed_run(job: dict, env: Any, seed: int, work: Path) -> dict[str, np.ndarray]:
+    """One run in the run directory ``work``, through the learner contract: played with the
+    callbacks that stream its metrics and checkpoint it every ``job["checkpoint_every"]`` rounds
+    (:func:`agents.common.callbacks.run_callbacks`), resumed from its newest checkpoint
+    (:meth:`agents.Agent.resume`) if a killed sweep left one; its history read back from the
     streamed metrics (every round, including those played before the kill)."""
     import json
     import shutil
 
     import agents
+    from agents.common.callbacks import run_callbacks
 
-    if family.checkpoints(work):
-        agent = family.resume(work, env)
+    if agents.Agent.checkpoints(work):
+        agent = agents.Agent.resume(work, env)
     else:
-        agent = agents.make(job["learner"], env, seed=seed, run_dir=str(work), checkpoint_every=CHECKPOINT_EVERY, **job["config"])
-    agent.learn(max(job["rounds"] - agent.num_rounds, 0))
+        agent = agents.make(job["learner"], env, seed=seed, **job["config"])
+    callbacks = run_callbacks(work, job["checkpoint_every"], tensorboard=False)
+    agent.learn(max(job["rounds"] - agent.num_rounds, 0), callback=callbacks)
     rows = [json.loads(line) for line in (work / "metrics.jsonl").read_text().splitlines()]
-    history = {k: np.array([row[k] for row in rows]) for k in STORED_KEYS}
+    if fpo_envs.game_of_id(job["env"]) == "text":  # rows streamed before the text game's metrics were renamed
+        from fpo_envs.lm.names import with_current_names
+
+        rows = [with_current_names(row) for row in rows]
+    history = {k: np.array([row[k] for row in rows]) for k in stored_keys(env)}
     keep_artifacts(agent, work, artifacts_dir(work.parent.parent, work.name))
     shutil.rmtree(work, ignore_errors=True)  # the run is stored; its checkpoints are no longer needed
     return history
@@ -251,17 +299,19 @@ def execute(
         if not todo:
             return 0
         bar = _bar(len(todo), progress)
-        saved, recorded = time.monotonic(), set()
+        saved, recorded, runs_stored = time.monotonic(), set(), 0
 
         def finished(job: dict) -> None:
-            nonlocal saved
+            nonlocal saved, runs_stored
             for h in job["hashes"]:
                 store.record(h)
             recorded.add(id(job))
+            runs_stored += len(job["hashes"])
             if time.monotonic() - saved > INDEX_SAVE_EVERY_S:  # a killed sweep loses only recent records
                 store.save_index()
                 saved = time.monotonic()
             bar.update()
+            faults.after_runs(runs_stored)  # the crash point FPO_CRASH_AFTER_RUNS (agents.common.faults)
 
         try:
             if backend == "serial":

@@ -228,4 +228,5 @@ def load_suite(name_or_path: str | Path) -> Suite:
 
 
 def shipped_suites() -> list[str]:
+    """The names of the suites this package ships (``paper``, ``quick``, ...)."""
     return sorted(p.stem for p in SUITES_DIR.glob("*.toml"))

@@ -7,6 +7,8 @@ evaluates each trained policy once: greedy answers to the preset's evaluation pr
 scored by the oracle (``U``) and by the RM's starting head (the same judge for every
 policy) and the run's final head. Answers are cached beside the artifacts
 (``eval.json``, written atomically), so a killed report resumes and a rerun only redraws.
+A run stored under the text game's earlier metric names (``signal_norm`` for
+``quality_gap``, :data:`fpo_envs.lm.names.RENAMED_INFO_KEYS`) is read under today's.
 
 Statistics (rliable, bootstrapping seeds and prompts): mean oracle quality and mean RM
 score of the answers with 95% CIs, and pairwise win rates: the probability that a policy's
@@ -27,6 +29,7 @@ import numpy as np
 
 from agents.bench.runner import artifacts_dir
 from agents.bench.store import Store, StoreError
+from fpo_envs.lm.names import with_current_names
 
 BASE = "base"
 """The label of the untrained policy (the env's base LM, no adapter) in the evaluation."""
@@ -34,7 +37,7 @@ SMOOTH = 10
 """Rounds in the trailing mean of the training curves."""
 CURVES = (
     ("true_utility", "oracle quality U"),
-    ("signal_norm", "U - U(reference)"),
+    ("quality_gap", "U - U(reference)"),
     ("proxy_reward", "RM score r"),
     ("reward_gap", "r - r(reference)"),
     ("abs_rm_error", "|RM preference error|"),
@@ -63,7 +66,7 @@ def _artifacts(store: Store, h: str) -> Path:
 ROUND_COLUMNS = (
     "true_utility",
     "reference_utility",
-    "signal_norm",
+    "quality_gap",
     "proxy_reward",
     "reference_reward",
     "rm_error",
@@ -87,8 +90,10 @@ def write_rounds_csv(training: dict[str, list[dict]], path: Path) -> Path:
 
 
 def read_rounds(store: Store, h: str) -> list[dict]:
-    """Every round's metrics of a stored text run, from its artifacts."""
-    return [json.loads(line) for line in (_artifacts(store, h) / "metrics.jsonl").read_text().splitlines()]
+    """Every round's metrics of a stored text run, from its artifacts, under the game's
+    current names (:func:`fpo_envs.lm.names.with_current_names`)."""
+    lines = (_artifacts(store, h) / "metrics.jsonl").read_text().splitlines()
+    return [with_current_names(json.loads(line)) for line in lines]
 
 
 def curves(rows: list[dict]) -> dict[str, np.ndarray]:
@@ -96,7 +101,7 @@ def curves(rows: list[dict]) -> dict[str, np.ndarray]:
     get = lambda k: np.array([row[k] for row in rows], dtype=np.float64)  # noqa: E731
     return {
         "true_utility": get("true_utility"),
-        "signal_norm": get("signal_norm"),
+        "quality_gap": get("quality_gap"),
         "proxy_reward": get("proxy_reward"),
         "reward_gap": get("proxy_reward") - get("reference_reward"),
         "abs_rm_error": np.abs(get("rm_error")),
@@ -217,6 +222,7 @@ def _ci(value: tuple, digits: int = 3) -> str:
 
 
 def markdown(game: Any, training: dict[str, list[dict]], statistics: dict, evals: dict[str, list[dict]]) -> str:
+    """The text game's report as Markdown: training means, the held-out evaluation with its CIs, example answers."""
     fifth = max(game.rounds // 5, 1)
     lines = [
         f"## The text game: {game.id}, {game.rounds} rounds, env arguments {json.dumps(game.kwargs, sort_keys=True)}",
@@ -228,7 +234,7 @@ def markdown(game: Any, training: dict[str, list[dict]], statistics: dict, evals
     ]
     for label, runs in training.items():
         cells = []
-        for key in ("true_utility", "signal_norm", "proxy_reward", "response_tokens"):
+        for key in ("true_utility", "quality_gap", "proxy_reward", "response_tokens"):
             first = np.array([c[key][:fifth].mean() for c in runs])
             last = np.array([c[key][-fifth:].mean() for c in runs])
             digits = 1 if key == "response_tokens" else 3
@@ -290,6 +296,7 @@ def _examples(training: dict[str, list[dict]], evals: dict[str, list[dict]]) -> 
 
 
 def plot_curves(training: dict[str, list[dict]], path: Path, title: str) -> None:
+    """The text game's training curves per learner: mean over seeds, band from lowest to highest seed."""
     from agents.bench.plots import colors_for, pyplot
 
     plt = pyplot()
@@ -315,6 +322,7 @@ def plot_curves(training: dict[str, list[dict]], path: Path, title: str) -> None
 
 
 def plot_eval(statistics: dict, path: Path, title: str) -> None:
+    """The held-out evaluation: each policy's mean oracle quality and starting-RM score with their 95% CIs."""
     from agents.bench.plots import pyplot
 
     plt = pyplot()

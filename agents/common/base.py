@@ -10,23 +10,38 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from agents.common import io
+from agents.common import callbacks as callbacks_module
+from agents.common import faults, io
 from agents.common.config import build_config, check_rounds, check_seed
-from fpo_envs import INFO_KEYS
-
-HISTORY_KEYS = INFO_KEYS + ("diverged",)
 
 
 class Agent:
     """Base learner, shaped like a stable-baselines3 algorithm.
 
-    ``learn(total_rounds)`` plays rounds on its env (a single env or a vector env of the
-    same game) and returns the per-round history of the ``info`` metrics: a dict of arrays
-    of shape ``(rounds,)``, or ``(rounds, num_envs)`` on a vector env; the first row is the
-    learner's first output. A second ``learn`` call continues where the first stopped.
+    ``learn(total_rounds, callback=None, progress_bar=False)`` plays rounds on its env (a
+    single env or a vector env of the same game) and returns the per-round history of the
+    ``info`` metrics: a dict of arrays of shape ``(rounds,)``, or ``(rounds, num_envs)`` on a
+    vector env; the first row is the learner's first output. A second ``learn`` call continues
+    where the first stopped; callbacks (:mod:`agents.common.callbacks`) see every round and may
+    stop a run early, checkpoint it or stream its metrics, and :meth:`resume` continues a run
+    from its newest checkpoint.
 
-    Subclasses (policy families) define ``config_cls``, ``games`` and the hooks ``_start``,
-    ``_act`` and ``_observe``; :func:`agents.make` builds them through the registry.
+    A policy family subclasses it with ``config_cls``, ``games`` and the learner contract: the
+    hooks :meth:`learn` calls. ``_start(obs, None)`` begins the first episode, then each round is
+
+    1. ``_update(obs, None)``, only for a family that sets :attr:`update_before_act` (its
+       update needs the round it prepares: its place in the schedule of the ``learn`` call
+       that plays it, its start after a restart);
+    2. ``_act()``, the round's action: it only chooses (it may sample from the policy);
+    3. the env's step (ended vector copies are reset);
+    4. ``_update(obs, info)``, where every family learns, from the observation that follows
+       the step and the round's ``info``; it returns the learner's records of the round;
+    5. ``_start(obs, mask)`` for the episodes the round ended.
+
+    :meth:`_predict`, :meth:`_state` and :meth:`_set_state` serve ``predict`` and save/load.
+    A family that plays its rounds inside another library (PPO) overrides :meth:`learn`
+    instead and reports each round through :meth:`_round_done`. :func:`agents.make` builds
+    learners through the registry.
     """
 
     config_cls: type
@@ -40,6 +55,26 @@ class Agent:
     copies_match_single_envs: bool = False
     """Whether copy ``i`` of a vector env seeded ``s`` plays exactly as a single env and
     learner seeded ``s + i`` (a family whose copies share one random stream does not)."""
+    update_before_act: bool = False
+    """Whether :meth:`_update` is also called, with ``info=None``, right before each round's
+    :meth:`_act`: after ended episodes restarted, inside the ``learn`` call that plays the
+    round (so :attr:`learn_end` is that call's). The Gaussian family's policy steps run there."""
+
+    _RETIRED_HOOKS = {
+        "_observe": "_update(obs, info)",
+        "_record": "_update(obs, info), which returns the round's records",
+        "_begin_learn": "_update(obs, None) with update_before_act = True (the call's end is self.learn_end)",
+        "_end_round": "a callback: learn(n, callback=...) (agents.common.callbacks)",
+    }
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for hook, now in Agent._RETIRED_HOOKS.items():
+            if hook in vars(cls):
+                raise TypeError(
+                    f"{cls.__qualname__} defines {hook}, a hook the learner contract no longer calls: "
+                    f"use {now} (agents.common.base.Agent documents the hooks)"
+                )
 
     @property
     def id(self) -> str:
@@ -57,83 +92,148 @@ class Agent:
         self.is_vector = isinstance(env.unwrapped, gym.vector.VectorEnv)
         self._obs: np.ndarray | None = None
         self.num_rounds = 0
+        self.learn_end: int | None = None
+        """The round count the current (or last) ``learn`` call ends at, ``num_rounds +
+        total_rounds`` as it starts (``None`` before any): a schedule may follow it."""
 
-    # Hooks -------------------------------------------------------------------------------
-    def _start(self, obs: np.ndarray, mask: np.ndarray | None) -> None:
-        """Begin an episode from its first observation (``mask``: which vector copies)."""
+    # The learner contract -------------------------------------------------------------------
+    def _start(self, obs: Any, mask: np.ndarray | None) -> None:
+        """Begin an episode from its first observation ``obs``.
+
+        Called by :meth:`learn` once the env is reset: as the first ``learn`` call starts
+        (``mask=None``), and after the :meth:`_update` of a round that ended the episode of a
+        single env (``None``) or of some copies of a vector env (``mask``: those copies;
+        ``obs`` holds their new episodes' first observations; the other copies keep their
+        state).
+        """
         raise NotImplementedError
 
-    def _act(self) -> np.ndarray:
-        """The action of this round."""
+    def _act(self) -> Any:
+        """The action of this round, chosen from the policy as it stands and the latest
+        observation (``self._obs``).
+
+        Called once per round, before the env steps. It chooses only (it may draw the round's
+        samples); learning belongs in :meth:`_update`.
+        """
         raise NotImplementedError
 
-    def _observe(self, obs: np.ndarray) -> None:
-        """Update the learner after a round, given the observation that follows it."""
+    def _update(self, obs: Any, info: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Learn; the one hook where a family changes its policy.
+
+        Called by :meth:`learn` after every round's step, ``self.num_rounds`` counting the
+        round, with ``obs`` the observation that follows it and ``info`` the round's ``info``.
+        Where the round ended an episode, :meth:`_start` follows (a vector copy that ended
+        already holds its new episode's first observation in ``obs``; a single env is reset
+        after this call). With :attr:`update_before_act`, also called with ``info=None`` right
+        before each :meth:`_act`, after any :meth:`_start`, ``obs`` the observation the round
+        answers.
+
+        Returns:
+            the learner's own records of the round (``{name: value}``, added to the history
+            beside the env's ``info``), or ``None``; the return of an ``info=None`` call is ignored.
+        """
         raise NotImplementedError
+
+    @property
+    def checkpointable(self) -> bool:
+        """Whether :meth:`save` now writes everything the learner needs to continue exactly as
+        it would have: between any two rounds of the round loop (PPO: between its rollouts,
+        where it learns). :class:`agents.common.callbacks.CheckpointCallback` saves only then."""
+        return True
 
     # Public API --------------------------------------------------------------------------
-    def learn(self, total_rounds: int, progress_bar: bool = False) -> dict[str, np.ndarray]:
+    def learn(self, total_rounds: int, callback: Any = None, progress_bar: bool = False) -> dict[str, np.ndarray]:
         """Play ``total_rounds`` rounds, learning after each; return their metrics.
 
         Args:
             total_rounds: number of ``env.step`` calls, a whole number >= 0.
+            callback: a :class:`agents.common.callbacks.BaseCallback`, a function
+                ``f(learner, info)``, a list of them, or ``None``: told when training starts,
+                after each round (``False`` from one stops training after that round) and when
+                it ends.
             progress_bar: show a tqdm bar with the live proxy and true utility (needs tqdm).
 
         Returns:
-            ``{key: array}`` for every ``info`` key of the game (``fpo_envs.INFO_KEYS``,
-            ``diverged``, and the game's own) and the learner's own records.
+            ``{key: array}`` for every ``info`` key of the game (its ``info_keys`` and
+            ``diverged`` even after no rounds, and the rest of its ``info``) and the learner's
+            own records, one row per round played.
         """
         check_rounds(total_rounds)
-        self._begin_learn(total_rounds)
+        callbacks = self._callbacks(callback, progress_bar)
         if self._obs is None:
             self._obs, _ = self.env.reset(seed=self.seed)
             self._start(self._obs, None)
-        rows: dict[str, list] = {k: [] for k in HISTORY_KEYS}
-        bar = None
-        if progress_bar:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total_rounds, desc=self.id, unit="round")
+        self.learn_end = self.num_rounds + total_rounds
+        # The game's metrics are in the history even after no rounds.
+        rows: dict[str, list] = {k: [] for k in (*self.env.unwrapped.info_keys, "diverged")}
+        callbacks.on_training_start(self, total_rounds)
         # A vector env that does not reset ended copies inside the step (NEXT_STEP, DISABLED)
         # has them reset here, before the learner sees the round, as SAME_STEP would have done:
         # the history is the same in every mode, and no step is spent on a reset.
         reset_ended = self.is_vector and self.env.metadata.get("autoreset_mode") != gym.vector.AutoresetMode.SAME_STEP
         for _ in range(total_rounds):
+            if self.update_before_act:
+                self._update(self._obs, None)
             obs, _, terminated, truncated, info = self.env.step(self._act())
             done = np.logical_or(terminated, truncated)
             if reset_ended and done.any():
                 obs, _ = self.env.reset(options={"reset_mask": done})
-            for key, value in info.items():
-                if not key.startswith("_") and key not in ("final_obs", "final_info"):
-                    rows.setdefault(key, []).append(np.asarray(value))
-            for key, value in self._record(info).items():
-                rows.setdefault(key, []).append(np.asarray(value))
-            self._observe(obs)
             self.num_rounds += 1
-            if bar is not None:
-                bar.update()
-                bar.set_postfix(proxy=f"{np.mean(info['proxy_reward']):.3f}", true=f"{np.mean(info['true_utility']):.3f}")
+            row = {k: v for k, v in info.items() if not k.startswith("_") and k not in ("final_obs", "final_info")}
+            row.update(self._update(obs, info) or {})
             if self.is_vector and done.any():
                 self._start(obs, done)  # those copies were reset (by the env or above)
             elif not self.is_vector and done:
                 obs, _ = self.env.reset()
                 self._start(obs, None)
             self._obs = obs
-            self._end_round(info)
-        if bar is not None:
-            bar.close()
+            for key, value in row.items():
+                rows.setdefault(key, []).append(np.asarray(value))
+            if not self._round_done(callbacks, row):
+                break
+        callbacks.on_training_end(self)
         shape = (0, self.env.unwrapped.num_envs) if self.is_vector else (0,)
         return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
 
-    def _begin_learn(self, total_rounds: int) -> None:
-        """Called as ``learn(total_rounds)`` starts (a schedule may follow the run's length)."""
+    @staticmethod
+    def _callbacks(callback: Any, progress_bar: bool) -> callbacks_module.CallbackList:
+        """``learn``'s callbacks as one list, the progress bar's last."""
+        listed = callbacks_module.as_callback(callback)
+        if progress_bar:
+            listed = callbacks_module.CallbackList([*listed.callbacks, callbacks_module.ProgressBarCallback()])
+        return listed
 
-    def _end_round(self, info: dict) -> None:
-        """Called once a round is complete (learner updated, env reset if it ended)."""
+    def _round_done(self, callbacks: callbacks_module.CallbackList, info: dict[str, Any]) -> bool:
+        """Report a finished round (its history row ``info``) to the callbacks, then pass the
+        crash point ``FPO_CRASH_AT_ROUND`` (:mod:`agents.common.faults`); whether to go on.
+        Every ``learn`` calls it once per round, after the learner has learned from it."""
+        go_on = callbacks.on_round(self, info)
+        faults.at_round(self.num_rounds)
+        return go_on
 
-    def _record(self, info: dict) -> dict[str, np.ndarray]:
-        """Extra per-round history entries of this learner (none by default)."""
-        return {}
+    @staticmethod
+    def checkpoints(run_dir: str | Path) -> list[Path]:
+        """The complete checkpoints of the run directory ``run_dir`` (``run_dir/checkpoints``,
+        :func:`agents.common.callbacks.run_callbacks`), oldest first."""
+        return callbacks_module.checkpoints(Path(run_dir) / callbacks_module.CHECKPOINTS)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, env: gym.Env | gym.vector.VectorEnv, /, **config_overrides: Any) -> "Agent":
+        """Rebuild the learner of the run directory ``run_dir`` from its newest checkpoint, on a
+        fresh ``env`` made as the run's was, ready to ``learn`` the remaining rounds (with the
+        run's callbacks, :func:`agents.common.callbacks.run_callbacks`, to go on streaming and
+        checkpointing). Works for every family; ``config_overrides`` as in :meth:`load`.
+
+        Raises:
+            FileNotFoundError: ``run_dir`` has no complete checkpoint.
+        """
+        found = cls.checkpoints(run_dir)
+        if not found:
+            raise FileNotFoundError(
+                f"no checkpoint under {Path(run_dir) / callbacks_module.CHECKPOINTS} to resume from "
+                "(a run writes them with learn(n, callback=agents.common.callbacks.run_callbacks(run_dir, every)))"
+            )
+        return cls.load(found[-1], env, **config_overrides)
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
         """The next action for ``observation``; returns ``(action, None)`` as stable-baselines3 does.

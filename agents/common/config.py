@@ -79,13 +79,16 @@ def check_fields(config_cls: type, config: Mapping[str, Any]) -> None:
 
 def build_config(config_cls: type, config: dict[str, Any]) -> Any:
     """Build the frozen config dataclass: an unknown key is a ``TypeError`` naming the known
-    ones; each value is checked against its field's type (:func:`check_fields`) before the
-    dataclass checks its range, and a ``float`` field given an infinite or NaN value is a
-    :class:`ConfigError` after them."""
+    ones (and the class's ``unknown_key_hint``, where it has one); each value is checked
+    against its field's type (:func:`check_fields`) before the dataclass checks its range, and a
+    ``float`` field given an infinite or NaN value is a :class:`ConfigError` after them."""
     known = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(config) - known)
     if unknown:
-        raise TypeError(f"unknown config key(s) {unknown} for {config_cls.__name__}; known: {sorted(known)}")
+        hint = getattr(config_cls, "unknown_key_hint", "")  # e.g. PPO's: gamma is not stable-baselines3's discount
+        raise TypeError(
+            f"unknown config key(s) {unknown} for {config_cls.__name__}; known: {sorted(known)}" + (f"; {hint}" if hint else "")
+        )
     check_fields(config_cls, config)
     built = config_cls(**config)
     # After the dataclass's own checks, which may say more (``gamma must be a finite number >= 0``).

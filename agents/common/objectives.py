@@ -26,12 +26,17 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from types import MappingProxyType
+from typing import Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
 from agents.common import penalties
-from agents.common.registration import definition
+from agents.common.registration import ReadOnlyRegistry, definition
+
+PAPER_GAMMA: Mapping[str, float] = MappingProxyType({"linear": 0.1, "neural": 0.005, "text": 10.0})
+"""The paper's penalty weight ``gamma`` per game: the default of every family, learner and
+wrapper on that game (``gamma=None``)."""
 
 
 class Outputs:
@@ -139,14 +144,21 @@ def _analytic_grad(kind: str) -> PenaltyGrad:
     return grad
 
 
-PENALTIES: dict[str, Penalty] = {
+_penalties: dict[str, Penalty] = {
     "practical": Penalty("practical", _practical, _analytic_grad("practical")),
     "relaxed": Penalty("relaxed", _relaxed, _analytic_grad("relaxed")),
 }
-"""Registered penalties by name (``none`` is the absence of one)."""
+
+PENALTIES: Mapping[str, Penalty] = ReadOnlyRegistry(
+    _penalties,
+    "agents.PENALTIES",
+    "agents.register_penalty(name, fn) to add or replace a penalty, agents.unregister_penalty(name) to remove one of yours",
+)
+"""Registered penalties by name (``none`` is the absence of one); read-only: :func:`register_penalty`,
+:func:`unregister_penalty`."""
 
 
-BUILTIN_PENALTIES = frozenset(PENALTIES)
+BUILTIN_PENALTIES = frozenset(_penalties)
 """The penalties this package defines: replaced only with ``override=True``."""
 
 
@@ -168,7 +180,7 @@ def register_penalty(name: str, fn: PenaltyFn, grad: PenaltyGrad | None = None, 
         raise ValueError(f"a penalty name must be a non-empty string other than 'none', got {name!r}")
     if not callable(fn) or (grad is not None and not callable(grad)):
         raise TypeError("fn (and grad, if given) must be callables taking an agents.Outputs")
-    old = PENALTIES.get(name)
+    old = _penalties.get(name)
     same = old is not None and (definition(old.fn), definition(old.grad)) == (definition(fn), definition(grad))
     if old is not None and not same and not override:
         if name in BUILTIN_PENALTIES:
@@ -177,8 +189,26 @@ def register_penalty(name: str, fn: PenaltyFn, grad: PenaltyGrad | None = None, 
                 "register yours under another name, or pass override=True to replace the built-in one"
             )
         warnings.warn(f"replacing the penalty {name!r} (pass override=True to replace it without this warning)", stacklevel=2)
-    PENALTIES[name] = Penalty(name, fn, grad)
-    return PENALTIES[name]
+    _penalties[name] = Penalty(name, fn, grad)
+    return _penalties[name]
+
+
+def unregister_penalty(name: str) -> Penalty:
+    """Remove the penalty ``name`` that you registered; return it.
+
+    Raises:
+        ValueError: ``name`` is not registered, or is a built-in penalty (replace one with
+            ``register_penalty(..., override=True)``;
+            :func:`agents.common.registration.temporary_registrations` restores it).
+    """
+    if name not in _penalties:
+        raise ValueError(f"no penalty {name!r} is registered; registered: {sorted(_penalties)}")
+    if name in BUILTIN_PENALTIES:
+        raise ValueError(
+            f"{name!r} is a built-in penalty and stays registered; to try a replacement, "
+            "register_penalty(..., override=True) inside agents.common.registration.temporary_registrations()"
+        )
+    return _penalties.pop(name)
 
 
 def get_penalty(name: str) -> Penalty | None:
@@ -227,8 +257,9 @@ def check_no_penalty(config: Any, learner: str) -> None:
 class ObjectiveConfig:
     """The objective part of a learner's config, shared by every policy family."""
 
-    paper_gamma: ClassVar[float] = 0.1
-    """The family's paper value of ``gamma``, used when ``gamma`` is ``None``."""
+    paper_gamma: ClassVar[float] = PAPER_GAMMA["linear"]
+    """The family's paper value of ``gamma``, used when ``gamma`` is ``None``: a family sets
+    its game's, ``PAPER_GAMMA[game]``."""
 
     penalty: str = "none"
     """A registered penalty (``none``, ``practical``, ``relaxed``, or your own)."""

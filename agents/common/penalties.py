@@ -23,7 +23,9 @@ import numpy as np
 
 from fpo_envs.core.numerics import sigmoid
 
-PENALTIES = ("practical", "relaxed")
+PENALTY_KINDS = ("practical", "relaxed")
+"""The penalties these closed forms compute: the values of ``kind`` in :func:`penalty` and
+:func:`penalty_grad` (the registered penalties, by name, are :data:`agents.PENALTIES`)."""
 
 
 def _inner(a: Any, b: Any) -> Any:
@@ -106,5 +108,5 @@ def self_influence(rm: Any, z: Any, u: Any) -> Any:
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in PENALTIES:
-        raise ValueError(f"unknown penalty {kind!r}; expected one of {PENALTIES}")
+    if kind not in PENALTY_KINDS:
+        raise ValueError(f"unknown penalty {kind!r}; expected one of {PENALTY_KINDS}")

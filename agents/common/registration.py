@@ -10,6 +10,12 @@ module is imported, one naming a function is called.
 An id taken by this package (``rlhf``, ``fpo-relaxed``, ...) is replaced only with
 ``register(..., override=True)``; registering the same definition again (a module imported
 twice, or under two names) changes nothing.
+
+``registry`` (and ``FAMILIES``, and :data:`agents.PENALTIES`) are read-only views: they read as
+dicts, and writing to one is a ``TypeError`` naming the function that changes it, since a write
+would skip ``register``'s checks. :func:`unregister` removes a learner of yours;
+:func:`temporary_registrations` undoes every registration made inside a ``with`` block (a test,
+or a notebook trying a learner out), built-in ones overridden included.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import inspect
 import os
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Any, Callable, Mapping
@@ -26,12 +34,57 @@ from typing import Any, Callable, Mapping
 import fpo_envs
 
 PLUGIN_GROUP = "fpo_envs.learners"
+"""The entry-point group installed packages declare their learners in."""
 
-FAMILIES: dict[str, str] = {
-    "linear": "agents.families.gradient:GradientLeader",
-    "neural": "agents.families.gaussian:GaussianLeader",
-    "text": "agents.families.text:TextLeader",
-}
+
+_registries: list[dict] = []  # every registry behind a ReadOnlyRegistry: what temporary_registrations restores
+
+
+class ReadOnlyRegistry(Mapping):
+    """A read-only view of one of the package's registries: it reads as a dict (``view[key]``,
+    ``key in view``, iteration, ``get``, ``items``) and follows the registry as it changes;
+    writing to it is a ``TypeError`` that names ``how``, the function that changes it.
+    :func:`temporary_registrations` restores every registry a view was made of.
+
+    Args:
+        data: the registry itself (kept private by the module that owns it).
+        what: its name, for the error (``"agents.registry"``).
+        how: how to change it, for the error (``"agents.register(id, ...)"``).
+    """
+
+    __slots__ = ("_data", "_what", "_how")
+
+    def __init__(self, data: dict, what: str, how: str):
+        self._data, self._what, self._how = data, what, how
+        _registries.append(data)
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{self._what} is read-only (a write would skip its checks): use {self._how}")
+
+    __setitem__ = __delitem__ = pop = popitem = clear = update = setdefault = __ior__ = _refuse
+
+
+FAMILIES: Mapping[str, str] = ReadOnlyRegistry(
+    {
+        "linear": "agents.families.gradient:GradientLeader",
+        "neural": "agents.families.gaussian:GaussianLeader",
+        "text": "agents.families.text:TextLeader",
+    },
+    "agents.FAMILIES",
+    "agents.register(id, entry_point, games=...) to run your own family on a game",
+)
 """The built-in policy family of each game: the entry point of a learner registered without one."""
 
 EntryPoint = str | Callable[..., Any]
@@ -66,8 +119,16 @@ class LearnerSpec:
         return tuple(self.entry_points)
 
 
-registry: dict[str, LearnerSpec] = {}
-"""Every registered learner by id."""
+_registry: dict[str, LearnerSpec] = {}
+
+registry: Mapping[str, LearnerSpec] = ReadOnlyRegistry(
+    _registry,
+    "agents.registry",
+    "agents.register(id, ...) to add or replace a learner, agents.unregister(id) to remove one of yours",
+)
+"""Every registered learner by id (read-only: :func:`register`, :func:`unregister`)."""
+
+_builtin_ids: set[str] = set()  # ids this package registered: unregister keeps them, even when overridden
 
 _plugins_loaded = False
 
@@ -161,7 +222,7 @@ def register(
     if not is_builtin(module):
         load_plugins()  # the ids the package's own plugins register are taken before a user's
     new = LearnerSpec(id, points, dict(kwargs or {}), module, dict(env_kwargs or {}), source)
-    old = registry.get(id)
+    old = _registry.get(id)
     if old is not None and not override and not _same_learner(old, new):
         if is_builtin(old.module):
             raise ValueError(
@@ -172,8 +233,50 @@ def register(
             f"replacing the learner {id!r} registered by {old.module} (pass override=True to replace it without this warning)",
             stacklevel=2,
         )
-    registry[id] = new
+    _registry[id] = new
+    if is_builtin(module):
+        _builtin_ids.add(id)
     return new
+
+
+def unregister(id: str) -> LearnerSpec:
+    """Remove the learner ``id`` that you registered; return its :class:`LearnerSpec`.
+
+    Raises:
+        ValueError: ``id`` is not registered, or is one of this package's (replace a built-in
+            with ``register(..., override=True)``; :func:`temporary_registrations` restores it).
+    """
+    load_plugins()
+    if id not in _registry:
+        raise ValueError(f"no learner {id!r} is registered; registered: {list(ids())}")
+    if id in _builtin_ids:
+        raise ValueError(
+            f"{id!r} is a built-in learner and stays registered; "
+            "to try a replacement, register(..., override=True) inside agents.common.registration.temporary_registrations()"
+        )
+    return _registry.pop(id)
+
+
+@contextmanager
+def temporary_registrations() -> Iterator[None]:
+    """Undo, on leaving the block, every learner and penalty registered, replaced or removed
+    inside it (built-in ones overridden included)::
+
+        with temporary_registrations():
+            agents.register_penalty("relaxed", my_relaxed, override=True)
+            ...  # fpo-relaxed runs on my_relaxed
+        # the built-in relaxed penalty is back
+
+    The installed packages' plugins are loaded first, so they stay registered after the block.
+    """
+    load_plugins()
+    saved = [(data, dict(data)) for data in _registries]
+    try:
+        yield
+    finally:
+        for data, contents in saved:
+            data.clear()
+            data.update(contents)
 
 
 def _same_learner(a: LearnerSpec, b: LearnerSpec) -> bool:

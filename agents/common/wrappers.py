@@ -5,7 +5,7 @@ penalty's gradient, but it can be paid the foresighted objective::
 
     import gymnasium as gym
     import fpo_envs  # noqa: F401
-    from agents.common.wrappers import PenaltyReward
+    from agents import PenaltyReward
 
     env = PenaltyReward(gym.make("FPO/LinearRM-v0"), penalty="practical", gamma=0.1)
 
@@ -23,10 +23,9 @@ import gymnasium as gym
 import numpy as np
 
 import fpo_envs
-from agents.common.objectives import Objective, get_penalty
+from agents.common.objectives import PAPER_GAMMA, Objective, get_penalty, resolve_gamma
 
-PAPER_GAMMA = {"linear": 0.1, "neural": 0.005}
-"""The paper's ``gamma`` per vector game, the wrappers' default."""
+_GAMES = ("linear", "neural")  # the vector-output games, whose actions the penalty scores
 
 
 class _Penalizer:
@@ -34,14 +33,12 @@ class _Penalizer:
 
     def __init__(self, env: Any, penalty: str, gamma: float | None):
         game = fpo_envs.game_of(env)
-        if game not in PAPER_GAMMA:
-            raise ValueError(f"the penalty wrappers need a vector-output game ({sorted(PAPER_GAMMA)}), not the {game} game")
+        if game not in _GAMES:
+            raise ValueError(f"the penalty wrappers need a vector-output game ({list(_GAMES)}), not the {game} game")
         if get_penalty(penalty) is None:
             raise ValueError(
                 "penalty='none' adds nothing: use the env unwrapped, or name a penalty ('practical', 'relaxed', ...)"
             )
-        from agents.common.objectives import resolve_gamma
-
         self.gamma = resolve_gamma(penalty, gamma, PAPER_GAMMA[game])
         self.game = env.unwrapped
         self.objective = Objective(self.game, penalty, self.gamma)
@@ -66,7 +63,8 @@ class PenaltyReward(gym.Wrapper):
     Args:
         env: an ``FPO/LinearRM-v0`` or ``FPO/NeuralRM-v0`` env.
         penalty: a registered penalty name (``practical``, ``relaxed``, or your own).
-        gamma: its weight (``None``: the paper's value for the game, 0.1 linear, 0.005 neural).
+        gamma: its weight (``None``: the paper's value for the game,
+            :data:`agents.common.objectives.PAPER_GAMMA`).
     """
 
     def __init__(self, env: gym.Env, penalty: str = "practical", gamma: float | None = None):

@@ -19,14 +19,14 @@ import numpy as np
 import torch
 
 from agents.common.base import Agent
-from agents.common.objectives import Objective, ObjectiveConfig
+from agents.common.objectives import PAPER_GAMMA, Objective, ObjectiveConfig
 
 
 @dataclass(frozen=True)
 class GaussianConfig(ObjectiveConfig):
     """Settings of the Gaussian leader (paper values as defaults)."""
 
-    paper_gamma: ClassVar[float] = 0.005
+    paper_gamma: ClassVar[float] = PAPER_GAMMA["neural"]
 
     oracle_gradient: bool = False
     """Let ``grad U`` flow into the penalty's gradient (the paper detaches ``U`` here): the
@@ -76,6 +76,9 @@ class GaussianLeader(Agent):
     # independent learners, but copy i is not the single env and learner seeded s + i.
     copies_match_single_envs = False
     vector_copies_are_seeds = True
+    # Its policy steps for a round run right before the round, against the RM it faces and on
+    # the schedule of the learn call that plays it (which stretches to that call's end).
+    update_before_act = True
 
     def __init__(self, env, seed=None, **config):
         super().__init__(env, seed=seed, **config)
@@ -84,15 +87,23 @@ class GaussianLeader(Agent):
         # The learner's own torch generator, seeded through the API from its numpy one.
         self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**63 - 1)))
         game = env.unwrapped
-        self.schedule_rounds = (
+        self._schedule_before_learn = (
             c.schedule_rounds
             or getattr(game, "max_episode_steps", None)
             or (env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 4000)
         )
 
-    def _begin_learn(self, total_rounds):
-        if self.config.schedule_rounds is None:
-            self.schedule_rounds = max(self.num_rounds + total_rounds, 1)
+    @property
+    def schedule_rounds(self) -> int:
+        """The rounds the schedules run over: the config's ``schedule_rounds``; without one, the
+        end of the current (or last) ``learn`` call (``num_rounds + n`` as ``learn(n)`` started,
+        at least 1); before any ``learn``, the env's episode length (or, for a loaded learner,
+        what it had when saved)."""
+        if self.config.schedule_rounds is not None:
+            return self.config.schedule_rounds
+        if self.learn_end is not None:
+            return max(self.learn_end, 1)
+        return self._schedule_before_learn
 
     def _game(self):
         return self.env.unwrapped
@@ -133,9 +144,19 @@ class GaussianLeader(Agent):
         else:
             self.theta[torch.as_tensor(mask)] = start[torch.as_tensor(mask)]
 
+    def _update(self, obs, info):
+        """Before each round (``info=None``): ``inner_steps`` policy steps from ``theta`` against
+        the RM the round faces, at the round's place in the schedule. After it: nothing to
+        learn; returns the metrics at ``theta`` recorded as the round was played."""
+        if info is not None:
+            return self._theta_metrics
+        self.theta = self._bounded(self._improve(self.theta, self._game().reward_model, self.num_rounds))
+        return None
+
     def _act(self):
+        """The round's ``samples_per_round`` samples around ``theta`` (drawn from the learner's
+        generator); records the metrics at ``theta``."""
         game = self._game()
-        self.theta = self._bounded(self._improve(self.theta, game.reward_model, self.num_rounds))
         sigma, _ = self.schedule(self.num_rounds)
         k = game.samples_per_round
         eps = torch.randn((*self.theta.shape[:-1], k, self.theta.shape[-1]), generator=self.generator)
@@ -156,12 +177,6 @@ class GaussianLeader(Agent):
                 "theta_rm_error": (r - u).double().numpy(),
                 "theta": theta.double().numpy().copy(),
             }
-
-    def _observe(self, obs):
-        pass
-
-    def _record(self, info):
-        return self._theta_metrics
 
     def _predict(self, observation, deterministic=True):
         """The next round's samples against the RM in ``observation``, from the current
@@ -190,6 +205,6 @@ class GaussianLeader(Agent):
 
     def _set_state(self, state):
         self.generator.set_state(state["generator"])
-        self.schedule_rounds = int(state["schedule_rounds"])
+        self._schedule_before_learn = int(state["schedule_rounds"])
         if "theta" in state:
             self.theta = state["theta"].clone()

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from agents.common.base import Agent
-from agents.common.objectives import Objective, ObjectiveConfig
+from agents.common.objectives import PAPER_GAMMA, Objective, ObjectiveConfig
 
 GRADIENT_MODES = ("analytic", "finite-difference")
 
@@ -22,7 +22,7 @@ GRADIENT_MODES = ("analytic", "finite-difference")
 class GradientConfig(ObjectiveConfig):
     """Settings of the gradient leader (paper values as defaults)."""
 
-    paper_gamma: ClassVar[float] = 0.1
+    paper_gamma: ClassVar[float] = PAPER_GAMMA["linear"]
 
     oracle_gradient: bool = True
     """Let ``grad U`` flow into the penalty's gradient (the paper's finite differences do).
@@ -98,7 +98,8 @@ class GradientLeader(Agent):
     def _act(self):
         return self.output.copy()
 
-    def _observe(self, obs):
+    def _update(self, obs, info):
+        """One step on ``J`` against the RM the round just retrained: the next round's output."""
         rm = self._game().reward_model  # the live RM, in float64
         self.output = self._clip(self.output + self.config.lr * self.objective_grad(self.output, rm))
 

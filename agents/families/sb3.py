@@ -24,12 +24,13 @@ import numpy as np
 import fpo_envs
 from agents.common.base import Agent
 from agents.common.config import check_rounds
-from agents.common.objectives import ObjectiveConfig
-from agents.common.wrappers import PAPER_GAMMA, PenaltyReward, VectorPenaltyReward
+from agents.common.objectives import PAPER_GAMMA, ObjectiveConfig
+from agents.common.wrappers import PenaltyReward, VectorPenaltyReward
 
 try:
     import stable_baselines3 as sb3
     import torch
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.vec_env import VecEnv
 except ImportError as err:  # pragma: no cover - exercised by the core-only test
     raise gym.error.DependencyNotInstalled(
@@ -39,9 +40,17 @@ except ImportError as err:  # pragma: no cover - exercised by the core-only test
 
 @dataclass(frozen=True)
 class PPOConfig(ObjectiveConfig):
-    """Settings of the PPO learner (stable-baselines3's defaults where it has them)."""
+    """Settings of the PPO learner (stable-baselines3's defaults where it has them).
 
-    paper_gamma: ClassVar[float] = 0.0  # the learner fills in the game's paper value
+    ``gamma`` is the penalty weight here, as in every learner of this package (``proxy - gamma
+    * R``; ``None``: the game's paper value, :data:`agents.PAPER_GAMMA`), not stable-baselines3's
+    discount factor: that one is ``discount`` (default 0.99).
+    """
+
+    paper_gamma: ClassVar[float] = 0.0  # the learner fills in the game's, PAPER_GAMMA[game]
+    unknown_key_hint: ClassVar[str] = (
+        "these are not stable-baselines3's PPO arguments: gamma is the penalty weight, PPO's discount factor is discount"
+    )
 
     learning_rate: float = 3e-4
     """Adam step size of the policy and value networks."""
@@ -70,7 +79,13 @@ class PPOConfig(ObjectiveConfig):
     """torch device of the networks."""
 
     def __post_init__(self):
-        super().__post_init__()
+        try:
+            super().__post_init__()
+        except ValueError as err:
+            if self.penalty == "none" and self.gamma:  # likely stable-baselines3's gamma=0.99
+                hint = f"PPO's discount factor, stable-baselines3's gamma, is discount here: discount={self.gamma!r}"
+                raise ValueError(f"{err} ({hint})") from None
+            raise
         object.__setattr__(self, "net_arch", tuple(int(h) for h in self.net_arch))
         for name in ("n_steps", "batch_size", "n_epochs"):
             if getattr(self, name) < 1:
@@ -163,6 +178,12 @@ class PPOLearner(Agent):
     updates on full rollouts) and returns the history of every round played, with the
     games' ``info`` keys (plus ``penalty`` and ``unpenalized_reward`` when penalized).
     ``predict`` is the policy's action, scaled to the game's output.
+
+    It plays its rounds inside stable-baselines3, one rollout at a time, not through the round
+    loop's hooks: after each rollout and its update, each of the rollout's rounds is reported
+    to the callbacks in turn. So a callback that stops training stops it at the end of a
+    rollout (every round of it is reported), and the learner is :attr:`checkpointable` at a
+    rollout's last round, where a checkpoint resumes exactly.
     """
 
     config_cls = PPOConfig
@@ -178,7 +199,8 @@ class PPOLearner(Agent):
         if c.penalty != "none":
             wrapper = VectorPenaltyReward if self.is_vector else PenaltyReward
             wrapped = wrapper(env, penalty=c.penalty, gamma=c.gamma)
-        self._rows: dict[str, list] | None = None
+        self._infos: list[dict] | None = None  # the infos of the rollout being played
+        self._between_rollouts = True
         self.venv = _VecAdapter(wrapped, c.action_scale, seed, self._record_info)
         self._torch_rng = torch.Generator().manual_seed(int(self.rng.integers(2**62))).get_state()
         self._np_rng = np.random.RandomState(int(self.rng.integers(2**32))).get_state()
@@ -198,6 +220,8 @@ class PPOLearner(Agent):
                 verbose=0,
                 policy_kwargs={"log_std_init": c.log_std_init, "net_arch": list(c.net_arch)},
             )
+        # A logger with no outputs, kept across learn calls (each would configure a new one).
+        self.model.set_logger(Logger(folder=None, output_formats=[]))
 
     @contextlib.contextmanager
     def _own_global_rng(self, commit: bool = True):
@@ -214,25 +238,51 @@ class PPOLearner(Agent):
             np.random.set_state(saved[1])
 
     def _record_info(self, info: dict) -> None:
-        if self._rows is None:
-            return
-        for key, value in info.items():
-            if not key.startswith("_") and key not in ("final_obs", "final_info"):
-                self._rows.setdefault(key, []).append(np.asarray(value))
+        if self._infos is not None:
+            self._infos.append(info)
 
-    def learn(self, total_rounds: int, progress_bar: bool = False) -> dict[str, np.ndarray]:
-        check_rounds(total_rounds)
-        n = self.venv.num_envs
-        rollouts = -(-total_rounds // self.config.n_steps)
-        self._rows = {}
+    @property
+    def checkpointable(self) -> bool:
+        """True between rollouts (PPO learns on whole rollouts; a rollout half played is not saved)."""
+        return self._between_rollouts
+
+    def _play(self, timesteps: int) -> list[dict]:
+        """``model.learn`` for ``timesteps`` env steps on the learner's generators; the infos of
+        the rounds it played."""
+        self._infos = []
         try:
             with self._own_global_rng():
-                self.model.learn(rollouts * self.config.n_steps * n, reset_num_timesteps=False, progress_bar=progress_bar)
-            rows = self._rows
+                self.model.learn(timesteps, reset_num_timesteps=False)
+            return self._infos
         finally:
-            self._rows = None
-        self.num_rounds += rollouts * self.config.n_steps
-        self._obs = self.model._last_obs if self.is_vector else self.model._last_obs[0]
+            self._infos = None
+            self._obs = self.model._last_obs if self.is_vector else self.model._last_obs[0]
+
+    def learn(self, total_rounds: int, callback=None, progress_bar: bool = False) -> dict[str, np.ndarray]:
+        """:meth:`agents.Agent.learn` for PPO: ``total_rounds`` rounded up to whole rollouts."""
+        check_rounds(total_rounds)
+        callbacks = self._callbacks(callback, progress_bar)
+        n, steps = self.venv.num_envs, self.config.n_steps
+        rollouts = -(-total_rounds // steps)
+        self.learn_end = self.num_rounds + rollouts * steps
+        rows: dict[str, list] = {}
+        callbacks.on_training_start(self, rollouts * steps)
+        if not rollouts:
+            self._play(0)  # as a first call with rounds would: the env's first reset
+        for _ in range(rollouts):
+            infos = self._play(steps * n)
+            go_on = True
+            for i, info in enumerate(infos):
+                self.num_rounds += 1
+                self._between_rollouts = i == len(infos) - 1
+                row = {k: v for k, v in info.items() if not k.startswith("_") and k not in ("final_obs", "final_info")}
+                for key, value in row.items():
+                    rows.setdefault(key, []).append(np.asarray(value))
+                go_on = self._round_done(callbacks, row) and go_on
+            self._between_rollouts = True
+            if not go_on:
+                break
+        callbacks.on_training_end(self)
         shape = (0, n) if self.is_vector else (0,)
         return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
 

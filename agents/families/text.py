@@ -4,35 +4,37 @@ Each round the policy (the env's base LM with a LoRA adapter) samples ``n_candid
 responses to the prompt in one batched generation; one RM pass scores them with the
 reference (and, for relaxed FPO, one oracle pass); the learner picks the winner by
 ``r - gamma * R`` with the Bradley-Terry form of its penalty (:mod:`agents.common.objectives`), takes one
-SFT step on it (gradient accumulation over rounds), and submits it.
+SFT step on it (gradient accumulation over rounds) once the env has scored it
+(:meth:`TextLeader._update`), and submits it.
 
-Long runs: ``run_dir`` streams metrics to ``metrics.csv`` / ``metrics.jsonl`` (and
-TensorBoard where installed) and writes a checkpoint every ``checkpoint_every`` rounds
-(adapter, optimizer, RM head and its optimizer, every RNG state, the round index);
-:meth:`TextLeader.resume` continues a killed run from its last checkpoint, and since all
-randomness is restored, the rounds replayed after it are the ones the killed run played.
+Long runs: ``run_dir`` makes it a run directory (:mod:`agents.common.callbacks`, as any learner
+with ``learn(n, callback=run_callbacks(run_dir, every))``): metrics streamed to ``metrics.csv``
+/ ``metrics.jsonl`` (and TensorBoard where installed) and a checkpoint every
+``checkpoint_every`` rounds (adapter, optimizer, RM head and its optimizer, every RNG state,
+the round index); :meth:`TextLeader.resume` continues a killed run from its last checkpoint,
+and since all randomness is restored, the rounds replayed after it are the ones the killed
+run played.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 
+from agents.common import callbacks
 from agents.common.base import Agent
-from agents.common.objectives import Objective, ObjectiveConfig, Outputs
+from agents.common.objectives import PAPER_GAMMA, Objective, ObjectiveConfig, Outputs
 from fpo_envs.lm.generation import chat_prompt_ids, generate, response_ids, seeded_global_rng
 from fpo_envs.lm.loading import require
+from fpo_envs.lm.names import with_current_names
 
 METRIC_KEYS = (
     "true_utility",
     "proxy_reward",
-    "signal_norm",
-    "noise_norm",
+    "quality_gap",
     "rm_error",
     "reference_utility",
     "reference_reward",
@@ -41,13 +43,14 @@ METRIC_KEYS = (
     "response_truncated",
     "diverged",
 )
+"""The ``info`` entries of a round that the streamed metrics (``metrics.csv``, ``metrics.jsonl``) keep."""
 
 
 @dataclass(frozen=True)
 class TextConfig(ObjectiveConfig):
     """Settings of the best-of-N LoRA learner (paper values as defaults)."""
 
-    paper_gamma: ClassVar[float] = 10.0
+    paper_gamma: ClassVar[float] = PAPER_GAMMA["text"]
 
     n_candidates: int = 8
     """Responses sampled per round (one batched generation)."""
@@ -74,7 +77,8 @@ class TextConfig(ObjectiveConfig):
     temperature: float = 0.8
     """Candidate generation: temperature."""
     run_dir: str | None = None
-    """Folder for streamed metrics and checkpoints (``None``: neither)."""
+    """Folder for streamed metrics and checkpoints (``None``: neither): every ``learn`` adds
+    :func:`agents.common.callbacks.run_callbacks` for it, as any learner may be given."""
     checkpoint_every: int = 0
     """Write a checkpoint every this many rounds (0: never; needs ``run_dir``)."""
     keep_checkpoints: int = 2
@@ -183,7 +187,7 @@ class TextLeader(Agent):
             self.optimizer = require("bitsandbytes").optim.PagedAdamW8bit(params, lr=c.lr)
         self._pending = 0  # SFT rounds accumulated since the last optimizer step
         self._sft_record: dict[str, float] = {}  # what the last SFT step's loss adds to the round record
-        self._writers = None
+        self._round_record: dict[str, float] = {}  # the last round's records (its history entries)
 
     def _trainable(self) -> list:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -203,6 +207,7 @@ class TextLeader(Agent):
             min_new_tokens=c.min_new_tokens,
             top_p=c.top_p,
             temperature=c.temperature,
+            prompt_max_tokens=game.preset.prompt_max_tokens,
         )
         return texts
 
@@ -219,8 +224,9 @@ class TextLeader(Agent):
     def sft_step(self, prompt: str, response: str) -> float:
         """One supervised step on ``response`` (accumulated; the optimizer steps every ``grad_accum``)."""
         torch = require("torch", "torch")
-        tok = self.env.unwrapped.policy_tokenizer
-        p = chat_prompt_ids(tok, prompt)
+        game = self.env.unwrapped
+        tok = game.policy_tokenizer
+        p = chat_prompt_ids(tok, prompt, game.preset.prompt_max_tokens)
         ids = p + response_ids(tok, response) + [tok.eos_token_id]
         device = next(self.model.parameters()).device
         input_ids = torch.tensor([ids], device=device)
@@ -262,25 +268,24 @@ class TextLeader(Agent):
         pass
 
     def _act(self):
+        """The best-of-N pick among ``n_candidates`` samples, by :meth:`scores` and :meth:`_choose`."""
         prompt, reference = self._obs["prompt"], self._obs["reference"]
         responses = self.candidates(prompt)
         s = self.scores(prompt, reference, responses)
         best = self._choose(s)
-        loss = self.sft_step(prompt, responses[best])
         lengths = [len(response_ids(self.env.unwrapped.policy_tokenizer, r)) for r in responses]
-        self._round_record = {
-            "sft_loss": loss,
-            **self._sft_record,
+        self._winner = prompt, responses[best]
+        self._pick_record = {
             "winner_penalty": float(s["penalty"][best]),
             "winner_score": float(s["score"][best]),
             "mean_candidate_tokens": float(np.mean(lengths)),
         }
         return responses[best]
 
-    def _observe(self, obs):
-        pass
-
-    def _record(self, info):
+    def _update(self, obs, info):
+        """One SFT step on the round's winner; returns its loss and the pick's scores."""
+        loss = self.sft_step(*self._winner)
+        self._round_record = {"sft_loss": loss, **self._sft_record, **self._pick_record}
         return self._round_record
 
     def _predict(self, observation, deterministic=True):
@@ -297,24 +302,31 @@ class TextLeader(Agent):
             self.generator.set_state(saved)
 
     # Long runs: metrics, checkpoints, resume ---------------------------------------------------
-    def _end_round(self, info):
-        if self.config.run_dir is None:
-            return
-        run = Path(self.config.run_dir)
-        if self._writers is None:
-            run.mkdir(parents=True, exist_ok=True)
-            self._writers = _MetricWriters(run, self.num_rounds)
-        row = {
-            "round": self.num_rounds - 1,
+    def learn(self, total_rounds, callback=None, progress_bar=False):
+        """:meth:`agents.Agent.learn`, with the run directory of the config's ``run_dir``
+        (:func:`agents.common.callbacks.run_callbacks`: metrics, and a checkpoint every
+        ``checkpoint_every`` rounds) before ``callback``, unless ``callback`` already streams
+        to that folder (a benchmark's run, resumed from a checkpoint that names it)."""
+        run = self.config.run_dir
+        given = callbacks.as_callback(callback)
+        if run is not None and not any(
+            isinstance(cb, callbacks.MetricsCallback) and cb.run_dir.resolve() == Path(run).resolve() for cb in given
+        ):
+            own = callbacks.run_callbacks(
+                run, self.config.checkpoint_every, self.config.keep_checkpoints, row=self._metrics_row, upgrade=with_current_names
+            )
+            given = callbacks.CallbackList([own, given])
+        return super().learn(total_rounds, callback=given, progress_bar=progress_bar)
+
+    def _metrics_row(self, info: dict) -> dict:
+        """A round's row in ``run_dir``'s metrics: :data:`METRIC_KEYS`, the learner's records,
+        the prompt and the response."""
+        return {
             **{k: info[k] for k in METRIC_KEYS},
             **self._round_record,
             "prompt": info["prompt"],
             "response": info["response"],
         }
-        self._writers.write(row)
-        every = self.config.checkpoint_every
-        if every and self.num_rounds % every == 0:
-            self.save_checkpoint()
 
     def _state(self) -> dict:
         """The adapter, both optimizers' states, accumulated gradients and the generator."""
@@ -338,76 +350,22 @@ class TextLeader(Agent):
             param.grad = None if grad is None else grad.to(param.device).clone()
 
     def save_checkpoint(self) -> Path:
-        """Write ``run_dir/checkpoints/round_XXXXXX.fpo`` atomically; keep the newest few."""
-        folder = Path(self.config.run_dir) / "checkpoints"
-        target = folder / f"round_{self.num_rounds:06d}.fpo"
-        self.save(target)  # written to a temporary file, then renamed: a checkpoint exists only once complete
-        for old in sorted(folder.glob("round_*.fpo"))[: -self.config.keep_checkpoints]:
-            old.unlink()
-        return target
-
-    @staticmethod
-    def checkpoints(run_dir: str | Path) -> list[Path]:
-        """The complete checkpoints of ``run_dir``, oldest first."""
-        return sorted(Path(run_dir).glob("checkpoints/round_*.fpo"))
+        """Write ``run_dir/checkpoints/round_XXXXXX.fpo`` atomically; keep the newest
+        ``keep_checkpoints`` (:func:`agents.common.callbacks.save_checkpoint`)."""
+        if self.config.run_dir is None:
+            raise ValueError("save_checkpoint needs a run_dir (or use agents.common.callbacks.save_checkpoint(learner, folder))")
+        folder = Path(self.config.run_dir) / callbacks.CHECKPOINTS
+        return callbacks.save_checkpoint(self, folder, self.config.keep_checkpoints)
 
     @classmethod
-    def resume(cls, run_dir: str | Path, env) -> "TextLeader":
-        """Rebuild the learner of ``run_dir`` from its newest checkpoint, on a fresh ``env``
-        made with the same preset, ready to ``learn`` the remaining rounds."""
-        checkpoints = cls.checkpoints(run_dir)
-        if not checkpoints:
-            raise FileNotFoundError(f"no checkpoint under {run_dir}/checkpoints")
-        agent = cls.load(checkpoints[-1], env, run_dir=str(run_dir))
-        agent._writers = _MetricWriters(Path(run_dir), agent.num_rounds)
-        return agent
+    def resume(cls, run_dir: str | Path, env, /, **config_overrides) -> "TextLeader":
+        """:meth:`agents.Agent.resume` with the config's ``run_dir`` set to ``run_dir`` (where the
+        run is now), so ``learn`` goes on streaming and checkpointing there."""
+        return super().resume(run_dir, env, **{"run_dir": str(run_dir), **config_overrides})
 
     def save_adapter(self, folder: str | Path) -> None:
         """Save the LoRA adapter (peft format) to ``folder``."""
         self.model.save_pretrained(str(folder))
-
-
-class _MetricWriters:
-    """Append-only CSV and JSONL metric streams (and TensorBoard scalars where installed).
-
-    Opened for a run that has ``rows`` finished rounds: rows beyond them (played after the
-    last checkpoint of a killed run) are dropped, so a resumed run writes each round once.
-    """
-
-    def __init__(self, run: Path, rows: int):
-        self.csv_path, self.jsonl_path = run / "metrics.csv", run / "metrics.jsonl"
-        if self.jsonl_path.exists():
-            lines = self.jsonl_path.read_text().splitlines(keepends=True)
-            self.jsonl_path.write_text("".join(lines[:rows]))
-        if self.csv_path.exists():
-            # Parsed, not split by lines: responses may hold newlines inside quoted fields.
-            with open(self.csv_path, newline="") as fh:
-                records = list(csv.reader(fh))
-            with open(self.csv_path, "w", newline="") as fh:
-                csv.writer(fh).writerows(records[: 1 + rows] if records else [])
-        self.tb = None
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tb = SummaryWriter(str(run / "tensorboard"))
-        except ImportError:  # TensorBoard is optional
-            pass
-
-    def write(self, row: dict) -> None:
-        row = {k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        new = not self.csv_path.exists() or self.csv_path.stat().st_size == 0
-        with open(self.csv_path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(row))
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        with open(self.jsonl_path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if self.tb is not None:
-            for key, value in row.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.tb.add_scalar(key, value, row["round"])
-            self.tb.flush()
 
 
 __all__ = ["TextConfig", "TextLeader", "TextOutputs"]

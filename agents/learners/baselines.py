@@ -160,9 +160,9 @@ class AnchorTextConfig(TextConfig):
     anchor: float = 0.1
     """Weight of ``KL(pi_theta || pi_base)`` next to the winner's NLL. Both are mean nats per
     response token, so the weight is their exchange rate: at 0.1 a nat of drift per token costs
-    a tenth of a nat of the winner's likelihood (about 2 nats per token in the loop profile's
-    benchmark, ``fpo-bench run text``), so the NLL leads the early steps, where the KL and its
-    gradient start at zero, and the anchor grows with the drift. 0 is rlhf."""
+    a tenth of a nat of the winner's likelihood, so the NLL leads the early steps, where the KL
+    and its gradient start at zero, and the anchor grows with the drift (the scales measured:
+    README, "Baselines under one tuning protocol"). 0 is rlhf."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -176,9 +176,9 @@ class CapTextConfig(TextConfig):
     cap: float = 0.1
     """The winner maximizes ``min(r, cap)``, on the RM's scale, which a Bradley-Terry head
     does not fix. 0.1: about the 95th percentile of the RM's scores of the oracle's reference
-    answers (samples of the base LM) in the loop profile's benchmark, ``fpo-bench run text``
-    (900 rounds: median -0.27, 95th percentile 0.12), so the cap binds where the policy
-    outscores nearly all of its base's answers; another RM head needs its own cap."""
+    answers (samples of the base LM) in the loop profile's benchmark (README, "Baselines under
+    one tuning protocol"), so the cap binds where the policy outscores nearly all of its base's
+    answers; another RM head needs its own cap."""
 
     def __post_init__(self):
         super().__post_init__()

@@ -25,7 +25,7 @@ import agents
 from agents.common.objectives import check_knob, check_no_penalty
 from agents.families.gaussian import GaussianConfig, GaussianLeader
 from agents.families.gradient import GradientConfig, GradientLeader
-from fpo_envs.models.ensemble import RewardModelEnsemble, spread
+from fpo_envs.models.ensemble import RewardModelEnsemble, member_std
 
 AGGREGATES = ("mean", "worst", "uwo")
 
@@ -66,7 +66,7 @@ def aggregate_value(rewards, aggregate: str, beta: float):
         return rewards.mean(-1)
     if aggregate == "worst":
         return rewards.min(-1) if isinstance(rewards, np.ndarray) else rewards.min(-1).values
-    return rewards.mean(-1) - beta * spread(rewards)
+    return rewards.mean(-1) - beta * member_std(rewards)
 
 
 class _Ensembled:

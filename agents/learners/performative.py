@@ -69,7 +69,7 @@ class RRMGradientLeader(GradientLeader):
             return self._clip(np.sign(w) * np.finfo(np.float64).max)
         return self._clip(w / (2.0 * c))
 
-    def _observe(self, obs):
+    def _update(self, obs, info):
         self.output = self.best_response(self._game().reward_model, self.output)
 
     def _predict(self, observation, deterministic=True):
@@ -290,9 +290,9 @@ class PerfGDGradientLeader(_PerfGD, GradientLeader):
         self._played = y
         return y.copy()
 
-    def _observe(self, obs):
+    def _update(self, obs, info):
         self._push(obs, self._played)
-        super()._observe(obs)
+        return super()._update(obs, info)
 
     def _state(self):
         state = super()._state()
@@ -319,8 +319,10 @@ class PerfGDGaussianLeader(_PerfGD, GaussianLeader):
             samples = self._bounded(torch.as_tensor(samples + self.config.explore * noise)).numpy()
         return samples
 
-    def _observe(self, obs):
-        self._push(obs, self._game().split_observation(obs)[1])
+    def _update(self, obs, info):
+        if info is not None:  # after the step: the round's mean output and the RM's change
+            self._push(obs, self._game().split_observation(obs)[1])
+        return super()._update(obs, info)
 
 
 agents.register("rgd", kwargs={"penalty": "none"}, games=("linear", "neural"))

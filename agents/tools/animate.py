@@ -27,10 +27,9 @@ from agents.common.registration import make
 
 GAMES = {"linear": "FPO/LinearRM-v0", "neural": "FPO/NeuralRM-v0"}
 DEFAULTS = {"linear": {"rounds": 300, "seed": 0}, "neural": {"rounds": 4000, "seed": 8}}
-"""Defaults of the command. The neural seed, from seeds 0-15 run as this command runs them (one
-env, one torch thread): RLHF collapsed (ended below half the optimum) on 8 of them; relaxed FPO,
-run on 7 of those 8, collapsed too on 5 and held on 2 (seeds 8 and 14); seed 8 is the one it
-ends higher on. One seed shows the mechanism; the README's suites give the rates."""
+"""Defaults of the command. The neural seed is one where relaxed FPO holds while RLHF collapses,
+chosen from seeds 0-15 as the README's "Animations: ``fpo-animate``" section says; one seed shows
+the mechanism, the README's suites give the rates."""
 
 KEY_COLORS = [(230, 30, 30), (255, 212, 0), (255, 176, 0), (224, 123, 0), (255, 255, 255), (0, 0, 0), (31, 95, 168)]
 """The frames' marker and line colours, kept exact in a GIF's palette."""

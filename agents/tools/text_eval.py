@@ -14,6 +14,7 @@ import numpy as np
 
 from fpo_envs.lm.generation import generate, response_ids
 from fpo_envs.lm.loading import require
+from fpo_envs.lm.names import with_current_names
 
 JUDGE_ENV = ("FPO_JUDGE_BASE_URL", "FPO_JUDGE_MODEL", "FPO_JUDGE_API_KEY")
 
@@ -42,6 +43,7 @@ def greedy_answers(
             min_new_tokens=1,
             top_p=1.0,
             temperature=1.0,
+            prompt_max_tokens=game.preset.prompt_max_tokens,
         )
         answers += texts
     if adapter is not None:
@@ -160,6 +162,7 @@ def evaluate(
 
 
 def markdown(rows: list[dict]) -> str:
+    """The evaluation rows as a Markdown table: mean oracle quality, mean tokens, pairwise win rates."""
     labels = [r["policy"] for r in rows]
     head = ["policy", "mean oracle quality", "mean tokens"] + [f"win vs {b}" for b in labels]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -200,11 +203,12 @@ def _plot(quality, lengths, wins, path: Path) -> None:
 def training_summary(runs: dict[str, Path], window: int = 50) -> str:
     """Markdown: per learner, the mean over the first and the last ``window`` rounds of its
     streamed metrics (oracle quality, RM score, quality gap to the reference, length)."""
-    keys = (("true_utility", "U"), ("proxy_reward", "RM score r"), ("signal_norm", "U - U(ref)"), ("noise_norm", "tokens"))
+    keys = (("true_utility", "U"), ("proxy_reward", "RM score r"), ("quality_gap", "U - U(ref)"), ("response_tokens", "tokens"))
     head = ["learner", "rounds"] + [f"{name}: first {window} -> last {window}" for _, name in keys]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, run in runs.items():
-        rows = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+        lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
+        rows = [with_current_names(json.loads(line)) for line in lines]  # a run streamed under the earlier names too
         cells = [label, str(len(rows))]
         for key, _ in keys:
             values = np.array([float(r[key]) for r in rows])

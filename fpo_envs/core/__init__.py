@@ -4,6 +4,6 @@ Nothing here knows a particular game; :mod:`fpo_envs.models` holds the reward mo
 oracles, :mod:`fpo_envs.games` one module per game.
 """
 
-from fpo_envs.core.env import INFO_KEYS, FeedbackLoopEnv, FeedbackLoopVectorEnv, parse_autoreset_mode
+from fpo_envs.core.env import INFO_KEYS, VECTOR_INFO_KEYS, FeedbackLoopEnv, FeedbackLoopVectorEnv, parse_autoreset_mode
 
-__all__ = ["INFO_KEYS", "FeedbackLoopEnv", "FeedbackLoopVectorEnv", "parse_autoreset_mode"]
+__all__ = ["INFO_KEYS", "VECTOR_INFO_KEYS", "FeedbackLoopEnv", "FeedbackLoopVectorEnv", "parse_autoreset_mode"]

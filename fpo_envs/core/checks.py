@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -51,38 +50,39 @@ def check_bounded_array(value: Any, shape: tuple[int, ...], bound: float, name: 
     return array.copy() if np.shares_memory(array, value) else array
 
 
-def check_settings(
-    positive: dict[str, float],
-    non_negative: dict[str, float],
-    integers: dict[str, int] | None = None,
-    real: dict[str, float] | None = None,
-) -> None:
-    """Check a game's constructor settings, naming the first one that is wrong.
+SETTING_KINDS = ("whole", "positive", "non-negative", "real")
+"""The kinds of a game setting (:mod:`fpo_envs.core.params`): a whole number >= 1, or a finite
+real number that is > 0, >= 0, or anything."""
 
-    ``integers`` must be whole numbers >= 1; every other setting a finite real number,
-    ``positive`` ones > 0 and ``non_negative`` ones >= 0.
+
+def check_setting(name: str, value: Any, kind: str) -> int | float:
+    """Setting ``name`` as a plain ``int`` (kind ``"whole"``) or ``float`` (any other kind),
+    or an error naming it.
+
+    ``"whole"``: a whole number >= 1; ``"real"``: a finite real number; ``"positive"`` one > 0;
+    ``"non-negative"`` one >= 0 (:data:`SETTING_KINDS`). A bool is not a number here.
 
     Raises:
         TypeError: a setting of the wrong type (``dim="50"``, ``dim=3.5``).
         ValueError: a setting out of its range.
     """
-    for name, value in (integers or {}).items():
+    if kind not in SETTING_KINDS:
+        raise ValueError(f"unknown kind {kind!r} of setting {name}; kinds: {list(SETTING_KINDS)}")
+    if kind == "whole":
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
         if value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}")
-    for group in (real or {}, positive, non_negative):
-        for name, value in group.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-                raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
-            if not np.isfinite(value):
-                raise ValueError(f"{name} must be finite, got {value}")
-    for name, value in positive.items():
-        if not value > 0:
-            raise ValueError(f"{name} must be positive, got {value}")
-    for name, value in non_negative.items():
-        if not value >= 0:
-            raise ValueError(f"{name} must be non-negative, got {value}")
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if kind == "positive" and not value > 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    if kind == "non-negative" and not value >= 0:
+        raise ValueError(f"{name} must be non-negative, got {value}")
+    return float(value)
 
 
 def check_options(options: dict[str, Any] | None, allowed: tuple[str, ...]) -> dict[str, Any]:
@@ -92,20 +92,3 @@ def check_options(options: dict[str, Any] | None, allowed: tuple[str, ...]) -> d
     if unknown:
         raise ValueError(f"unknown reset option(s) {unknown}; this game accepts {sorted(allowed)}")
     return options
-
-
-def game_arguments(env_cls: type, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of ``env_cls`` (bar ``render_mode``) with defaults, updated by ``kwargs``.
-
-    Lets a vector environment accept exactly its single environment's arguments;
-    an unknown key is a ``TypeError`` naming the known ones.
-    """
-    params = {
-        name: p.default
-        for name, p in inspect.signature(env_cls.__init__).parameters.items()
-        if name not in ("self", "render_mode")
-    }
-    unknown = sorted(set(kwargs) - set(params))
-    if unknown:
-        raise TypeError(f"unknown argument(s) {unknown} for {env_cls.__name__}; known: {sorted(params)}")
-    return {**params, **kwargs}

@@ -18,8 +18,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from fpo_envs.core.checks import check_options
 
-INFO_KEYS = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error")
-"""The per-round metrics every game reports in ``info`` under these names."""
+INFO_KEYS = ("true_utility", "proxy_reward", "rm_error")
+"""The per-round metrics every game reports in ``info``, with one meaning in each: the
+oracle's utility of the round's output, the proxy objective the learner was scored by, and
+the RM's error. A game's full list is its ``info_keys``."""
+
+VECTOR_INFO_KEYS = ("signal_norm", "noise_norm")
+"""The per-round metrics the vector games (linear, neural) report besides :data:`INFO_KEYS`:
+the norms of the output's signal and noise coordinates."""
 
 
 def _check_render_mode(render_mode: str | None, modes: list[str]) -> None:
@@ -42,6 +48,16 @@ class _Round:
 
     batch_shape: tuple[int, ...]
     reset_options: tuple[str, ...] = ()
+
+    info_keys: tuple[str, ...] = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error")
+    """The game's per-round metrics that a learner's history holds under these names (even
+    after no rounds) and the benchmark stores: :data:`INFO_KEYS` and the game's own (here the
+    vector games', :data:`VECTOR_INFO_KEYS`; the text game names its own). The other ``info``
+    entries of a round are in a history too."""
+
+    _trajectory_keys: tuple[str, str] = ("signal_norm", "noise_norm")
+    """The two ``info`` entries of each round that the single env keeps as its episode's
+    trajectory (in :meth:`FeedbackLoopEnv.state_dict`)."""
 
     def _draw_initial(self, rng: np.random.Generator, options: dict[str, Any], index: int | None) -> dict:
         """Initial state of one copy (no batch dimension), drawn from that copy's ``rng``.
@@ -89,7 +105,8 @@ class _Round:
     _renderer: Any = None
 
     _render_columns: tuple[str, ...] = ("true_utility", "proxy_reward", "signal_norm", "noise_norm")
-    """The ``info`` entries a frame needs of each round, one row of the render log per round."""
+    """The ``info`` entries a frame needs of each round, one row of the render log per round
+    (here the vector games' phase portrait's; a game with other frames names its own)."""
 
     def _render_record(self, output: Any, info: dict[str, Any], copy: int | None) -> np.ndarray:
         """One round of one copy as a row of the render log (:attr:`_render_columns`)."""
@@ -254,7 +271,7 @@ class FeedbackLoopEnv(_Round, gym.Env):
         self._elapsed += 1
         info = {k: v.item() if isinstance(v, np.ndarray) and v.ndim == 0 else v for k, v in info.items()}
         info["diverged"] = diverged
-        self._trajectory.append((info["signal_norm"], info["noise_norm"]))
+        self._trajectory.append(tuple(float(info[k]) for k in self._trajectory_keys))
         if self.render_mode is not None:
             self._render_log.append(self._render_record(output, info, None))
         return self._observation(), float(reward), diverged, False, info

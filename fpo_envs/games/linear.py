@@ -2,109 +2,74 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from fpo_envs.core import FeedbackLoopEnv, FeedbackLoopVectorEnv
-from fpo_envs.core.checks import check_bounded_array, check_settings, game_arguments
-from fpo_envs.games.vector import PARAM_BOUND, CostProxy, per_copy
-from fpo_envs.models.ensemble import RewardModelEnsemble
+from fpo_envs.core.params import setting
+from fpo_envs.games.vector import PARAM_BOUND, VectorGame, VectorParams
 from fpo_envs.models.linear import LinearRewardModel
-from fpo_envs.models.oracles import bump_oracle
 
 
-class LinearGame(CostProxy):
+@dataclasses.dataclass(frozen=True)
+class LinearParams(VectorParams):
+    """The linear game's settings; each default is the paper's value (:class:`LinearRMEnv`'s
+    Arguments say what each does)."""
+
+    RENAMED = {"rm_init_noise": "rm_init_std"}
+
+    dim: int = setting(50, "whole", "output dimension d")
+    signal_dims: int = setting(3, "whole", "how many leading coordinates are signal")
+    ideal_value: float = setting(2.0, "real", "each signal coordinate of the ideal y*")
+    utility_peak: float = setting(10.0, "real", "U(y*)")
+    utility_width: float = setting(0.3, "positive", "the bump's curvature")
+    rm_lr: float = setting(0.005, "positive", "the follower's step size")
+    rm_weight_decay: float = setting(1e-4, "non-negative", "the follower's multiplicative decay")
+    rm_init_std: float = setting(0.1, "non-negative", "standard deviation of the RM's initial perturbation")
+    action_cost: float = setting(0.1, "non-negative", "c in the proxy objective")
+    output_bound: float = setting(10.0, "positive", "bound of the action space")
+    label_noise: float = setting(0.0, "non-negative", "standard deviation of the noise on each label")
+    rm_ensemble: int = setting(1, "whole", "the number K of RMs")
+
+
+class LinearGame(VectorGame):
     """The linear game's hooks, shared by the single and the vector environment (and the
     class learners recognise the game by)."""
 
-    reset_options = ("rm_params", "output")
-
-    def _setup(
-        self,
-        dim: int,
-        signal_dims: int,
-        ideal_value: float,
-        utility_peak: float,
-        utility_width: float,
-        rm_lr: float,
-        rm_weight_decay: float,
-        rm_init_noise: float,
-        action_cost: float,
-        output_bound: float,
-        label_noise: float = 0.0,
-        rm_ensemble: int = 1,
-    ) -> None:
-        check_settings(
-            {"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
-            {
-                "rm_weight_decay": rm_weight_decay,
-                "rm_init_noise": rm_init_noise,
-                "action_cost": action_cost,
-                "label_noise": label_noise,
-            },
-            integers={"dim": dim, "signal_dims": signal_dims, "rm_ensemble": rm_ensemble},
-            real={"ideal_value": ideal_value, "utility_peak": utility_peak},
-        )
-        self.rm_ensemble = rm_ensemble
-        self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
-        self.dim = dim
-        self.signal_dims = signal_dims
-        self.action_cost = action_cost
-        self.rm_init_noise = rm_init_noise
-        self.label_noise = float(label_noise)
-        self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
-        self.single_action_space = spaces.Box(-output_bound, output_bound, (dim,), np.float32)
-        # An RM parameter beyond PARAM_BOUND counts as diverged, so the observation stays in its box.
-        self.num_params = p = dim * rm_ensemble
-        low = np.concatenate([np.full(p, -PARAM_BOUND), self.single_action_space.low]).astype(np.float32)
-        high = np.concatenate([np.full(p, PARAM_BOUND), self.single_action_space.high]).astype(np.float32)
-        self.single_observation_space = spaces.Box(low, high, dtype=np.float32)
-        # Until the first reset the RM sits at its unperturbed start, so it can be inspected.
-        w0 = np.zeros(self._member_shape)
-        w0[..., :signal_dims] = 1.0
-        self._load_state({"w": np.broadcast_to(w0, self.batch_shape + w0.shape), "y": np.zeros(self.batch_shape + (dim,))})
+    params_class = LinearParams
+    split_dtype = np.float64
 
     @property
-    def _member_shape(self) -> tuple[int, ...]:
-        """One copy's RM parameters: ``(d,)``, or ``(K, d)`` for an ensemble of ``K``."""
-        return (self.dim,) if self.rm_ensemble == 1 else (self.rm_ensemble, self.dim)
+    def _rm_num_params(self) -> int:
+        return self.dim
 
-    def optimum(self) -> tuple[np.ndarray, float]:
-        """The human ideal ``y*`` and its true utility ``U(y*)``."""
-        return self.oracle.optimum()
+    @property
+    def _output_shape(self) -> tuple[int, ...]:
+        return (self.dim,)
 
-    def _draw_initial(self, rng, options, index):
-        d = self.dim
-        shape = self._member_shape
-        if "rm_params" in options:
-            w = per_copy(options["rm_params"], shape, index, "rm_params")
-        else:
-            # Member k's draw follows member k-1's, so member 0 is the single RM of the same seed.
-            w = np.zeros(shape)
-            w[..., : self.signal_dims] = 1.0
-            w = w + rng.normal(0.0, self.rm_init_noise, shape)
-        y = (
-            per_copy(options["output"], (d,), index, "output", self.single_action_space.high[0])
-            if "output" in options
-            else np.zeros(d)
-        )
-        return {"w": w, "y": y}
+    def _rm_start(self) -> np.ndarray:
+        # The unperturbed start (1, ..., 1, 0, ..., 0) of every member.
+        w = np.zeros(self._member_shape)
+        w[..., : self.signal_dims] = 1.0
+        return w
+
+    def _draw_rm(self, rng):
+        # One draw of the whole (K, d) block, so member k's draw follows member k-1's and
+        # member 0 is the single RM of the same seed.
+        return self._rm_start() + rng.normal(0.0, self.rm_init_std, self._member_shape)
+
+    def _initial_state(self, params, output):
+        return {"w": params, "y": output}
 
     def _get_state(self):
-        rm = self.reward_model
-        w = rm.stacked.w if isinstance(rm, RewardModelEnsemble) else rm.w
-        return {"w": w.copy(), "y": self._output.copy()}
+        return {"w": self._stacked_rm.w.copy(), "y": self._output.copy()}
 
     def _load_state(self, state):
-        rm = LinearRewardModel(state["w"].copy(), self._rm_lr, self._rm_weight_decay)
-        self.reward_model = rm if self.rm_ensemble == 1 else RewardModelEnsemble(rm)
+        self._set_reward_model(LinearRewardModel(state["w"].copy(), self.rm_lr, self.rm_weight_decay))
         self._output = state["y"].copy()
-
-    def _check_action(self, action):
-        return check_bounded_array(action, self.batch_shape + (self.dim,), float(self.single_action_space.high[0]), "action")
 
     def _play(self, y):
         s = self.signal_dims
@@ -129,12 +94,6 @@ class LinearGame(CostProxy):
 
     def _observation(self):
         return np.concatenate([self.reward_model.params, self._output], axis=-1).astype(np.float32)
-
-    def split_observation(self, obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Split an observation into the RM parameters ``w`` (an ensemble's members flattened,
-        ``K * d``) and the last output ``y``."""
-        obs = np.asarray(obs, dtype=np.float64)
-        return obs[..., : self.num_params], obs[..., self.num_params :]
 
 
 class LinearRMEnv(LinearGame, FeedbackLoopEnv):
@@ -171,7 +130,7 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
     ``diverged``.
 
     ## Starting State
-    ``w = (1, ..., 1, 0, ..., 0) + N(0, rm_init_noise^2)`` per coordinate, ``y = 0``.
+    ``w = (1, ..., 1, 0, ..., 0) + N(0, rm_init_std^2)`` per coordinate, ``y = 0``.
     ``reset(options={"rm_params": w, "output": y})`` starts from given values instead.
 
     ## Episode End
@@ -179,12 +138,17 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
     is not finite or leaves ``±PARAM_BOUND`` (``info["diverged"] = True``; the update is rolled back).
 
     ## Arguments
+    Keyword-only. The settings below are the fields of :class:`LinearParams` (the env's
+    ``params``, each also an attribute of the env), each checked by its kind: a ``TypeError``
+    or ``ValueError`` names the setting.
+
     - ``dim`` (50): output dimension ``d``.
     - ``signal_dims`` (3): how many leading coordinates are signal.
     - ``ideal_value`` (2.0): each signal coordinate of the ideal ``y*``.
     - ``utility_peak`` (10.0), ``utility_width`` (0.3): ``U(y*)`` and the bump's curvature.
     - ``rm_lr`` (0.005), ``rm_weight_decay`` (1e-4): the follower's step size and decay.
-    - ``rm_init_noise`` (0.1): standard deviation of the RM's initial perturbation.
+    - ``rm_init_std`` (0.1): standard deviation of the RM's initial perturbation (the neural
+      game's name for it; the former ``rm_init_noise`` is an error that names it).
     - ``action_cost`` (0.1): ``c`` in the proxy objective.
     - ``output_bound`` (10.0): bound of the action space.
     - ``label_noise`` (0.0): standard deviation of Gaussian noise added to each label the RM is
@@ -209,7 +173,7 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
     >>> env = gym.make("FPO/LinearRM-v0")
     >>> obs, info = env.reset(seed=0)
     >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample() * 0)
-    >>> round(info["true_utility"], 3)
+    >>> round(float(info["true_utility"]), 3)
     0.273
 
     ## Version History
@@ -218,39 +182,8 @@ class LinearRMEnv(LinearGame, FeedbackLoopEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(
-        self,
-        dim: int = 50,
-        signal_dims: int = 3,
-        ideal_value: float = 2.0,
-        utility_peak: float = 10.0,
-        utility_width: float = 0.3,
-        rm_lr: float = 0.005,
-        rm_weight_decay: float = 1e-4,
-        rm_init_noise: float = 0.1,
-        action_cost: float = 0.1,
-        output_bound: float = 10.0,
-        label_noise: float = 0.0,
-        rm_ensemble: int = 1,
-        render_mode: str | None = None,
-    ):
-        self._setup(
-            dim,
-            signal_dims,
-            ideal_value,
-            utility_peak,
-            utility_width,
-            rm_lr,
-            rm_weight_decay,
-            rm_init_noise,
-            action_cost,
-            output_bound,
-            label_noise,
-            rm_ensemble,
-        )
-        self._set_render_mode(render_mode)
-        self.action_space = self.single_action_space
-        self.observation_space = self.single_observation_space
+    def __init__(self, *, render_mode: str | None = None, **settings: Any):
+        self._init_env(render_mode, settings)
 
 
 class LinearRMVectorEnv(LinearGame, FeedbackLoopVectorEnv):
@@ -276,18 +209,6 @@ class LinearRMVectorEnv(LinearGame, FeedbackLoopVectorEnv):
         max_episode_steps: int | None = 300,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-        **kwargs: Any,
+        **settings: Any,
     ):
-        params = game_arguments(LinearRMEnv, kwargs)
-        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode, autoreset_mode)
-        self._setup(**params)
-        self.action_space = spaces.Box(
-            np.broadcast_to(self.single_action_space.low, (num_envs, self.dim)),
-            np.broadcast_to(self.single_action_space.high, (num_envs, self.dim)),
-            dtype=np.float32,
-        )
-        self.observation_space = spaces.Box(
-            np.broadcast_to(self.single_observation_space.low, (num_envs, self.num_params + self.dim)),
-            np.broadcast_to(self.single_observation_space.high, (num_envs, self.num_params + self.dim)),
-            dtype=np.float32,
-        )
+        self._init_vector_env(num_envs, max_episode_steps, render_mode, autoreset_mode, settings)

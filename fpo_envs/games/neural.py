@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
-from gymnasium import spaces
 from gymnasium.error import DependencyNotInstalled
 from gymnasium.vector import AutoresetMode
 
 from fpo_envs.core import FeedbackLoopEnv, FeedbackLoopVectorEnv
-from fpo_envs.core.checks import check_bounded_array, check_settings, game_arguments
-from fpo_envs.games.vector import PARAM_BOUND, CostProxy, per_copy
-from fpo_envs.models.ensemble import RewardModelEnsemble
+from fpo_envs.core.params import setting
+from fpo_envs.games.vector import PARAM_BOUND, VectorGame, VectorParams
 from fpo_envs.models.mlp import MLPRewardModel, mlp_num_params
-from fpo_envs.models.oracles import bump_oracle
 
 try:
     import torch
@@ -22,101 +20,69 @@ except ImportError as err:  # pragma: no cover - exercised by the core-only test
     raise DependencyNotInstalled('FPO/NeuralRM-v0 needs torch: pip install torch (or "fpo-envs[torch]")') from err
 
 
-class NeuralGame(CostProxy):
+@dataclasses.dataclass(frozen=True)
+class NeuralParams(VectorParams):
+    """The neural game's settings; each default is the paper's value (:class:`NeuralRMEnv`'s
+    Arguments say what each does)."""
+
+    dim: int = setting(10, "whole", "output dimension d")
+    signal_dims: int = setting(2, "whole", "how many leading coordinates are signal")
+    ideal_value: float = setting(2.5, "real", "each signal coordinate of the ideal y*")
+    utility_peak: float = setting(10.0, "real", "U(y*)")
+    utility_width: float = setting(0.2, "positive", "the bump's curvature")
+    hidden: int = setting(32, "whole", "width of the RM's two hidden layers")
+    rm_init_std: float = setting(0.1, "non-negative", "standard deviation of the RM's initial weights")
+    rm_lr: float = setting(1e-3, "positive", "the RM's Adam step size")
+    rm_weight_decay: float = setting(1e-3, "non-negative", "the RM's L2 weight decay")
+    buffer_size: int = setting(50, "whole", "the replay buffer's size")
+    samples_per_round: int = setting(5, "whole", "the outputs labelled per round")
+    action_cost: float = setting(0.01, "non-negative", "c in the proxy objective")
+    output_bound: float = setting(10.0, "positive", "bound of the action space")
+    label_noise: float = setting(0.0, "non-negative", "standard deviation of the noise on each label")
+    rm_ensemble: int = setting(1, "whole", "the number K of RMs")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.samples_per_round <= self.buffer_size:
+            raise ValueError(f"samples_per_round must be in [1, buffer_size={self.buffer_size}], got {self.samples_per_round}")
+
+
+class NeuralGame(VectorGame):
     """The neural game's hooks, shared by the single and the vector environment (and the
     class learners recognise the game by)."""
 
-    reset_options = ("rm_params", "output")
-
-    def _setup(
-        self,
-        dim,
-        signal_dims,
-        ideal_value,
-        utility_peak,
-        utility_width,
-        hidden,
-        rm_init_std,
-        rm_lr,
-        rm_weight_decay,
-        buffer_size,
-        samples_per_round,
-        action_cost,
-        output_bound,
-        label_noise=0.0,
-        rm_ensemble=1,
-    ):
-        check_settings(
-            {"utility_width": utility_width, "rm_lr": rm_lr, "output_bound": output_bound},
-            {
-                "rm_weight_decay": rm_weight_decay,
-                "rm_init_std": rm_init_std,
-                "action_cost": action_cost,
-                "label_noise": label_noise,
-            },
-            integers={
-                "dim": dim,
-                "signal_dims": signal_dims,
-                "hidden": hidden,
-                "buffer_size": buffer_size,
-                "samples_per_round": samples_per_round,
-                "rm_ensemble": rm_ensemble,
-            },
-            real={"ideal_value": ideal_value, "utility_peak": utility_peak},
-        )
-        if not samples_per_round <= buffer_size:
-            raise ValueError(f"samples_per_round must be in [1, buffer_size={buffer_size}], got {samples_per_round}")
-        self.oracle = bump_oracle(dim, signal_dims, ideal_value, utility_peak, utility_width, output_bound)
-        self.dim, self.signal_dims, self.hidden = dim, signal_dims, hidden
-        self.samples_per_round, self.buffer_size = samples_per_round, buffer_size
-        self.action_cost, self.rm_init_std = action_cost, rm_init_std
-        self.label_noise = float(label_noise)
-        self.rm_ensemble = rm_ensemble
-        self._rm_lr, self._rm_weight_decay = rm_lr, rm_weight_decay
-        self.single_action_space = spaces.Box(-output_bound, output_bound, (samples_per_round, dim), np.float32)
-        self.num_params = p = mlp_num_params(dim, hidden) * rm_ensemble
-        low = np.concatenate([np.full(p, -PARAM_BOUND), np.full(dim, -output_bound)]).astype(np.float32)
-        self.single_observation_space = spaces.Box(low, -low, dtype=np.float32)
-        # Until the first reset the RM is all zeros, so it can be inspected.
-        zeros = np.zeros(self._member_shape)
-        self._load_state(_stack_batch(self._draw_initial(None, {"rm_params": zeros}, None), self.batch_shape))
+    params_class = NeuralParams
 
     @property
-    def _member_shape(self) -> tuple[int, ...]:
-        """One copy's RM parameters: ``(p,)``, or ``(K, p)`` for an ensemble of ``K``."""
-        p = mlp_num_params(self.dim, self.hidden)
-        return (p,) if self.rm_ensemble == 1 else (self.rm_ensemble, p)
+    def _rm_num_params(self) -> int:
+        return mlp_num_params(self.dim, self.hidden)
 
-    def optimum(self) -> tuple[np.ndarray, float]:
-        """The human ideal ``y*`` and its true utility ``U(y*)``."""
-        return self.oracle.optimum()
+    @property
+    def _output_shape(self) -> tuple[int, ...]:
+        return (self.samples_per_round, self.dim)
 
-    def _draw_initial(self, rng, options, index):
-        shape, d = self._member_shape, self.dim
+    def _draw_rm(self, rng):
+        # Each member from its own draw, in order, so member 0 is the single RM of the same seed.
+        draws = [MLPRewardModel.init_params(rng, self.dim, self.hidden, self.rm_init_std) for _ in range(self.rm_ensemble)]
+        return draws[0] if self.rm_ensemble == 1 else np.stack(draws)
+
+    def _initial_state(self, params, output):
+        shape = self._member_shape
         members = shape[:-1]  # () for one RM, (K,) for an ensemble
-        if "rm_params" in options:
-            params = per_copy(options["rm_params"], shape, index, "rm_params")
-        else:
-            # Each member from its own draw, in order, so member 0 is the single RM of the same seed.
-            draws = [MLPRewardModel.init_params(rng, d, self.hidden, self.rm_init_std) for _ in range(self.rm_ensemble)]
-            params = draws[0] if not members else np.stack(draws)
-        bound = self.single_action_space.high.max()
-        output = per_copy(options["output"], (d,), index, "output", bound) if "output" in options else np.zeros(d)
         f32 = torch.float32
         return {
             "params": torch.as_tensor(params, dtype=f32),
             "exp_avg": torch.zeros(shape, dtype=f32),
             "exp_avg_sq": torch.zeros(shape, dtype=f32),
             "step": torch.zeros(members, dtype=f32),
-            "buf_y": torch.zeros(*members, self.buffer_size, d, dtype=f32),
+            "buf_y": torch.zeros(*members, self.buffer_size, self.dim, dtype=f32),
             "buf_u": torch.zeros(*members, self.buffer_size, dtype=f32),
             "buf_count": torch.zeros(members, dtype=torch.int64),
             "output": torch.as_tensor(output, dtype=f32),
         }
 
     def _get_state(self):
-        rm = self.reward_model
-        rm = rm.stacked if isinstance(rm, RewardModelEnsemble) else rm
+        rm = self._stacked_rm
         state = {
             "params": rm.params,
             **rm.opt_state,
@@ -133,18 +99,16 @@ class NeuralGame(CostProxy):
             state["params"],
             self.dim,
             self.hidden,
-            self._rm_lr,
-            self._rm_weight_decay,
+            self.rm_lr,
+            self.rm_weight_decay,
             opt_state={"exp_avg": state["exp_avg"], "exp_avg_sq": state["exp_avg_sq"], "step": state["step"]},
             buffer={"y": state["buf_y"], "u": state["buf_u"], "count": state["buf_count"]},
         )
-        self.reward_model = rm if self.rm_ensemble == 1 else RewardModelEnsemble(rm)
+        self._set_reward_model(rm)
         self._output = state["output"]
 
     def _check_action(self, action):
-        shape = self.batch_shape + (self.samples_per_round, self.dim)
-        y = check_bounded_array(action, shape, float(self.single_action_space.high.max()), "action")
-        return torch.as_tensor(y, dtype=torch.float32)
+        return torch.as_tensor(super()._check_action(action), dtype=torch.float32)
 
     def _play(self, y):
         rm, s = self.reward_model, self.signal_dims
@@ -207,15 +171,6 @@ class NeuralGame(CostProxy):
         with torch.no_grad():
             return self._renderer.draw([panel], round_index)
 
-    def split_observation(self, obs):
-        """Split an observation into the RM's flat parameters and the last round's mean output."""
-        obs = np.asarray(obs)
-        return obs[..., : self.num_params], obs[..., self.num_params :]
-
-
-def _stack_batch(state: dict, batch_shape: tuple[int, ...]) -> dict:
-    return {k: v.expand(batch_shape + tuple(v.shape)).clone() for k, v in state.items()}
-
 
 class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
     """The neural blind-spot game: an MLP reward model retrained with Adam on a replay buffer.
@@ -264,6 +219,10 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
     (reductions are split differently), and so the trajectory.
 
     ## Arguments
+    Keyword-only. The settings below are the fields of :class:`NeuralParams` (the env's
+    ``params``, each also an attribute of the env), each checked by its kind: a ``TypeError``
+    or ``ValueError`` names the setting.
+
     - ``dim`` (10), ``signal_dims`` (2), ``ideal_value`` (2.5): the output space and ``y*``.
     - ``utility_peak`` (10.0), ``utility_width`` (0.2): ``U``'s height and curvature.
     - ``hidden`` (32): width of the RM's two hidden layers; ``rm_init_std`` (0.1).
@@ -303,45 +262,8 @@ class NeuralRMEnv(NeuralGame, FeedbackLoopEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
-    def __init__(
-        self,
-        dim: int = 10,
-        signal_dims: int = 2,
-        ideal_value: float = 2.5,
-        utility_peak: float = 10.0,
-        utility_width: float = 0.2,
-        hidden: int = 32,
-        rm_init_std: float = 0.1,
-        rm_lr: float = 1e-3,
-        rm_weight_decay: float = 1e-3,
-        buffer_size: int = 50,
-        samples_per_round: int = 5,
-        action_cost: float = 0.01,
-        output_bound: float = 10.0,
-        label_noise: float = 0.0,
-        rm_ensemble: int = 1,
-        render_mode: str | None = None,
-    ):
-        self._setup(
-            dim,
-            signal_dims,
-            ideal_value,
-            utility_peak,
-            utility_width,
-            hidden,
-            rm_init_std,
-            rm_lr,
-            rm_weight_decay,
-            buffer_size,
-            samples_per_round,
-            action_cost,
-            output_bound,
-            label_noise,
-            rm_ensemble,
-        )
-        self._set_render_mode(render_mode)
-        self.action_space = self.single_action_space
-        self.observation_space = self.single_observation_space
+    def __init__(self, *, render_mode: str | None = None, **settings: Any):
+        self._init_env(render_mode, settings)
 
 
 class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
@@ -378,16 +300,6 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
         max_episode_steps: int | None = 4000,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
-        **kwargs: Any,
+        **settings: Any,
     ):
-        params = game_arguments(NeuralRMEnv, kwargs)
-        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode, autoreset_mode)
-        self._setup(**params)
-        n = num_envs
-        a, o = self.single_action_space, self.single_observation_space
-        self.action_space = spaces.Box(
-            np.broadcast_to(a.low, (n, *a.shape)), np.broadcast_to(a.high, (n, *a.shape)), dtype=np.float32
-        )
-        self.observation_space = spaces.Box(
-            np.broadcast_to(o.low, (n, *o.shape)), np.broadcast_to(o.high, (n, *o.shape)), dtype=np.float32
-        )
+        self._init_vector_env(num_envs, max_episode_steps, render_mode, autoreset_mode, settings)

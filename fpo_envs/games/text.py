@@ -1,4 +1,10 @@
-"""The text-generation game ``FPO/TextRM-v0`` (ARCHITECTURE.md, section 2, TextRM)."""
+"""The text-generation game ``FPO/TextRM-v0`` (ARCHITECTURE.md, section 2, TextRM).
+
+:class:`TextRMEnv` is the game: a round scores a response with an encoder RM
+(:mod:`fpo_envs.models.encoder`) and an LM oracle (:mod:`fpo_envs.models.lm_oracle`) and
+retrains the RM's head. Its spaces are :class:`UnicodeText`. Records stored under the
+game's earlier metric names are read with :mod:`fpo_envs.lm.names`.
+"""
 
 from __future__ import annotations
 
@@ -68,13 +74,18 @@ class TextRMEnv(FeedbackLoopEnv):
     The RM's score ``r(x, y)`` before its update.
 
     ## Info
-    ``true_utility`` ``U(x, y)``; ``proxy_reward`` ``r(x, y)``; ``signal_norm`` the quality
-    gap to the reference ``U(x, y) - U(x, y')`` (what the human values); ``noise_norm`` the
-    response's length in policy tokens (what an RM can be steered to reward); ``rm_error``
-    the RM's preference error ``sigmoid(r(y) - r(y')) - sigmoid(U(y) - U(y'))`` (its
-    overconfidence, the relaxed penalty's factor); ``reference_utility``,
-    ``reference_reward``, ``preference``, ``label`` (the head's target), ``response_tokens``,
-    ``response_truncated``, ``prompt``, ``response`` and ``diverged``.
+    The keys every game reports (``fpo_envs.INFO_KEYS``): ``true_utility`` ``U(x, y)``;
+    ``proxy_reward`` ``r(x, y)``; ``rm_error`` the RM's preference error
+    ``sigmoid(r(y) - r(y')) - sigmoid(U(y) - U(y'))`` (its overconfidence, the relaxed
+    penalty's factor). The game's own: ``quality_gap`` the quality gap to the reference
+    ``U(x, y) - U(x, y')`` (what the human values) and ``response_tokens`` the response's
+    length in policy tokens, after any cut (what an RM can be steered to reward); these five
+    are ``info_keys``, the metrics a learner's history and the benchmark keep. Besides them:
+    ``reference_utility`` ``U(x, y')``, ``reference_reward`` ``r(x, y')``, ``preference``
+    ``sigmoid(U(x, y) - U(x, y'))``, ``label`` (the head's target), ``response_truncated``,
+    ``prompt``, ``response`` and ``diverged``. The text game has no ``signal_norm`` or
+    ``noise_norm`` (the vector games' output norms); records stored under those names are
+    read with :func:`fpo_envs.lm.names.with_current_names`.
 
     ## Starting State
     The RM head of the preset's ``rm_init``: ``random`` (weights ``N(0, rm_init_std^2)``, bias
@@ -118,6 +129,9 @@ class TextRMEnv(FeedbackLoopEnv):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
     reset_options = ("rm_params", "prompt")
+    info_keys = ("true_utility", "proxy_reward", "rm_error", "quality_gap", "response_tokens")
+    _trajectory_keys = ("quality_gap", "response_tokens")
+    _render_columns = ("true_utility", "proxy_reward", "quality_gap", "response_tokens")
 
     def __init__(
         self,
@@ -148,8 +162,6 @@ class TextRMEnv(FeedbackLoopEnv):
             oracle_model = load_causal_lm(p.oracle_model, p.oracle_quantization, p.dtype, p.device)
         self.oracle = LMOracle(oracle_model, oracle_tokenizer, p)
         self._encoder, self._encoder_tokenizer = load_encoder(p.rm_encoder, p.device, p.rm_type)
-        for tokenizer in {id(t): t for t in (self.policy_tokenizer, oracle_tokenizer)}.values():
-            tokenizer.fpo_prompt_max_tokens = p.prompt_max_tokens  # read by chat_prompt_ids
         self._trained_head = self.warm_start_report = None
         if p.rm_type == "sequence-classifier":
             head = self._encoder.classifier
@@ -204,21 +216,30 @@ class TextRMEnv(FeedbackLoopEnv):
             self.generator.manual_seed(int(rng.integers(2**62)))
             reference = self.oracle.generate_reference([prompt], self.generator)[0]
         zeros = np.zeros(self.num_params)
-        return {"params": params, "m": zeros, "v": zeros.copy(), "step": 0, "prompt": prompt, "reference": reference}
+        return {
+            "params": params,
+            "exp_avg": zeros,
+            "exp_avg_sq": zeros.copy(),
+            "step": 0,
+            "prompt": prompt,
+            "reference": reference,
+        }
 
     def _get_state(self):
         rm = self.reward_model
         return {
             "params": rm.params.copy(),
-            "m": rm.opt_state["m"].copy(),
-            "v": rm.opt_state["v"].copy(),
+            "exp_avg": rm.opt_state["exp_avg"].copy(),
+            "exp_avg_sq": rm.opt_state["exp_avg_sq"].copy(),
             "step": rm.opt_state["step"],
             "prompt": self.prompt,
             "reference": self.reference,
         }
 
     def _load_state(self, state):
-        opt = {"m": np.array(state["m"]), "v": np.array(state["v"]), "step": int(state["step"])}
+        # A state saved before the Adam state took torch.optim.Adam's names holds "m" and "v".
+        exp_avg, exp_avg_sq = (state["exp_avg"], state["exp_avg_sq"]) if "exp_avg" in state else (state["m"], state["v"])
+        opt = {"exp_avg": np.array(exp_avg), "exp_avg_sq": np.array(exp_avg_sq), "step": int(state["step"])}
         cache = getattr(getattr(self, "reward_model", None), "_cache", {})
         self.reward_model = EncoderRewardModel(
             self._encoder,
@@ -279,8 +300,7 @@ class TextRMEnv(FeedbackLoopEnv):
         info = {
             "true_utility": float(u),
             "proxy_reward": proxy,
-            "signal_norm": float(u - u_ref),
-            "noise_norm": float(n_tokens),
+            "quality_gap": float(u - u_ref),
             "rm_error": float(sigmoid(r - r_ref)) - preference,
             "reference_utility": float(u_ref),
             "reference_reward": float(r_ref),
@@ -307,7 +327,7 @@ class TextRMEnv(FeedbackLoopEnv):
 
     def _draw(self, log, copy, round_index):
         rows = self._render_rows(log)
-        points = np.stack([rows["noise_norm"], rows["signal_norm"]], 1)
+        points = np.stack([rows["response_tokens"], rows["quality_gap"]], 1)
         last = lambda k: rows[k][-1] if len(log) else float("nan")  # noqa: E731
         text = f"true U  {last('true_utility'):6.2f}\nRM r    {last('proxy_reward'):6.2f}"
         return self._renderer.draw([points], [(rows["true_utility"], rows["proxy_reward"])], [text], round_index)

@@ -1,9 +1,15 @@
-"""Chat formatting and sampling from the text game's LMs, with seeded randomness and adapters off."""
+"""Chat formatting and sampling for the text game's LMs: the token ids of a chat-formatted
+prompt (:func:`chat_prompt_ids`) and of a response (:func:`response_ids`), left-padded
+batches (:func:`left_pad`), batched generation (:func:`generate`), and the two contexts it
+runs in: randomness from the caller's seeded generator (:func:`seeded_global_rng`) and a
+model's PEFT adapters switched off (:func:`adapters_disabled`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import numbers
 
 from fpo_envs.lm.loading import require
 
@@ -40,24 +46,40 @@ def seeded_global_rng(generator, device):
 
 
 # Chat formatting, generation, likelihood -----------------------------------------------------
-def chat_prompt_ids(tokenizer, prompt: str) -> list[int]:
-    """Token ids of the chat template for a user ``prompt``, ending where the assistant speaks;
-    cut to the first ``tokenizer.fpo_prompt_max_tokens`` tokens where the env set that limit
-    (the paper preset's 128, as its script truncates the formatted input)."""
+def chat_prompt_ids(tokenizer, prompt: str, max_tokens: int | None = None) -> list[int]:
+    """Token ids of the chat template for a user ``prompt``, ending where the assistant speaks
+    (a tokenizer without a chat template: the prompt and a newline, with its special tokens).
+
+    Args:
+        tokenizer: a transformers tokenizer.
+        prompt: the user's message.
+        max_tokens: keep only the first this many ids (the preset's ``prompt_max_tokens``:
+            the paper preset's 128, as its script truncates the formatted input); ``None``
+            keeps them all. Every caller in the text game passes its env's
+            ``preset.prompt_max_tokens``, so the policy and the oracle read the same input.
+    """
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, numbers.Integral) or max_tokens < 1
+    ):
+        raise ValueError(f"max_tokens must be a whole number of at least 1, or None for no cut; got {max_tokens!r}")
     if tokenizer.chat_template:
         out = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], add_generation_prompt=True)
         ids = list(out["input_ids"] if isinstance(out, dict) or hasattr(out, "keys") else out)
     else:
         ids = tokenizer(prompt + "\n", add_special_tokens=True)["input_ids"]
-    limit = getattr(tokenizer, "fpo_prompt_max_tokens", None)
-    return ids[:limit] if limit else ids
+    return ids if max_tokens is None else ids[:max_tokens]
 
 
 def response_ids(tokenizer, response: str) -> list[int]:
+    """Token ids of a response as the model writes it after the prompt: no special tokens
+    (the end-of-turn token is the caller's to add); none for an empty response."""
     return tokenizer(response, add_special_tokens=False)["input_ids"] if response else []
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device):
+    """``(ids, attention_mask)``, two ``(len(rows), width)`` long tensors on ``device``: the
+    rows of token ids right-aligned (``width`` the longest row) after ``pad_id`` padding
+    that the mask zeroes, as a decoder-only LM continues a batch."""
     torch = require("torch", "torch")
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
@@ -80,14 +102,21 @@ def generate(
     min_new_tokens: int,
     top_p: float,
     temperature: float,
+    prompt_max_tokens: int | None = None,
 ) -> tuple[list[str], list[int]]:
-    """Batched generation (left-padded); returns the texts and their token counts.
+    """Batched generation (left-padded) of an answer to each of ``prompts``, chat-formatted
+    and cut to ``prompt_max_tokens`` tokens (:func:`chat_prompt_ids`; the env's
+    ``preset.prompt_max_tokens``). Returns the texts (up to the first end-of-turn token,
+    stripped) and their token counts.
 
-    Sampling draws from ``generator`` only (see :func:`seeded_global_rng`).
+    Sampling (``do_sample``, with ``top_p`` and ``temperature``) draws from ``generator``
+    only (see :func:`seeded_global_rng`); without it the answer is greedy. The end of turn
+    is blocked before ``min_new_tokens`` new tokens, and an answer stops at ``max_new_tokens``.
     """
     torch = require("torch", "torch")
     device = next(model.parameters()).device
-    ids, mask = left_pad([chat_prompt_ids(tokenizer, p) for p in prompts], tokenizer.pad_token_id, device)
+    rows = [chat_prompt_ids(tokenizer, p, prompt_max_tokens) for p in prompts]
+    ids, mask = left_pad(rows, tokenizer.pad_token_id, device)
     eos = tokenizer.eos_token_id
     with seeded_global_rng(generator, device), torch.inference_mode():
         out = model.generate(

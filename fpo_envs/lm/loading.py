@@ -1,8 +1,8 @@
 """Loading the text game's models: model sources, the GGUF disk cache, quantized loading.
 
-Heavy imports (torch, transformers, peft, bitsandbytes) happen here and only here, when
-the text game is made; a missing one raises ``DependencyNotInstalled`` naming the
-``pip install`` that fixes it.
+Heavy imports (torch, transformers, peft, bitsandbytes) go through :func:`require`, inside
+the functions that need them, so they happen when a text game is made and not on import; a
+missing one raises ``DependencyNotInstalled`` naming the ``pip install`` that fixes it.
 
 Model sources (a preset's ``policy_model``, ``oracle_model``, ``rm_encoder``):
 
@@ -12,7 +12,6 @@ Model sources (a preset's ``policy_model``, ``oracle_model``, ``rm_encoder``):
 - a local folder: ``from_pretrained(folder)``.
 - anything else: a Hugging Face hub id, downloaded by transformers; where the hub is
   unreachable the error says so and names the preset that works offline.
-
 """
 
 from __future__ import annotations
@@ -77,6 +76,8 @@ def _hub_errors(source: str):
 
 
 def cache_root() -> Path:
+    """The folder of the text game's disk caches (dequantized GGUF models, warm RM heads):
+    ``$FPO_ENVS_CACHE``, else ``~/.cache/fpo-envs``."""
     return Path(os.environ.get("FPO_ENVS_CACHE", Path.home() / ".cache" / "fpo-envs"))
 
 
@@ -86,6 +87,9 @@ def _torch_dtype(name: str):
 
 
 def load_tokenizer(source: str):
+    """The transformers tokenizer of a model source, padding on the left (batched generation
+    over prompts of different lengths), with the end-of-sequence token as its pad where it
+    has none."""
     transformers = require("transformers")
     path, gguf, local = resolve_source(source)
     with _hub_errors(source):

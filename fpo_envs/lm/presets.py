@@ -15,7 +15,7 @@ class TextPreset:
     """Everything that fixes the text game's models and sampling; override any field by keyword."""
 
     policy_model: str
-    """Source of the policy's base LM (see the module docstring)."""
+    """Source of the policy's base LM (the forms: :mod:`fpo_envs.lm.loading`)."""
     rm_encoder: str
     """Source of the RM's frozen text encoder."""
     oracle_model: str | None = None
@@ -44,7 +44,9 @@ class TextPreset:
     paper's script scores it)."""
     prompt_max_tokens: int | None = None
     """Truncate the chat-formatted policy/oracle input to its first this many tokens (the
-    paper's script: 128); ``None``: no truncation."""
+    paper's script: 128), a whole number of at least 1; ``None``: no truncation. Every
+    tokenization of a prompt in the game and its learners passes it to
+    :func:`fpo_envs.lm.generation.chat_prompt_ids`."""
     eval_max_new_tokens: int = 32
     """Greedy answer length of the evaluation (the paper: 64)."""
     rm_init: str = "random"
@@ -77,6 +79,18 @@ class TextPreset:
     prompts_eval: str = "builtin"
     """Evaluation prompts, same forms."""
 
+    def sampling(self) -> dict[str, Any]:
+        """The keywords of :func:`fpo_envs.lm.generation.generate` for the preset's sampled
+        responses (the oracle's references and the warm start's samples)."""
+        return {
+            "do_sample": True,
+            "max_new_tokens": self.max_new_tokens,
+            "min_new_tokens": self.min_new_tokens,
+            "top_p": self.top_p,
+            "temperature": self.temperature,
+            "prompt_max_tokens": self.prompt_max_tokens,
+        }
+
     def __post_init__(self):
         choices = {
             "policy_quantization": ("none", "nf4"),
@@ -95,6 +109,14 @@ class TextPreset:
             raise ValueError(f"rm_bias={self.rm_bias} is fitted into a warm start: set rm_init='warm' (got {self.rm_init!r})")
         if self.rm_init == "trained" and self.rm_type != "sequence-classifier":
             raise ValueError("rm_init='trained' needs a trained RM: rm_type='sequence-classifier'")
+        if self.prompt_max_tokens is not None and (
+            isinstance(self.prompt_max_tokens, bool)
+            or not isinstance(self.prompt_max_tokens, (int, np.integer))
+            or self.prompt_max_tokens < 1
+        ):
+            raise ValueError(
+                f"prompt_max_tokens must be a whole number of at least 1, or None for no cut; got {self.prompt_max_tokens!r}"
+            )
         if not np.isfinite(self.rm_bias) or self.warm_samples < 2:
             raise ValueError("rm_bias must be finite and warm_samples at least 2")
         if not 0 < self.min_new_tokens <= self.max_new_tokens <= self.max_response_tokens:

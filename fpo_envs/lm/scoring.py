@@ -1,4 +1,5 @@
-"""Negative log-likelihood of responses under an LM: the LM oracle's measure of quality."""
+"""Negative log-likelihood of responses under an LM: the LM oracle's measure of quality
+(:func:`sequence_nll`), one batched forward pass per call."""
 
 from __future__ import annotations
 
@@ -8,21 +9,28 @@ from fpo_envs.lm.generation import chat_prompt_ids, left_pad, response_ids
 from fpo_envs.lm.loading import require
 
 
-def sequence_nll(model, tokenizer, prompts: list[str], responses: list[str], scope: str) -> np.ndarray:
+def sequence_nll(
+    model, tokenizer, prompts: list[str], responses: list[str], scope: str, prompt_max_tokens: int | None = None
+) -> np.ndarray:
     """Mean token negative log-likelihood of chat(prompt) + response + EOS under ``model``,
-    over the whole sequence (``scope="sequence"``) or the response and EOS only."""
+    over the whole sequence (``scope="sequence"``) or the response and EOS only, one value
+    per (prompt, response) pair, shape ``(n,)``. The chat-formatted prompt is cut to
+    ``prompt_max_tokens`` tokens (:func:`~fpo_envs.lm.generation.chat_prompt_ids`; the env's
+    ``preset.prompt_max_tokens``). Several responses to one prompt share its forward pass."""
     if len(responses) > 1 and len(set(prompts)) == 1:
-        return _shared_prompt_nll(model, tokenizer, prompts[0], responses, scope)
-    return _padded_nll(model, tokenizer, prompts, responses, scope)
+        return _shared_prompt_nll(model, tokenizer, prompts[0], responses, scope, prompt_max_tokens)
+    return _padded_nll(model, tokenizer, prompts, responses, scope, prompt_max_tokens)
 
 
-def _padded_nll(model, tokenizer, prompts: list[str], responses: list[str], scope: str) -> np.ndarray:
+def _padded_nll(
+    model, tokenizer, prompts: list[str], responses: list[str], scope: str, prompt_max_tokens: int | None
+) -> np.ndarray:
     """:func:`sequence_nll` as one left-padded batch of whole sequences."""
     torch = require("torch", "torch")
     device = next(model.parameters()).device
     rows, starts = [], []
     for prompt, response in zip(prompts, responses):
-        p = chat_prompt_ids(tokenizer, prompt)
+        p = chat_prompt_ids(tokenizer, prompt, prompt_max_tokens)
         rows.append(p + response_ids(tokenizer, response) + [tokenizer.eos_token_id])
         starts.append(len(p))
     ids, mask = left_pad(rows, tokenizer.pad_token_id, device)
@@ -52,13 +60,15 @@ def _cache_argument(model) -> str:
     return "cache" if "cache" in inspect.signature(type(base).forward).parameters else "past_key_values"
 
 
-def _shared_prompt_nll(model, tokenizer, prompt: str, responses: list[str], scope: str) -> np.ndarray:
+def _shared_prompt_nll(
+    model, tokenizer, prompt: str, responses: list[str], scope: str, prompt_max_tokens: int | None
+) -> np.ndarray:
     """:func:`sequence_nll` of several responses to one prompt: the prompt (with the chat
     template and any system prompt) runs once and its key/value cache serves every response,
     instead of once per response (a round scores its N candidates and the reference this way)."""
     torch = require("torch", "torch")
     device = next(model.parameters()).device
-    prefix = chat_prompt_ids(tokenizer, prompt)
+    prefix = chat_prompt_ids(tokenizer, prompt, prompt_max_tokens)
     suffixes = [response_ids(tokenizer, r) + [tokenizer.eos_token_id] for r in responses]
     n, width, pad = len(suffixes), max(len(x) for x in suffixes), tokenizer.pad_token_id
     ids = torch.tensor([x + [pad] * (width - len(x)) for x in suffixes], device=device)  # right-padded

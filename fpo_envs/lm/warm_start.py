@@ -21,11 +21,12 @@ Biases (``rm_bias_kind``):
   lengthens answers. ``rm_bias`` is in units of ``U`` per token: 0.05 makes 20 more tokens
   worth one unit of oracle quality. ``rm_bias = 0`` fits the oracle alone.
 
-The labelled samples and the fitted head are cached in ``~/.cache/fpo-envs/warm-rm/`` under
-hashes of every preset field that shapes them and the model files' sizes (the samples
+The labelled samples and the fitted head are cached in ``warm-rm/`` under the cache root
+(:func:`fpo_envs.lm.loading.cache_root`: ``$FPO_ENVS_CACHE``, else ``~/.cache/fpo-envs``),
+under hashes of every preset field that shapes them and the model files' sizes (the samples
 apart from the bias, so another ``rm_bias`` refits in seconds); each cache file holds its
-key and is rebuilt, never used, when the key does not match. The fit's agreement with the oracle on the held-out pairs is
-``env.unwrapped.warm_start_report``.
+key and is rebuilt, never used, when the key does not match. The fit's agreement with the
+oracle on the held-out pairs is ``env.unwrapped.warm_start_report``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ import numpy as np
 from fpo_envs.core.numerics import sigmoid
 
 BIAS_KINDS = ("length",)
+"""The biases a warm head can carry (the preset's ``rm_bias_kind``; the module docstring)."""
 VERSION = 1
+"""Version of the fit, part of every cache key: raising it refits every cached head."""
 L2 = 1e-2
 """Ridge of the logistic regression (per pair), which keeps the head finite on separable pairs."""
 
@@ -88,11 +91,7 @@ def _samples(
             env.policy_tokenizer,
             [prompt] * p.warm_samples,
             generator,
-            do_sample=True,
-            max_new_tokens=p.max_new_tokens,
-            min_new_tokens=p.min_new_tokens,
-            top_p=p.top_p,
-            temperature=p.temperature,
+            **p.sampling(),
         )
         responses.append(texts)
         qualities.append(env.oracle.quality([prompt] * len(texts), texts))
@@ -177,7 +176,13 @@ def _cached_samples(env: Any, train_prompts: list[str], eval_prompts: list[str],
 
 
 def warm_head(env: Any, train_prompts: list[str], eval_prompts: list[str]) -> tuple[np.ndarray, dict]:
-    """The warm head for ``env``'s preset (cached), and its report."""
+    """The warm head for ``env``'s preset (cached), and its report.
+
+    Returns:
+        the head (the RM's ``num_params`` weights, bias last) and a dict of the fit's
+        ``train_pairs``, ``held_out_pairs`` and its agreement (the share of pairs ordered as)
+        with the oracle, the biased labels and the longer answer, on the held-out pairs.
+    """
     from fpo_envs.lm.loading import cache_root
 
     p = env.preset

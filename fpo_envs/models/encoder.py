@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fpo_envs.core.numerics import sigmoid
+from fpo_envs.core.numerics import adam_step, sigmoid
 from fpo_envs.lm.loading import require
 
 
@@ -16,7 +16,8 @@ class EncoderRewardModel:
     and their gradient for a response is exactly the feature vector ``[e, 1]``: the FPO
     penalties need no autograd. Embeddings are memoized per pair (the encoder is frozen).
     The follower step on ``(y, y_ref, p)`` minimizes the binary cross-entropy between
-    ``sigmoid(r(y) - r(y_ref))`` and the soft preference ``p`` with Adam.
+    ``sigmoid(r(y) - r(y_ref))`` and the soft preference ``p`` with Adam; ``opt_state`` is
+    its state, ``{"exp_avg", "exp_avg_sq", "step"}`` (``torch.optim.Adam``'s names; zeros when ``None``).
     """
 
     loss_kind = "bradley-terry"
@@ -38,7 +39,7 @@ class EncoderRewardModel:
         self.rm_type, self.rm_input = rm_type, rm_input
         self.params = np.asarray(params, dtype=np.float64)
         self.lr, self.max_length = lr, max_length
-        self.opt_state = opt_state or {"m": np.zeros_like(self.params), "v": np.zeros_like(self.params), "step": 0}
+        self.opt_state = opt_state or {"exp_avg": np.zeros_like(self.params), "exp_avg_sq": np.zeros_like(self.params), "step": 0}
         self._cache: dict[tuple[str, str], np.ndarray] = {}
 
     def features(self, prompts: list[str], responses: list[str]) -> np.ndarray:
@@ -102,13 +103,8 @@ class EncoderRewardModel:
         return (sigmoid(z) - preference) * (f - f_ref)
 
     def _adam(self, grad: np.ndarray) -> tuple[np.ndarray, dict]:
-        b1, b2 = self.betas
-        s = self.opt_state
-        step = s["step"] + 1
-        m = b1 * s["m"] + (1 - b1) * grad
-        v = b2 * s["v"] + (1 - b2) * grad * grad
-        new = self.params - self.lr * (m / (1 - b1**step)) / (np.sqrt(v / (1 - b2**step)) + self.eps)
-        return new, {"m": m, "v": v, "step": step}
+        """One step of the head's Adam (:func:`fpo_envs.core.numerics.adam_step`, no weight decay)."""
+        return adam_step(self.params, self.opt_state, grad, self.lr, betas=self.betas, eps=self.eps)
 
     def preview_update(self, prompt: str, response: str, reference: str, preference: float) -> np.ndarray:
         """The head's parameters after the follower step, without applying it."""

@@ -5,7 +5,7 @@ The vector games take ``rm_ensemble=K`` (default 1, a single RM). With ``K >= 2`
 each drawn from its own initialisation and each retrained every round on the same labelled
 outputs (Coste et al., ICLR 2024; Eisenstein et al. 2023). The ensemble is itself a reward
 model, its reward the members' mean, so every learner runs on it unchanged; learners that
-aggregate the members otherwise (worst case, mean minus spread) read them through
+aggregate the members otherwise (worst case, mean minus standard deviation) read them through
 :meth:`RewardModelEnsemble.member_rewards` and :meth:`RewardModelEnsemble.member_grad_input`.
 
 Members sit on one stacked axis just before the parameter axis (parameters ``(*B, K, p)``),
@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 
-def spread(rewards: Any) -> Any:
+def member_std(rewards: Any) -> Any:
     """The (population) standard deviation over the last axis, numpy or torch: how much the
     members' scores ``(..., K)`` disagree."""
     centred = rewards - rewards.mean(-1)[..., None]
@@ -79,7 +79,7 @@ class RewardModelEnsemble:
         """The same ensemble in another torch dtype (the MLP game's float64 gradient checks)."""
         return RewardModelEnsemble(self.stacked.to(dtype))
 
-    def _spread(self, x: Any, event_dims: int) -> Any:
+    def _broadcast_members(self, x: Any, event_dims: int) -> Any:
         """``x`` with shape ``(*B, *event)`` repeated over the member axis: ``(*B, K, *event)``."""
         axis = np.ndim(x) - event_dims if _is_numpy(x) else x.ndim - event_dims
         if _is_numpy(x):
@@ -94,7 +94,7 @@ class RewardModelEnsemble:
         y_ndim = np.ndim(y) if _is_numpy(y) else y.ndim
         if y_ndim < axis + 1:
             raise ValueError(f"outputs must carry the ensemble's batch shape {self._batch}, got shape {tuple(np.shape(y))}")
-        return self._spread(y, y_ndim - axis), axis
+        return self._broadcast_members(y, y_ndim - axis), axis
 
     @staticmethod
     def _last(x: Any, axis: int, extra: int = 0) -> Any:
@@ -123,7 +123,7 @@ class RewardModelEnsemble:
 
     def member_spread(self, y: Any) -> Any:
         """The members' disagreement at ``y``: the standard deviation of ``r_k(y)`` over ``k``."""
-        return spread(self.member_rewards(y))
+        return member_std(self.member_rewards(y))
 
     def _member_grads(self, y: Any) -> Any:
         """Per-member ``grad_{phi_k} r_k(y)`` with the member axis just before the parameters."""
@@ -152,7 +152,7 @@ class RewardModelEnsemble:
     def _labelled(self, y: Any, u: Any) -> tuple[Any, Any]:
         z, _ = self._outputs(y)
         u_ndim = np.ndim(u) if _is_numpy(u) else u.ndim
-        return z, self._spread(u, u_ndim - len(self._batch))
+        return z, self._broadcast_members(u, u_ndim - len(self._batch))
 
     def loss(self, y: Any, u: Any) -> Any:
         """The members' mean follower loss."""

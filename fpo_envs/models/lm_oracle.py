@@ -1,4 +1,5 @@
-"""The text game's oracle: a frozen LM whose likelihood scores quality."""
+"""The text game's oracle (:class:`LMOracle`): a frozen LM whose likelihood scores quality
+and whose own samples are the reference answers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ class LMOracle:
 
     ``quality`` is batched (one forward pass) and memoized per (prompt, response), since the
     oracle never changes. When the oracle shares the policy's base weights, its passes run
-    with every adapter disabled.
+    with every adapter disabled. Prompts are chat-formatted and cut to the preset's
+    ``prompt_max_tokens``, as the policy's are.
+
+    Args:
+        model: the oracle's causal LM (frozen).
+        tokenizer: its tokenizer.
+        preset: the game's :class:`~fpo_envs.lm.presets.TextPreset`: ``nll_scope``,
+            ``prompt_max_tokens`` and the reference sampling settings.
     """
 
     def __init__(self, model, tokenizer, preset: TextPreset):
@@ -27,7 +35,12 @@ class LMOracle:
         if missing:
             with adapters_disabled(self.model):
                 nll = sequence_nll(
-                    self.model, self.tokenizer, [p for p, _ in missing], [r for _, r in missing], self.preset.nll_scope
+                    self.model,
+                    self.tokenizer,
+                    [p for p, _ in missing],
+                    [r for _, r in missing],
+                    self.preset.nll_scope,
+                    self.preset.prompt_max_tokens,
                 )
             for key, value in zip(missing, np.clip(5.0 - nll, -15.0, 5.0)):
                 self._cache[key] = float(value)
@@ -48,10 +61,6 @@ class LMOracle:
                 self.tokenizer,
                 prompts,
                 generator,
-                do_sample=True,
-                max_new_tokens=p.max_new_tokens,
-                min_new_tokens=p.min_new_tokens,
-                top_p=p.top_p,
-                temperature=p.temperature,
+                **p.sampling(),
             )
         return texts

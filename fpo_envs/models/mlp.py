@@ -7,6 +7,8 @@ import math
 import numpy as np
 from gymnasium.error import DependencyNotInstalled
 
+from fpo_envs.core.numerics import adam_step
+
 try:
     import torch
     from torch.func import grad, vmap
@@ -242,21 +244,9 @@ class MLPRewardModel:
 
     # Follower update ----------------------------------------------------------------------
     def _adam(self, params, state, grad_, differentiable: bool = False):
-        """One ``torch.optim.Adam`` step (L2 weight decay), batched; returns new tensors.
-
-        ``differentiable``: take the square root of ``max(v, tiny)`` so that a second moment
-        of exactly zero (a parameter with no gradient yet) has a finite derivative instead of
-        an infinite one, which autograd would turn into NaN (the value changes by < 1e-18)."""
-        b1, b2 = self.betas
-        g = grad_ + self.weight_decay * params
-        step = state["step"] + 1
-        exp_avg = b1 * state["exp_avg"] + (1 - b1) * g
-        exp_avg_sq = b2 * state["exp_avg_sq"] + (1 - b2) * g * g
-        bias1 = (1 - b1**step)[..., None]
-        bias2 = (1 - b2**step)[..., None]
-        root = exp_avg_sq.clamp(min=1e-36).sqrt() if differentiable else exp_avg_sq.sqrt()
-        new = params - (self.lr / bias1) * exp_avg / (root / bias2.sqrt() + self.eps)
-        return new, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "step": step}
+        """One step of this RM's Adam (:func:`fpo_envs.core.numerics.adam_step`, batched over the
+        copies); returns new tensors."""
+        return adam_step(params, state, grad_, self.lr, self.weight_decay, self.betas, self.eps, differentiable)
 
     def _pushed(self, y, u) -> dict:
         """The buffer after a FIFO push of the outputs ``y (*B, k, d)`` and labels ``u (*B, k)``."""

@@ -38,7 +38,7 @@ class MomentumLeader(GradientLeader):
         else:
             self.velocity[mask] = 0.0
 
-    def _observe(self, obs):
+    def _update(self, obs, info):
         rm = self._game().reward_model
         self.velocity = self.config.momentum * self.velocity + self.objective_grad(self.output, rm)
         self.output = self._clip(self.output + self.config.lr * self.velocity)

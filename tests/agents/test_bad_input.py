@@ -22,7 +22,7 @@ import agents
 import fpo_envs  # noqa: F401
 from agents.common.config import ConfigError
 from agents.common.objectives import PENALTIES
-from agents.common.registration import _load_entry_point
+from agents.common.registration import _load_entry_point, temporary_registrations
 from tests.agents import external_algo
 from tests.agents.test_learner_contract import CASES, _config, make_env  # noqa: F401 - make_env is a fixture
 
@@ -46,13 +46,12 @@ def test_a_builtin_penalty_is_replaced_only_with_override():
     with pytest.raises(ValueError, match=r"'relaxed' is a built-in penalty.*another name, or pass override=True"):
         agents.register_penalty("relaxed", signless)
     assert PENALTIES["relaxed"] is builtin
-    try:
+    with temporary_registrations():
         agents.register_penalty("relaxed", signless, override=True)
         agent = agents.make("fpo-relaxed", gym.make("FPO/LinearRM-v0"), seed=0)
         assert agent.objective.penalty.fn is signless and agent.objective.penalty.grad is None
         assert agent.learn(300)["true_utility"][-1] != before
-    finally:
-        PENALTIES["relaxed"] = builtin
+    assert PENALTIES["relaxed"] is builtin
     assert agents.make("fpo-relaxed", gym.make("FPO/LinearRM-v0"), seed=0).learn(300)["true_utility"][-1] == before
     with pytest.raises(ValueError, match="built-in penalty"):
         agents.register_penalty("practical", signless)
@@ -64,11 +63,12 @@ def test_a_builtin_learner_is_replaced_only_with_override():
         with pytest.raises(ValueError, match=rf"'{id}' is a built-in learner \(registered by agents.*pass override=True"):
             agents.register(id, kwargs={"penalty": "practical"}, games=("linear",))
     assert agents.registry["rlhf"] is builtin
-    try:
+    with temporary_registrations():
         mine = agents.register("rlhf", kwargs={"penalty": "practical", "gamma": 0.3}, games=("linear",), override=True)
         assert agents.spec("rlhf") is mine and agents.make("rlhf", gym.make("FPO/LinearRM-v0")).config.gamma == 0.3
-    finally:
-        agents.registry["rlhf"] = builtin
+        with pytest.raises(ValueError, match="'rlhf' is a built-in learner and stays registered"):
+            agents.unregister("rlhf")
+    assert agents.registry["rlhf"] is builtin
 
 
 def test_a_builtin_plugins_id_is_taken_before_a_users_module_registers():
@@ -80,28 +80,26 @@ def test_a_builtin_plugins_id_is_taken_before_a_users_module_registers():
 
 
 def test_registering_the_same_definitions_again_is_a_no_op_and_another_under_a_users_id_warns():
-    saved = {i: agents.registry[i] for i in ("abs-fpo", "momentum-fpo")}, PENALTIES["abs-relaxed"]
     path = Path(external_algo.__file__)
     try:
-        # The same file imported again under another module name (as a plugin loader or a
-        # second sys.path entry may): every registration is the same definition, silently.
-        module_spec = importlib.util.spec_from_file_location("external_algo_again", path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            again = sys.modules["external_algo_again"] = importlib.util.module_from_spec(module_spec)
-            module_spec.loader.exec_module(again)
-            agents.register_penalty("relaxed", PENALTIES["relaxed"].fn, PENALTIES["relaxed"].grad)
-        assert agents.spec("momentum-fpo").source == str(path)
-        with pytest.warns(UserWarning, match="replacing the learner 'abs-fpo' registered by external_algo_again"):
-            agents.register("abs-fpo", kwargs={"penalty": "practical"}, games=("linear",))
-        with pytest.warns(UserWarning, match="replacing the penalty 'abs-relaxed'"):
-            agents.register_penalty("abs-relaxed", lambda z: z.grad_sqnorm)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error")
-            agents.register("abs-fpo", kwargs={"penalty": "relaxed"}, games=("linear",), override=True)
+        with temporary_registrations():
+            # The same file imported again under another module name (as a plugin loader or a
+            # second sys.path entry may): every registration is the same definition, silently.
+            module_spec = importlib.util.spec_from_file_location("external_algo_again", path)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                again = sys.modules["external_algo_again"] = importlib.util.module_from_spec(module_spec)
+                module_spec.loader.exec_module(again)
+                agents.register_penalty("relaxed", PENALTIES["relaxed"].fn, PENALTIES["relaxed"].grad)
+            assert agents.spec("momentum-fpo").source == str(path)
+            with pytest.warns(UserWarning, match="replacing the learner 'abs-fpo' registered by external_algo_again"):
+                agents.register("abs-fpo", kwargs={"penalty": "practical"}, games=("linear",))
+            with pytest.warns(UserWarning, match="replacing the penalty 'abs-relaxed'"):
+                agents.register_penalty("abs-relaxed", lambda z: z.grad_sqnorm)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                agents.register("abs-fpo", kwargs={"penalty": "relaxed"}, games=("linear",), override=True)
     finally:
-        agents.registry.update(saved[0])
-        PENALTIES["abs-relaxed"] = saved[1]
         sys.modules.pop("external_algo_again", None)
 
 
@@ -303,9 +301,9 @@ def module_in_cwd(tmp_path, monkeypatch):
     (tmp_path / "cwd_algo.py").write_text(USER_ALGO)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
-    yield tmp_path
+    with temporary_registrations():
+        yield tmp_path
     sys.modules.pop("cwd_algo", None)
-    agents.registry.pop("cwd-fpo", None)
 
 
 def test_both_commands_import_module_colon_id_from_the_working_folder(module_in_cwd, capsys):
@@ -321,7 +319,7 @@ def test_both_commands_import_module_colon_id_from_the_working_folder(module_in_
     )
     assert "linear: 2 frames -> a.gif" in capsys.readouterr().out and (module_in_cwd / "a.gif").exists()
     sys.modules.pop("cwd_algo")
-    agents.registry.pop("cwd-fpo")
+    agents.unregister("cwd-fpo")
     suite = module_in_cwd / "tiny.toml"
     suite.write_text('[[games]]\nid = "FPO/LinearRM-v0"\nrounds = 3\nseeds = 2\n\n[[learners]]\nid = "rlhf"\n')
     argv = ["run", str(suite), "--learner", "cwd_algo:cwd-fpo", "--out", "out", "--backend", "serial", "--no-plots"]

@@ -84,13 +84,8 @@ def test_without_schedule_rounds_the_schedule_follows_each_learn_call():
 def test_history_records_info_and_theta_metrics():
     env = gym.make_vec("FPO/NeuralRM-v0", num_envs=2)
     h = agents.make("fpo-relaxed", env, seed=0, schedule_rounds=20).learn(5)
-    for key in fpo_envs.INFO_KEYS + (
-        "theta_true_utility",
-        "theta_signal_norm",
-        "theta_noise_norm",
-        "theta_rm_error",
-        "buffer_rm_error",
-    ):
+    theta = ("theta_true_utility", "theta_signal_norm", "theta_noise_norm", "theta_rm_error")
+    for key in fpo_envs.INFO_KEYS + fpo_envs.VECTOR_INFO_KEYS + theta + ("buffer_rm_error",):
         assert h[key].shape == (5, 2), key
     assert h["theta"].shape == (5, 2, 10)
     # theta's utility is that of the mean it samples around; sigma = 0.1 keeps them close.

@@ -79,7 +79,8 @@ def test_finite_difference_mode_reproduces_the_same_outcome(name, histories):
 def test_history_shape_starts_at_round_zero():
     env = gym.make("FPO/LinearRM-v0")
     h = agents.make("rlhf", env, seed=0).learn(5)
-    assert set(h) == set(fpo_envs.INFO_KEYS) | {"diverged"}
+    assert set(h) == set(fpo_envs.INFO_KEYS + fpo_envs.VECTOR_INFO_KEYS) | {"diverged"}
+    assert set(agents.make("rlhf", env, seed=0).learn(0)) == set(h)  # every key, even after no rounds
     assert h["true_utility"].shape == (5,)
     # Round 0 emits the starting output y = 0.
     assert h["true_utility"][0] == pytest.approx(10 * np.exp(-0.3 * 12))
@@ -130,6 +131,6 @@ def test_config_errors_are_clear():
         try:
             agents.make("text-only", env)
         finally:
-            del agents.registry["text-only"]
+            agents.unregister("text-only")
     assert agents.make("fpo-relaxed", env, gamma=0.2).config.gamma == 0.2
     assert agents.make("rlhf", env, penalty="practical").config.gamma == 0.1  # the paper's gamma

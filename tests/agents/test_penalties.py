@@ -48,7 +48,7 @@ def test_relaxed_penalty_is_the_rms_self_influence(game):
     np.testing.assert_allclose(r_next, -rm.lr * penalties.self_influence(rm, y, u))
 
 
-@pytest.mark.parametrize("kind", penalties.PENALTIES)
+@pytest.mark.parametrize("kind", penalties.PENALTY_KINDS)
 @pytest.mark.parametrize("oracle_gradient", [True, False])
 def test_penalty_gradient_matches_finite_differences(game, kind, oracle_gradient):
     rm, oracle, y = game

@@ -130,10 +130,10 @@ def test_perfgds_fit_is_the_observed_rm_changes_against_the_played_outputs():
     agent.learn(0)
     for _ in range(7):
         action = agent._act()
-        obs, *_ = env.step(action)
+        obs, _, _, _, info = env.step(action)
         played.append(action)
         params.append(obs[:4].astype(np.float64))
-        agent._observe(obs)
+        agent._update(obs, info)
     y, dphi = agent.fit.history()
     np.testing.assert_allclose(y, np.array(played[-5:]))
     np.testing.assert_allclose(dphi, np.diff(params, axis=0)[-5:], rtol=1e-12)

@@ -107,7 +107,7 @@ def test_registry_errors_name_the_fix():
         with pytest.raises(ImportError, match="learner 'broken': its entry point 'no_such_module:Learner' does not load"):
             agents.make("broken", env)
     finally:
-        del agents.registry["broken"]
+        agents.unregister("broken")
     with pytest.raises(ValueError, match="unknown game"):
         agents.register("x", kwargs={}, games=("chess",))
     with pytest.raises(ValueError, match="name the games"):
@@ -151,7 +151,7 @@ def test_a_user_penalty_works_on_numpy_and_torch_and_its_gradients_are_right():
             expected[i] = (agent.objective.value(y + e, rm) - agent.objective.value(y - e, rm)) / 2e-6
         torch.testing.assert_close(agent.objective_grad(y, rm), expected, rtol=1e-6, atol=1e-8)
     finally:
-        del agents.PENALTIES[name]
+        agents.unregister_penalty(name)
 
 
 def test_the_builtin_analytic_penalty_gradients_match_their_central_differences():

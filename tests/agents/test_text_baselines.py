@@ -34,8 +34,9 @@ def _lora(agent):
 def _sequence(agent, prompt=PROMPT, response=RESPONSE):
     """The ids and labels of one SFT step on ``response``: chat prompt, response, EOS; the
     prompt's labels -100."""
-    tok = agent.env.unwrapped.policy_tokenizer
-    p = chat_prompt_ids(tok, prompt)
+    game = agent.env.unwrapped
+    tok = game.policy_tokenizer
+    p = chat_prompt_ids(tok, prompt, game.preset.prompt_max_tokens)
     ids = torch.tensor([p + response_ids(tok, response) + [tok.eos_token_id]])
     labels = ids.clone()
     labels[:, : len(p)] = -100
@@ -59,11 +60,12 @@ def _kl_to_base(agent, pairs):
     """Mean token ``KL(pi_theta || pi_base)`` over the responses of ``pairs``, measured here
     (not with the learner's code): eval mode, the base by disabling the adapter."""
     F = torch.nn.functional
-    tok = agent.env.unwrapped.policy_tokenizer
+    game = agent.env.unwrapped
+    tok = game.policy_tokenizer
     agent.model.eval()
     kls = []
     for prompt, response in pairs:
-        p = chat_prompt_ids(tok, prompt)
+        p = chat_prompt_ids(tok, prompt, game.preset.prompt_max_tokens)
         ids = torch.tensor([p + response_ids(tok, response) + [tok.eos_token_id]])
         with torch.no_grad():
             log_p = torch.log_softmax(agent.model(input_ids=ids).logits[0, len(p) - 1 : -1], -1)
@@ -262,7 +264,7 @@ def test_registered_for_the_text_game_without_importing_the_models():
     assert agents.spec("rlhf-anchor").entry_points["text"] is AnchoredTextLeader
     assert agents.spec("rlhf-cap").entry_points["text"] is CappedTextLeader
     assert issubclass(AnchoredTextLeader, TextLeader) and issubclass(CappedTextLeader, TextLeader)
-    code = "import sys, agents.baselines; print(sorted(m for m in ('transformers', 'peft') if m in sys.modules))"
+    code = "import sys, agents.learners.baselines; print(sorted(m for m in ('transformers', 'peft') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert out.stdout.strip() == "[]"
 

@@ -90,7 +90,7 @@ def test_training_summary_compares_first_and_last_rounds(tmp_path):
 
     run = tmp_path / "rlhf"
     run.mkdir()
-    rows = [{"true_utility": float(i), "proxy_reward": 0.0, "signal_norm": 1.0, "noise_norm": 10.0} for i in range(10)]
+    rows = [{"true_utility": float(i), "proxy_reward": 0.0, "quality_gap": 1.0, "response_tokens": 10} for i in range(10)]
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = training_summary({"rlhf": run}, window=3)
     assert "| rlhf | 10 | 1.000 -> 8.000 | 0.000 -> 0.000 | 1.000 -> 1.000 | 10.000 -> 10.000 |" in table

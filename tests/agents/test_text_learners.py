@@ -2,10 +2,8 @@
 
 import csv
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -17,7 +15,7 @@ pytest.importorskip("peft")
 
 import agents  # noqa: E402
 import fpo_envs  # noqa: E402,F401
-from agents.common import penalties  # noqa: E402
+from agents.common import faults, penalties  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -129,30 +127,28 @@ def _rows(path):
 @pytest.mark.slow
 def test_a_killed_run_resumes_without_losing_finished_rounds(tiny_text, tmp_path):
     rounds = 40
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = {k: v for k, v in os.environ.items() if k not in (faults.CRASH_AT_ROUND, faults.CRASH_AFTER_RUNS)}
+    env["PYTHONPATH"] = str(ROOT)
     subprocess.run(_train(tiny_text, tmp_path / "full", rounds), check=True, env=env, capture_output=True, timeout=600)
     metrics = tmp_path / "killed" / "fpo-relaxed" / "metrics.csv"
-    jsonl = metrics.with_suffix(".jsonl")
-    proc = subprocess.Popen(
-        _train(tiny_text, tmp_path / "killed", rounds), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    # The run ends itself after round 15 (its checkpoints: rounds 8 and 12).
+    crashed = subprocess.run(
+        _train(tiny_text, tmp_path / "killed", rounds), env={**env, "FPO_CRASH_AT_ROUND": "15"}, capture_output=True, timeout=600
     )
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if jsonl.exists() and len(jsonl.read_text().splitlines()) > 15:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    killed_at = len(_rows(metrics))
-    assert 14 <= killed_at < rounds
+    assert crashed.returncode == faults.CRASH_EXIT_CODE, crashed.stderr
+    assert len(_rows(metrics)) == 15
+    assert [p.name for p in agents.Agent.checkpoints(metrics.parent)] == ["round_000008.fpo", "round_000012.fpo"]
+    # Resumed from round 12: a run played again from round 0 would stop at round 10.
     subprocess.run(
-        _train(tiny_text, tmp_path / "killed", rounds, resume=True), check=True, env=env, capture_output=True, timeout=600
+        _train(tiny_text, tmp_path / "killed", rounds, resume=True),
+        check=True,
+        env={**env, "FPO_CRASH_AT_ROUND": "10"},
+        capture_output=True,
+        timeout=600,
     )
     full, resumed = _rows(tmp_path / "full" / "fpo-relaxed" / "metrics.csv"), _rows(metrics)
     assert [r["round"] for r in resumed] == [str(i) for i in range(rounds)]
     # Rounds after the last checkpoint are replayed with the restored random states: the
     # resumed run matches the uninterrupted one round for round.
-    for key in ("response", "true_utility", "proxy_reward", "sft_loss"):
-        assert [r[key] for r in resumed] == [r[key] for r in full], key
+    assert resumed == full
     assert (tmp_path / "killed" / "fpo-relaxed" / "adapter" / "adapter_config.json").exists()

@@ -3,10 +3,8 @@
 import csv
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +15,8 @@ pytest.importorskip("rliable")
 from agents import bench  # noqa: E402
 from agents.bench import runner, stats  # noqa: E402
 from agents.bench.store import Store, StoreError  # noqa: E402
+from agents.common import faults  # noqa: E402
+from agents.common.base import Agent  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -140,13 +140,16 @@ def test_a_foreign_file_is_an_error_that_names_it(tmp_path):
         Store(tmp_path / "store").header("f" * 24)
 
 
+def _subprocess_env(**extra):
+    """This process's environment for a child, without crash points (unless given)."""
+    env = {k: v for k, v in os.environ.items() if k not in (faults.CRASH_AT_ROUND, faults.CRASH_AFTER_RUNS)}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
 def test_a_sweep_killed_midway_keeps_its_finished_runs_and_completes_on_rerun(tmp_path):
     suite = tmp_path / "kill.toml"
-    suite.write_text(
-        '[[games]]\nid = "FPO/LinearRM-v0"\nrounds = 3000\nseeds = 12\nbatch = 1\n\n[[learners]]\nid = "fpo-relaxed"\n'
-    )
+    suite.write_text('[[games]]\nid = "FPO/LinearRM-v0"\nrounds = 40\nseeds = 6\nbatch = 1\n\n[[learners]]\nid = "fpo-relaxed"\n')
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [
         sys.executable,
         "-m",
@@ -163,20 +166,25 @@ def test_a_sweep_killed_midway_keeps_its_finished_runs_and_completes_on_rerun(tm
         "--reps",
         "100",
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # The sweep ends itself (as a kill would: no index saved, no report) once 3 runs are stored.
+    crashed = subprocess.run(cmd, env=_subprocess_env(FPO_CRASH_AFTER_RUNS="3"), capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == faults.CRASH_EXIT_CODE, crashed.stderr
     runs = out / "store" / "runs"
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(runs.rglob("*.npz"))) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     finished = {p: p.stat().st_mtime_ns for p in runs.rglob("*.npz")}
-    assert 3 <= len(finished) < 12
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert len(finished) == 3 and not (out / "leaderboard.md").exists()
+    result = subprocess.run(cmd, env=_subprocess_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert len(list(runs.rglob("*.npz"))) == 12
+    assert len(list(runs.rglob("*.npz"))) == 6
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items())  # finished runs were not redone
     assert not list(runs.rglob(".tmp-*"))
+    # The completed sweep holds the numbers of an uninterrupted one.
+    _run(bench.load_suite(suite), tmp_path / "full", plots=False, reps=100)
+    for job in runner.plan(bench.load_suite(suite)):
+        for h in job["hashes"]:
+            _, resumed = Store(out / "store").read(h)
+            _, full = Store(tmp_path / "full" / "store").read(h)
+            for key in full:
+                np.testing.assert_array_equal(resumed[key], full[key], err_msg=key)
 
 
 def test_local_pool_and_serial_give_the_same_numbers(tmp_path):
@@ -409,6 +417,34 @@ def test_a_text_suite_reports_curves_a_held_out_evaluation_with_cis_and_example_
     assert result["wins"][("base", "copy of base")][0] == 0.5
 
 
+def test_a_text_run_stored_under_the_earlier_metric_names_reads_under_todays(tmp_path):
+    """Text runs stored before the game's metrics were renamed (signal_norm: the quality gap,
+    noise_norm: the answer's length) report as runs under today's names do."""
+    from agents.bench import report, text_report
+
+    store = Store(tmp_path / "store")
+    rounds = np.arange(4, dtype=np.float32)
+    old = {"true_utility": rounds, "proxy_reward": rounds, "signal_norm": rounds - 2, "noise_norm": rounds + 10}
+    old |= {"rm_error": rounds * 0, "diverged": np.zeros(4, dtype=bool)}
+    summary = {"optimum": 5.0, "final_true_utility": 3.0, "peak_true_utility": 3.0, "final_proxy_reward": 3.0}
+    summary |= {"final_signal_norm": 1.0, "final_noise_norm": 13.0, "diverged_rounds": 0}
+    h = store.write({"env": "FPO/TextRM-v0", "seed": 0}, old, summary)
+    folder = runner.artifacts_dir(store.root, h)
+    folder.mkdir(parents=True)
+    row = {"round": 0, "true_utility": 1.0, "proxy_reward": 0.5, "signal_norm": -0.5, "noise_norm": 12.0}
+    row |= {"rm_error": 0.1, "reference_utility": 1.5, "reference_reward": 0.4, "response_tokens": 12}
+    (folder / "metrics.jsonl").write_text(json.dumps(row) + "\n")
+    (read,) = text_report.read_rounds(store, h)
+    assert read["quality_gap"] == -0.5 and read["response_tokens"] == 12
+    assert not {"signal_norm", "noise_norm"} & set(read)
+    assert text_report.curves([read])["quality_gap"].tolist() == [-0.5]
+    jobs = [{"env": "FPO/TextRM-v0", "label": "rlhf", "hashes": [h]}]
+    scores = report.collect(None, store, jobs)["FPO/TextRM-v0"]["rlhf"]
+    np.testing.assert_array_equal(scores.histories["quality_gap"][:, 0], rounds - 2)
+    np.testing.assert_array_equal(scores.histories["response_tokens"][:, 0], rounds + 10)
+    assert np.isnan(scores.noise).all()  # the noise norm is the vector games'; the text game has none
+
+
 def test_a_text_run_without_artifacts_is_a_clear_error(tmp_path):
     from agents.bench import text_report
 
@@ -425,7 +461,7 @@ def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupt
         f'[[games]]\nid = "FPO/TextRM-v0"\nrounds = 30\nseeds = 1\nkwargs = {{ {kwargs} }}\n\n'
         '[[learners]]\nid = "fpo-relaxed"\nconfig = { n_candidates = 2, max_new_tokens = 6, min_new_tokens = 1 }\n'
     )
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "FPO_ENVS_CACHE": str(tmp_path / "cache")}
+    env = _subprocess_env(OMP_NUM_THREADS="1", FPO_ENVS_CACHE=str(tmp_path / "cache"))
 
     def command(out):
         return [
@@ -445,20 +481,16 @@ def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupt
 
     subprocess.run(command(tmp_path / "full"), env=env, check=True, capture_output=True, timeout=600)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(command(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        metrics = list((killed / "store" / "work").glob("*/metrics.jsonl"))
-        if metrics and len(metrics[0].read_text().splitlines()) > 14:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert runner.plan(bench.load_suite(suite))[0]["hashes"][0] in str(metrics[0])
-    result = subprocess.run(command(killed), env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
     h = runner.plan(bench.load_suite(suite))[0]["hashes"][0]
+    # The sweep ends itself after round 15, its checkpoint of round 10 and 15 metrics rows written.
+    crashed = subprocess.run(command(killed), env={**env, "FPO_CRASH_AT_ROUND": "15"}, capture_output=True, timeout=600)
+    assert crashed.returncode == faults.CRASH_EXIT_CODE, crashed.stderr
+    work = killed / "store" / "work" / h
+    assert len((work / "metrics.jsonl").read_text().splitlines()) == 15
+    assert [p.name for p in Agent.checkpoints(work)] == ["round_000010.fpo"]
+    # Resumed from round 10: a run played again from round 0 would stop at round 5.
+    result = subprocess.run(command(killed), env={**env, "FPO_CRASH_AT_ROUND": "5"}, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
     _, resumed = Store(killed / "store").read(h)
     _, full = Store(tmp_path / "full" / "store").read(h)
     assert resumed["true_utility"].shape == (30,)
@@ -468,7 +500,7 @@ def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupt
     assert len(list((tmp_path / "cache" / "warm-rm").glob("head-*.npz"))) == 1
     rows = [json.loads(line) for line in (runner.artifacts_dir(killed / "store", h) / "metrics.jsonl").read_text().splitlines()]
     full_rows = (runner.artifacts_dir(tmp_path / "full" / "store", h) / "metrics.jsonl").read_text().splitlines()
-    assert [row["response"] for row in rows] == [json.loads(line)["response"] for line in full_rows]
+    assert rows == [json.loads(line) for line in full_rows]  # every round once, each as the uninterrupted run's
 
 
 def test_a_learner_gets_the_env_it_registered_as_needing(tmp_path):

@@ -1,5 +1,7 @@
 """The linear game: RM maths, the paper's update, replay, vectorization, bad input."""
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -110,7 +112,7 @@ def test_constructor_settings_change_the_game():
         ideal_value=1.0,
         utility_peak=3.0,
         utility_width=0.5,
-        rm_init_noise=0.0,
+        rm_init_std=0.0,
         action_cost=0.0,
         output_bound=4.0,
     )
@@ -149,6 +151,34 @@ def test_settings_of_the_wrong_type_or_range_name_the_setting(env_id, kwargs, er
         gym.make(env_id, **kwargs)
     with pytest.raises(error, match=match):
         gym.make_vec(env_id, num_envs=2, **kwargs)
+
+
+def test_settings_are_one_params_object_whose_fields_are_the_signature():
+    import inspect
+
+    from fpo_envs.games.linear import LinearParams, LinearRMEnv, LinearRMVectorEnv
+
+    env = gym.make("FPO/LinearRM-v0", dim=8, rm_init_std=0.1)
+    game = env.unwrapped
+    assert game.params == LinearParams(dim=8) and env.spec.kwargs == {"dim": 8, "rm_init_std": 0.1}
+    assert all(getattr(game, name) == getattr(game.params, name) for name in LinearParams.names())
+    # Given at its default, a setting is no change: the same game and the same store key.
+    assert game.params.changed() == {"dim": 8} and game.params.store_key() == '{"dim": 8}'
+    assert LinearParams(dim=np.int64(8), utility_peak=10).changed() == {"dim": 8}
+    single = inspect.signature(LinearRMEnv).parameters
+    assert list(single) == [*LinearParams.names(), "render_mode"]
+    assert single["dim"].default == 50 and single["dim"].kind is inspect.Parameter.KEYWORD_ONLY
+    vector = inspect.signature(LinearRMVectorEnv).parameters
+    assert list(vector)[:4] == ["num_envs", "max_episode_steps", "render_mode", "autoreset_mode"]
+    assert list(vector)[4:] == list(LinearParams.names())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        game.params.dim = 3
+
+
+@pytest.mark.parametrize("make", [gym.make, lambda env_id, **kw: gym.make_vec(env_id, num_envs=2, **kw)])
+def test_the_renamed_rm_init_noise_is_an_error_naming_rm_init_std(make):
+    with pytest.raises(TypeError, match="`rm_init_noise` was renamed `rm_init_std`: pass rm_init_std=0.2"):
+        make("FPO/LinearRM-v0", rm_init_noise=0.2)
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,48 @@ def test_follower_is_torch_adam_on_the_buffer_mse():
     torch.testing.assert_close(buffer["y"], torch.cat(seen_y)[-50:])
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_adam_step_is_torch_adam_on_numpy_and_torch(weight_decay):
+    from fpo_envs.core.numerics import adam_step
+
+    rng = np.random.default_rng(0)
+    start, grads = rng.normal(size=(2, 7)), rng.normal(size=(6, 2, 7))
+    param = torch.nn.Parameter(torch.tensor(start))  # a copy: the step changes it in place
+    opt = torch.optim.Adam([param], lr=1e-2, weight_decay=weight_decay)
+    zeros = np.zeros_like(start)
+    as_numpy = (start, {"exp_avg": zeros, "exp_avg_sq": zeros, "step": 0})
+    # Two RMs, one step count each (as the batched MLP RM holds them).
+    f64 = torch.float64
+    as_torch = (torch.tensor(start), {"exp_avg": torch.zeros(2, 7, dtype=f64), "exp_avg_sq": torch.zeros(2, 7, dtype=f64)})
+    as_torch[1]["step"] = torch.zeros(2, dtype=f64)
+    for g in grads:
+        param.grad = torch.as_tensor(g)
+        opt.step()
+        as_numpy = adam_step(*as_numpy, g, 1e-2, weight_decay)
+        as_torch = adam_step(*as_torch, torch.as_tensor(g), 1e-2, weight_decay)
+        np.testing.assert_allclose(as_numpy[0], param.detach().numpy(), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(as_torch[0].numpy(), param.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert set(as_numpy[1]) == set(opt.state[param]) == {"exp_avg", "exp_avg_sq", "step"}
+    assert as_numpy[1]["step"] == 6 and as_torch[1]["step"].tolist() == [6.0, 6.0]
+
+
+def test_neural_settings_are_checked_together_and_shown_in_the_signature():
+    import inspect
+
+    from fpo_envs.games.neural import NeuralParams, NeuralRMEnv
+
+    with pytest.raises(ValueError, match=r"samples_per_round must be in \[1, buffer_size=4\], got 5"):
+        gym.make("FPO/NeuralRM-v0", buffer_size=4)
+    with pytest.raises(ValueError, match=r"signal_dims must be in \[1, dim=10\], got 11"):
+        gym.make_vec("FPO/NeuralRM-v0", num_envs=2, signal_dims=11)
+    with pytest.raises(ValueError, match=r"output_bound=2.0 must exceed the ideal's coordinates \(2.5\)"):
+        gym.make("FPO/NeuralRM-v0", output_bound=2.0)
+    vec = gym.make_vec("FPO/NeuralRM-v0", num_envs=2, hidden=8, samples_per_round=5)
+    assert vec.unwrapped.params.changed() == {"hidden": 8} and vec.unwrapped.hidden == 8
+    assert vec.unwrapped.num_params == mlp_num_params(10, 8) and vec.action_space.shape == (2, 5, 10)
+    assert list(inspect.signature(NeuralRMEnv).parameters) == [*NeuralParams.names(), "render_mode"]
+
+
 def test_preview_update_does_not_apply_and_equals_the_update():
     env = gym.make("FPO/NeuralRM-v0")
     env.reset(seed=1)

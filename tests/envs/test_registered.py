@@ -96,6 +96,10 @@ def test_info_keys_are_finite_floats(env_id, make_kwargs):
     assert isinstance(reward, float) and np.isfinite(reward)
     assert all(isinstance(info[k], float) and np.isfinite(info[k]) for k in fpo_envs.INFO_KEYS)
     assert info["diverged"] is False
+    # The game's own list holds the shared keys and names only what a round reports.
+    keys = env.unwrapped.info_keys
+    assert set(fpo_envs.INFO_KEYS) <= set(keys) <= set(info) and len(set(keys)) == len(keys)
+    assert all(np.isfinite(info[k]) for k in keys)
 
 
 def test_render_rgb_array_shows_the_trajectory(env_id, make_kwargs):

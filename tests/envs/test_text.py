@@ -94,8 +94,12 @@ def test_a_round_scores_updates_the_rm_towards_the_oracle_and_moves_on(env):
     expected_params = rm.preview_update(prompt, "Yes.", reference, p)
     obs, reward, terminated, truncated, info = env.step("Yes.")
     assert reward == pytest.approx(r) and info["true_utility"] == pytest.approx(u)
-    assert info["signal_norm"] == pytest.approx(u - u_ref)
-    assert info["noise_norm"] == len(response_ids(game.policy_tokenizer, "Yes."))
+    assert info["quality_gap"] == pytest.approx(u - u_ref)
+    assert info["response_tokens"] == len(response_ids(game.policy_tokenizer, "Yes."))
+    # The text game's own names; the vector games' output norms are not reported.
+    assert set(game.info_keys) == set(fpo_envs.INFO_KEYS) | {"quality_gap", "response_tokens"}
+    assert not {"signal_norm", "noise_norm"} & set(info)
+    assert tuple(game.state_dict()["trajectory"][-1]) == (info["quality_gap"], info["response_tokens"])
     assert info["rm_error"] == pytest.approx(1 / (1 + np.exp(-(r - r_ref))) - p)
     np.testing.assert_allclose(game.reward_model.params, expected_params)
     assert obs["prompt"] == game.prompt and obs["prompt"] in game.prompts
@@ -237,12 +241,42 @@ def test_prompt_truncation_cuts_the_formatted_policy_input(tiny_text):
     from fpo_envs.lm.generation import chat_prompt_ids
 
     env, _ = _classifier_env(tiny_text, prompt_max_tokens=12)
-    tok = env.unwrapped.policy_tokenizer
+    game = env.unwrapped
+    tok = game.policy_tokenizer
     long_prompt = "the answer is a short clear yes " * 20
-    assert len(chat_prompt_ids(tok, long_prompt)) == 12
+    full = chat_prompt_ids(tok, long_prompt)
+    assert len(full) > 12 and chat_prompt_ids(tok, long_prompt, game.preset.prompt_max_tokens) == full[:12]
+    assert not hasattr(tok, "fpo_prompt_max_tokens")  # the limit is an argument, not tokenizer state
     env.reset(seed=0, options={"prompt": long_prompt})
     _, _, _, _, info = env.step("yes")
     assert np.isfinite(info["true_utility"])
+    # The oracle scores the cut prompt: its quality is that of the first 12 prompt tokens.
+    from fpo_envs.lm.scoring import sequence_nll
+
+    cut = sequence_nll(game.oracle.model, tok, [long_prompt], ["yes"], game.preset.nll_scope, 12)
+    uncut = sequence_nll(game.oracle.model, tok, [long_prompt], ["yes"], game.preset.nll_scope)
+    assert info["true_utility"] == pytest.approx(float(np.clip(5 - cut[0], -15, 5)), abs=1e-4)
+    assert cut[0] != pytest.approx(uncut[0])
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="max_tokens must be a whole number"):
+            chat_prompt_ids(tok, long_prompt, bad)
+        with pytest.raises(ValueError, match="prompt_max_tokens must be a whole number"):
+            make_preset("smollm2", prompt_max_tokens=bad)
+
+
+def test_records_under_the_earlier_metric_names_read_under_todays():
+    from fpo_envs.lm.names import RENAMED_INFO_KEYS, with_current_names
+
+    assert RENAMED_INFO_KEYS == {"signal_norm": "quality_gap", "noise_norm": "response_tokens"}
+    # A streamed round held the length twice (noise_norm beside response_tokens): the current one stays.
+    row = {"round": 3, "true_utility": 1.0, "signal_norm": -0.5, "noise_norm": 12.0, "response_tokens": 12}
+    assert with_current_names(row) == {"round": 3, "true_utility": 1.0, "quality_gap": -0.5, "response_tokens": 12}
+    history = {"signal_norm": np.zeros(2), "noise_norm": np.ones(2), "diverged": np.zeros(2, dtype=bool)}
+    assert list(with_current_names(history)) == ["quality_gap", "response_tokens", "diverged"]
+    summary = {"final_signal_norm": 0.1, "final_noise_norm": 9.0, "diverged_rounds": 0}
+    assert with_current_names(summary) == {"final_quality_gap": 0.1, "final_response_tokens": 9.0, "diverged_rounds": 0}
+    current = {"quality_gap": 0.2, "response_tokens": 4}
+    assert with_current_names(current) == current and with_current_names(current) is not current
 
 
 def test_the_paper_preset_is_the_papers_pipeline():

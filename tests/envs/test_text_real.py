@@ -34,9 +34,9 @@ def test_three_real_rounds_with_the_default_preset(env):
     assert agent.config.n_candidates == 8 and agent.config.max_new_tokens == 32
     history = agent.learn(3)
     assert len(history["response"]) == 3 and all(isinstance(r, str) and r.strip() for r in history["response"])
-    for key in ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error", "sft_loss"):
+    for key in ("true_utility", "proxy_reward", "quality_gap", "response_tokens", "rm_error", "sft_loss"):
         assert np.all(np.isfinite(history[key])), key
     assert np.all((history["true_utility"] >= -15) & (history["true_utility"] <= 5))
     # Lengths are counted by re-tokenizing the stripped text, so they can differ by a few
     # tokens from the 5 to 32 generated.
-    assert np.all((1 <= history["noise_norm"]) & (history["noise_norm"] <= 40))
+    assert np.all((1 <= history["response_tokens"]) & (history["response_tokens"] <= 40))

@@ -1,0 +1,117 @@
+"""A game's settings as one frozen dataclass, in the spirit of gymnax's ``EnvParams``.
+
+A game writes each setting once, as a field of its :class:`GameParams` subclass made with
+:func:`setting`: its default (the paper's value), its kind (how it is checked) and a line of
+doc. From that one list come the env's signature (:meth:`GameParams.signature`), the checks
+of what a user passes (:meth:`GameParams.from_kwargs`, ``__post_init__``) and the settings
+that make a run differ from the paper's (:meth:`GameParams.changed`, the benchmark's store key).
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class BumpParams(GameParams):
+    ...     dim: int = setting(50, "whole", "output dimension")
+    ...     width: float = setting(0.3, "positive", "the bump's curvature")
+    >>> BumpParams.from_kwargs("BumpEnv", width=0.5).changed()
+    {'width': 0.5}
+    >>> BumpParams(dim=50.5)
+    Traceback (most recent call last):
+    ...
+    TypeError: dim must be a whole number, got 50.5 (float)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from typing import Any, ClassVar
+
+from fpo_envs.core.checks import SETTING_KINDS, check_setting
+
+
+def setting(default: int | float, kind: str, doc: str) -> Any:
+    """A field of a :class:`GameParams`: its ``default`` (the paper's value), its ``kind``
+    (``"whole"`` a whole number >= 1; ``"positive"``, ``"non-negative"`` or ``"real"`` a finite
+    real number, :func:`fpo_envs.core.checks.check_setting`) and a line of ``doc``."""
+    if kind not in SETTING_KINDS:
+        raise ValueError(f"unknown setting kind {kind!r}; kinds: {list(SETTING_KINDS)}")
+    return dataclasses.field(default=default, metadata={"kind": kind, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class GameParams:
+    """Base of a game's settings: a frozen dataclass whose fields are made with :func:`setting`.
+
+    Making one checks every field by its kind (a ``TypeError`` or ``ValueError`` naming the
+    setting) and stores it as a plain ``int`` or ``float``; a subclass checks settings against
+    each other in its own ``__post_init__`` (after ``super().__post_init__()``).
+
+    Attributes:
+        RENAMED: ``{old name: new name}`` of settings that were renamed; passing an old name
+            is a ``TypeError`` that names the new one.
+    """
+
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, check_setting(f.name, getattr(self, f.name), f.metadata["kind"]))
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The settings' names, in field order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_kwargs(cls, env_name: str, accepted: tuple[str, ...] = (), /, **kwargs: Any) -> GameParams:
+        """The settings ``kwargs`` given to the env ``env_name``, the rest at their defaults.
+
+        Args:
+            env_name: the env's name, for the errors.
+            accepted: the env's other arguments (``render_mode``, ...), listed among the known
+                ones when a keyword is unknown.
+            kwargs: the settings.
+
+        Raises:
+            TypeError: a renamed setting (naming its new name), an unknown one (naming the
+                known ones), or a setting of the wrong type.
+            ValueError: a setting out of its range, or settings that do not fit together.
+        """
+        for old, new in cls.RENAMED.items():
+            if old in kwargs:
+                raise TypeError(f"{env_name}: `{old}` was renamed `{new}`: pass {new}={kwargs[old]!r} instead")
+        unknown = sorted(set(kwargs) - set(cls.names()))
+        if unknown:
+            known = sorted({*cls.names(), *accepted})
+            raise TypeError(f"unknown argument(s) {unknown} for {env_name}; known: {known}")
+        return cls(**kwargs)
+
+    def changed(self) -> dict[str, int | float]:
+        """The settings that differ from their defaults, ``{name: value}`` in field order, as
+        plain JSON values: what makes a run differ from the paper's game (a setting given at
+        its default is no change, so passing it or not is the same run)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) != f.default}
+
+    def store_key(self) -> str:
+        """:meth:`changed` as canonical JSON (sorted keys): equal for equal games."""
+        return json.dumps(self.changed(), sort_keys=True)
+
+    @classmethod
+    def signature(cls, init: Any) -> inspect.Signature:
+        """The signature of ``init`` (an env's ``__init__`` taking the settings as ``**settings``)
+        with ``**settings`` spelled out: every setting as a keyword-only argument with its
+        default, so ``inspect.signature``, ``help()`` and editors show the real arguments."""
+        params = [p for p in inspect.signature(init).parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        settings = [
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=f.default,
+                annotation=int if f.metadata["kind"] == "whole" else float,
+            )
+            for f in dataclasses.fields(cls)
+        ]
+        # Before the env's own keyword-only arguments (render_mode), as they were written once.
+        at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.KEYWORD_ONLY), len(params))
+        return inspect.Signature(params[:at] + settings + params[at:])
