@@ -38,7 +38,9 @@ GAMES = _MappingProxyType(_GAMES)
 environments share, as ``"module:Class"``, and its env ids."""
 
 ENV_IDS: tuple[str, ...] = ()
-"""Every environment id this package's games registered (a game added later appears too)."""
+"""Every environment id registered through :func:`register_game` so far: read it as
+``fpo_envs.ENV_IDS`` to see a game registered later (``from fpo_envs import ENV_IDS`` copies
+the tuple of the moment)."""
 
 
 def register_game(

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 DPI = 100
+"""Pixels per inch of every frame's figure (its size in inches is set per frame layout)."""
 _COLORS = ("#ffffff", "#ff8c1a", "#7fd4ff", "#ff4fa3")
 
 

@@ -1,6 +1,6 @@
 """The public surface: what ``__all__`` names exists and is documented, nothing else public sits
 at the top of ``fpo_envs`` and ``agents``, the registries are read-only, and every public
-function and class of every module has a docstring.
+function, class, method, property and UPPERCASE constant of every module has a docstring.
 
 A constant is documented the way this package documents one: by a string literal right after
 its assignment, in the module that assigns it.
@@ -9,7 +9,9 @@ its assignment, in the module that assigns it.
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
+import importlib.util
 import inspect
 import pkgutil
 import types
@@ -25,19 +27,34 @@ import fpo_envs
 PACKAGES = {"fpo_envs": fpo_envs, "agents": agents, "agents.bench": agents.bench}
 
 
+def _names(target: ast.expr) -> set[str]:
+    """The names an assignment target binds (``X``, ``X, Y``); none for ``x[i]`` or ``x.a``."""
+    if isinstance(target, ast.Name):
+        return {target.id}
+    if isinstance(target, (ast.Tuple, ast.List)):
+        return set().union(*(_names(e.value if isinstance(e, ast.Starred) else e) for e in target.elts))
+    return set()
+
+
+def _assignments(tree: ast.Module) -> list[tuple[set[str], bool]]:
+    """Per top-level assignment: the names it binds, and whether a string literal follows it."""
+    found = []
+    for node, after in zip(tree.body, tree.body[1:] + [None]):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        names = set().union(*(_names(t) for t in targets))
+        documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
+        if names:
+            found.append((names, documented))
+    return found
+
+
 def _documented_constants(module: types.ModuleType) -> set[str]:
     """The names a module assigns at its top level with a string literal right after."""
     try:
         tree = ast.parse(Path(inspect.getfile(module)).read_text())
     except (TypeError, OSError):
         return set()
-    found = set()
-    for node, after in zip(tree.body, tree.body[1:]):
-        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
-        documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
-        if documented:
-            found.update(t.id for t in targets if isinstance(t, ast.Name))
-    return found
+    return {name for names, documented in _assignments(tree) if documented for name in names}
 
 
 def _source_module(module: types.ModuleType, name: str) -> types.ModuleType:
@@ -145,15 +162,48 @@ def _modules() -> list[str]:
     return sorted(names)
 
 
-@pytest.mark.parametrize("name", _modules())
-def test_every_public_function_and_class_has_a_docstring(name):
+def _import(name: str) -> types.ModuleType:
+    """The module, or a skip where it needs an optional extra that is not installed."""
     try:
-        module = importlib.import_module(name)
+        return importlib.import_module(name)
     except (ImportError, gym.error.DependencyNotInstalled) as err:
         missing = getattr(err, "name", None) or ""
         if isinstance(err, ImportError) and (not isinstance(err, ModuleNotFoundError) or missing.split(".")[0] in PACKAGES):
             raise  # this package's own import error, not an optional extra
         pytest.skip(f"{name} needs an optional extra that is not installed: {err}")
+
+
+def _written_in(function: object, module: types.ModuleType) -> bool:
+    """Whether ``function``'s code is in ``module``'s file (a dataclass's generated methods are not)."""
+    code = getattr(inspect.unwrap(function), "__code__", None)
+    return code is not None and Path(code.co_filename).resolve() == Path(inspect.getfile(module)).resolve()
+
+
+def _member_docs(cls: type, module: types.ModuleType) -> dict[str, str | None]:
+    """The docstrings of the public methods and properties ``cls``'s own body defines in
+    ``module`` (neither inherited ones nor those a dataclass generates)."""
+    docs = {}
+    for attr, obj in vars(cls).items():
+        if attr.startswith("_"):
+            continue
+        if isinstance(obj, (staticmethod, classmethod)):
+            function = obj.__func__
+        elif isinstance(obj, property):
+            function = obj.fget  # the property's __doc__: its own ``doc=`` or its getter's
+        elif isinstance(obj, functools.cached_property):
+            function = obj.func
+        elif inspect.isfunction(obj):
+            function = obj
+        else:
+            continue
+        if function is not None and _written_in(function, module):
+            docs[attr] = obj.__doc__ if isinstance(obj, (property, functools.cached_property)) else function.__doc__
+    return docs
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_every_public_function_and_class_has_a_docstring(name):
+    module = _import(name)
     assert not _undocumented(module), f"module {name} has no docstring"
     undocumented = sorted(
         attr
@@ -164,3 +214,30 @@ def test_every_public_function_and_class_has_a_docstring(name):
         and _undocumented(obj)
     )
     assert not undocumented, f"{name}: public functions/classes without a docstring: {undocumented}"
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_every_public_method_and_property_has_a_docstring_of_its_own(name):
+    module = _import(name)
+    undocumented = sorted(
+        f"{attr}.{member}"
+        for attr, cls in vars(module).items()
+        if not attr.startswith("_") and inspect.isclass(cls) and cls.__module__ == name
+        for member, doc in _member_docs(cls, module).items()
+        if not (doc or "").strip()
+    )
+    assert not undocumented, f"{name}: public methods/properties without a docstring of their own: {undocumented}"
+
+
+@pytest.mark.parametrize("name", _modules())
+def test_every_public_constant_has_a_docstring(name):
+    # Read from the source, so a module that needs an optional extra is checked too.
+    tree = ast.parse(Path(importlib.util.find_spec(name).origin).read_text())
+    undocumented = sorted(
+        constant
+        for names, documented in _assignments(tree)
+        if not documented
+        for constant in names
+        if not constant.startswith("_") and constant.isupper()
+    )
+    assert not undocumented, f"{name}: public constants without a string literal after their assignment: {undocumented}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STATISTICS = ("iqm", "median", "mean", "collapse_rate", "p_improve")
+"""The leaderboard columns compared, each with its ``_low`` and ``_high`` interval columns."""
 _SLACK = 5e-4
 """Half a unit of the leaderboard's third printed decimal: an interval of zero width (every seed
 at the optimum) holds a rerun whose float32 runs end a few 1e-6 away."""
@@ -35,6 +36,7 @@ class Agreement:
 
     @property
     def holds(self) -> bool:
+        """Whether :attr:`value` lies inside ``[low, high]``, widened by :data:`_SLACK` each side."""
         return self.low - _SLACK <= self.value <= self.high + _SLACK
 
 

@@ -20,6 +20,8 @@ from agents.bench.store import Store
 from agents.bench.suite import Suite
 
 REPORT_VERSION = 5
+"""Part of a report's signature: raise it when what the report writes changes, so a report
+already written is rewritten rather than skipped as up to date."""
 CURVE_KEYS = ("true_utility", "noise_norm")
 """The panels of a vector game's curves figure."""
 TEXT_CURVE_KEYS = ("true_utility", "response_tokens")

@@ -64,15 +64,10 @@ def env_kwargs(game: GameEntry, entry: LearnerEntry) -> dict:
     one left out, and a wrong one is an error here, before any run. The text game's arguments
     are kept as given.
     """
-    import gymnasium as gym
-    from gymnasium.envs.registration import load_env_creator
-
     import agents
 
     kwargs = {**agents.spec(entry.id).env_kwargs, **game.kwargs, **entry.env_kwargs}
-    entry_point = gym.spec(game.id).entry_point
-    creator = load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
-    params_class = getattr(creator, "params_class", None)
+    params_class = getattr(_env_class(game.id), "params_class", None)
     if params_class is None:
         return kwargs
     return params_class.from_kwargs(game.id, **kwargs).changed()
@@ -214,11 +209,21 @@ at most this many rounds of the run it was playing."""
 
 
 def checkpoint_every(game_id: str, vector: bool) -> int:
-    """Rounds between the checkpoints of a run of ``game_id`` (0: none). Every single-env run
-    of the text game, the suites' long runs (minutes each), is played in a run directory under
-    ``<store>/work/`` and resumed from its newest checkpoint after a kill, the same way for any
-    learner (:func:`_checkpointed_run`); the vector games' runs take seconds and are rerun."""
-    return CHECKPOINT_EVERY if not vector and fpo_envs.game_of_id(game_id) == "text" else 0
+    """Rounds between the checkpoints of a run of ``game_id`` (0: none). A single-env run of a
+    game whose env declares ``long_rounds`` (the text game: seconds a round, minutes a run) is
+    played in a run directory under ``<store>/work/`` and resumed from its newest checkpoint
+    after a kill, the same way for any learner (:func:`_checkpointed_run`); the other runs take
+    seconds and are rerun."""
+    return CHECKPOINT_EVERY if not vector and getattr(_env_class(game_id), "long_rounds", False) else 0
+
+
+def _env_class(game_id: str) -> Any:
+    """The single-env class registered as ``game_id`` (imported; nothing is built)."""
+    import gymnasium as gym
+    from gymnasium.envs.registration import load_env_creator
+
+    entry_point = gym.spec(game_id).entry_point
+    return load_env_creator(entry_point) if isinstance(entry_point, str) else entry_point
 
 
 def _checkpointed_run(job: dict, env: Any, seed: int, work: Path) -> dict[str, np.ndarray]:
@@ -266,7 +271,7 @@ def keep_artifacts(agent: Any, work: Path, target: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     shutil.copy(work / "metrics.jsonl", tmp / "metrics.jsonl")
-    agent.save_adapter(tmp / "adapter")
+    agent.save_artifacts(tmp)
     np.save(tmp / "rm_params.npy", agent.env.unwrapped.reward_model.params)
     os.replace(tmp, target)
 

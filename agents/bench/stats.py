@@ -26,6 +26,7 @@ import numpy as np
 COLLAPSE_BELOW = 0.5
 """A seed has collapsed when its final true utility is below this share of the optimum."""
 BASELINE = "rlhf"
+"""The learner label that the probability of improvement is measured against."""
 
 
 def _rliable():
@@ -67,6 +68,7 @@ AGGREGATE_FUNCTIONS = {
 }
 """Each aggregate of a (runs x tasks) score matrix, over all its runs (every entry)."""
 AGGREGATES = tuple(AGGREGATE_FUNCTIONS)
+"""The aggregates' names, in the order of :data:`AGGREGATE_FUNCTIONS`."""
 
 
 def _aggregates(x: np.ndarray) -> np.ndarray:

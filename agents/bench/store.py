@@ -44,8 +44,11 @@ from typing import Any
 import numpy as np
 
 FORMAT = "fpo-bench run"
+"""The format tag of a run's header; a file in ``runs/`` without it is foreign (:class:`StoreError`)."""
 VERSION = 1
+"""The run format's version, written into every run's header."""
 INDEX_FORMAT = "fpo-bench index"
+"""The format tag of ``index.json``; an index without it is not read (every run is then verified in full)."""
 _RUN_FILE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{24}\.npz$")
 
 
@@ -122,9 +125,11 @@ class Store:
                 raise StoreError(f"{path} is not a run of this results store; move it out of {self.runs}")
 
     def path(self, h: str) -> Path:
+        """The file of run ``h`` (whether or not it exists)."""
         return self.runs / h[:2] / f"{h}.npz"
 
     def has(self, h: str) -> bool:
+        """Whether run ``h`` has a file (present, not yet verified)."""
         return self.path(h).exists()
 
     def write(self, key: dict, history: dict[str, np.ndarray], summary: dict[str, float]) -> str:

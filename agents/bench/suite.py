@@ -40,6 +40,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 SUITES_DIR = Path(__file__).parent / "suites"
+"""The folder of the shipped suites' TOML files (a suite named without a path is looked up here)."""
 
 
 class SuiteError(ValueError):
@@ -72,6 +73,7 @@ class LearnerEntry:
 
     @property
     def name(self) -> str:
+        """What the leaderboard calls it: its ``label``, else the id without a ``module:`` prefix."""
         return self.label or self.id.rpartition(":")[2]
 
 

@@ -43,6 +43,7 @@ CURVES = (
     ("abs_rm_error", "|RM preference error|"),
     ("response_tokens", "response length (tokens)"),
 )
+"""The panels of the training-curves figure: each a history key and its axis label."""
 
 
 def smooth(x: np.ndarray, window: int = SMOOTH) -> np.ndarray:

@@ -27,15 +27,19 @@ class Agent:
     from its newest checkpoint.
 
     A policy family subclasses it with ``config_cls``, ``games`` and the learner contract: the
-    hooks :meth:`learn` calls. ``_start(obs, None)`` begins the first episode, then each round is
+    hooks :meth:`learn` calls. Learning happens in one hook, :meth:`_update`, in every family: a
+    family learns from the round just played (step 4), or, with :attr:`update_before_act`, right
+    before the round it prepares (step 1; the Gaussian family, whose schedule follows the
+    ``learn`` call that plays the round). ``_start(obs, None)`` begins the first episode, then
+    each round is
 
     1. ``_update(obs, None)``, only for a family that sets :attr:`update_before_act` (its
        update needs the round it prepares: its place in the schedule of the ``learn`` call
        that plays it, its start after a restart);
     2. ``_act()``, the round's action: it only chooses (it may sample from the policy);
     3. the env's step (ended vector copies are reset);
-    4. ``_update(obs, info)``, where every family learns, from the observation that follows
-       the step and the round's ``info``; it returns the learner's records of the round;
+    4. ``_update(obs, info)``, from the observation that follows the step and the round's
+       ``info``; it returns the learner's records of the round;
     5. ``_start(obs, mask)`` for the episodes the round ended.
 
     :meth:`_predict`, :meth:`_state` and :meth:`_set_state` serve ``predict`` and save/load.
@@ -277,6 +281,12 @@ class Agent:
 
     def _set_state(self, state: dict[str, Any]) -> None:
         pass
+
+    def save_artifacts(self, folder: str | Path) -> None:
+        """Write into ``folder`` what a finished run keeps besides its history and its saved
+        state, in the formats their own tools read (nothing by default; the text leader writes
+        its LoRA adapter, which ``peft`` loads). The benchmark keeps them with each stored run
+        it checkpointed."""
 
     def save(self, path: str | Path) -> None:
         """Write the learner (its registered id, seed, config and learned state) and, once it

@@ -72,16 +72,19 @@ class CallbackList(BaseCallback):
                 yield callback
 
     def on_training_start(self, learner, total_rounds):
+        """Each callback's ``on_training_start``, in order."""
         for callback in self.callbacks:
             callback.on_training_start(learner, total_rounds)
 
     def on_round(self, learner, info):
+        """Each callback's ``on_round``, in order; ``False`` if any returned ``False``."""
         go_on = True
         for callback in self.callbacks:
             go_on = (callback.on_round(learner, info) is not False) and go_on
         return go_on
 
     def on_training_end(self, learner):
+        """Each callback's ``on_training_end``, in order."""
         for callback in self.callbacks:
             callback.on_training_end(learner)
 
@@ -93,6 +96,7 @@ class FunctionCallback(BaseCallback):
         self.function = function
 
     def on_round(self, learner, info):
+        """The function's answer: ``False`` stops training."""
         return self.function(learner, info)
 
 
@@ -123,16 +127,19 @@ class ProgressBarCallback(BaseCallback):
         self.bar = None
 
     def on_training_start(self, learner, total_rounds):
+        """Open a bar of ``total_rounds`` rounds, named by the learner's id."""
         from tqdm.auto import tqdm
 
         self.bar = tqdm(total=total_rounds, desc=learner.id, unit="round")
 
     def on_round(self, learner, info):
+        """Advance the bar one round and show the round's mean proxy and true utility."""
         self.bar.update()
         self.bar.set_postfix(proxy=f"{np.mean(info['proxy_reward']):.3f}", true=f"{np.mean(info['true_utility']):.3f}")
         return True
 
     def on_training_end(self, learner):
+        """Close the bar."""
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -188,9 +195,11 @@ class CheckpointCallback(BaseCallback):
         self._last = 0
 
     def on_training_start(self, learner, total_rounds):
+        """Count the next ``save_freq`` multiple from the rounds the learner has played."""
         self._last = learner.num_rounds
 
     def on_round(self, learner, info):
+        """Save a checkpoint once a multiple of ``save_freq`` is passed and the learner can be saved."""
         n = learner.num_rounds
         if n // self.save_freq > self._last // self.save_freq and learner.checkpointable:
             save_checkpoint(learner, self.save_path, self.keep)
@@ -242,6 +251,8 @@ class MetricsCallback(BaseCallback):
         self.tb = None
 
     def on_training_start(self, learner, total_rounds):
+        """Make ``run_dir``, keep the streams' first ``num_rounds`` rows (upgraded), and open
+        TensorBoard where it is used."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._keep_rows(learner.num_rounds)
         self.tb = None
@@ -278,6 +289,8 @@ class MetricsCallback(BaseCallback):
         self._fields = fields or None
 
     def on_round(self, learner, info):
+        """Append the round's row to both files (widening the CSV header for new columns) and
+        its numeric entries to TensorBoard."""
         row = {"round": learner.num_rounds - 1, **(info if self.row is None else self.row(info))}
         row = {k: _plain(v) for k, v in row.items()}
         cells = {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
@@ -302,6 +315,7 @@ class MetricsCallback(BaseCallback):
         return True
 
     def on_training_end(self, learner):
+        """Close the TensorBoard writer."""
         if self.tb is not None:
             self.tb.close()
             self.tb = None

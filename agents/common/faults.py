@@ -26,7 +26,9 @@ CRASH_EXIT_CODE = 86
 """The exit status of a process ended by a crash point (distinct from Python's 1 and 2)."""
 
 CRASH_AT_ROUND = "FPO_CRASH_AT_ROUND"
+"""The variable naming the round at which :meth:`agents.Agent.learn` ends the process."""
 CRASH_AFTER_RUNS = "FPO_CRASH_AFTER_RUNS"
+"""The variable naming how many stored runs of a sweep end the process."""
 
 
 def _read(name: str) -> int | None:

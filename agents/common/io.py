@@ -28,7 +28,9 @@ from typing import Any
 import numpy as np
 
 FORMAT = "fpo-envs learner"
+"""The format tag in ``learner.json``; a file with another is not a learner file (``ValueError``)."""
 VERSION = 1
+"""The learner format's version; :func:`read` refuses a file of another version."""
 
 
 def _is_tensor(value: Any) -> bool:

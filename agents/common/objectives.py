@@ -67,10 +67,13 @@ class Outputs:
 
     @property
     def reward(self) -> Any:
+        """``r_phi(y)``, shape ``(*B,)`` or ``(*B, k)``."""
         return self._get("reward", lambda: self.rm.reward(self.y))
 
     @property
     def grad_params(self) -> Any:
+        """``grad_phi r_phi(y)``, the parameter axis last (with the reward, in one pass where the
+        RM has one)."""
         if "grad_params" not in self._cache:
             if hasattr(self.rm, "reward_and_grad_params"):
                 # One pass gives both; the reward from it is the one the proxy then uses.
@@ -97,6 +100,8 @@ class Outputs:
 
     @property
     def utility(self) -> Any:
+        """``U(y)``, detached (torch) when the oracle's gradient is off."""
+
         def compute():
             u = self.oracle.utility(self.y)
             return u if self.oracle_gradient or not hasattr(u, "detach") else u.detach()
@@ -223,11 +228,14 @@ def get_penalty(name: str) -> Penalty | None:
     return PENALTIES[name]
 
 
-def resolve_gamma(penalty: str, gamma: float | None, default: float) -> float:
+def resolve_gamma(penalty: str, gamma: float | None, default: float | None) -> float:
     """The penalty weight a config means: ``None`` is the family's paper value (0 without a
-    penalty); a negative or non-finite weight, or a weight on no penalty, is an error."""
+    penalty); a negative or non-finite weight, or a weight on no penalty, is an error, and so
+    is ``None`` on a game the paper gives no value for (``default=None``)."""
     get_penalty(penalty)
     if gamma is None:
+        if penalty != "none" and default is None:
+            raise ValueError(f"the paper gives no penalty weight for this game (its values: {dict(PAPER_GAMMA)}); pass gamma=...")
         return 0.0 if penalty == "none" else float(default)
     if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.integer, np.floating)):
         raise TypeError(f"gamma must be a number, got {gamma!r}")
@@ -287,6 +295,8 @@ class Objective:
         self.oracle_gradient = oracle_gradient
 
     def outputs(self, y: Any, rm: Any, utility: Any = None) -> Outputs:
+        """:class:`Outputs` of ``y`` under ``rm`` and the game's oracle, with the objective's
+        ``oracle_gradient``; ``utility`` fixes ``U`` (else it is computed from ``y``)."""
         return Outputs(y, rm, self.game.oracle, self.oracle_gradient, utility)
 
     def penalty_value(self, z: Outputs) -> Any:

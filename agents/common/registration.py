@@ -71,6 +71,8 @@ class ReadOnlyRegistry(Mapping):
         return repr(self._data)
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        """Refused: the view is read-only (a ``TypeError`` naming the function that changes the
+        registry). Every method of a dict that writes is this one."""
         raise TypeError(f"{self._what} is read-only (a write would skip its checks): use {self._how}")
 
     __setitem__ = __delitem__ = pop = popitem = clear = update = setdefault = __ior__ = _refuse
@@ -116,6 +118,7 @@ class LearnerSpec:
 
     @property
     def games(self) -> tuple[str, ...]:
+        """The games it runs on: those of :attr:`entry_points`."""
         return tuple(self.entry_points)
 
 

@@ -25,21 +25,20 @@ import numpy as np
 import fpo_envs
 from agents.common.objectives import PAPER_GAMMA, Objective, get_penalty, resolve_gamma
 
-_GAMES = ("linear", "neural")  # the vector-output games, whose actions the penalty scores
-
 
 class _Penalizer:
     """The penalty of a round's action under the env's live RM, before the env steps."""
 
     def __init__(self, env: Any, penalty: str, gamma: float | None):
         game = fpo_envs.game_of(env)
-        if game not in _GAMES:
-            raise ValueError(f"the penalty wrappers need a vector-output game ({list(_GAMES)}), not the {game} game")
+        # The penalty scores an action as the RM sees it: a game whose actions are arrays.
+        if not isinstance(env.unwrapped.action_space, gym.spaces.Box):
+            raise ValueError(f"the penalty wrappers need a game whose actions are arrays (a Box), not the {game} game")
         if get_penalty(penalty) is None:
             raise ValueError(
                 "penalty='none' adds nothing: use the env unwrapped, or name a penalty ('practical', 'relaxed', ...)"
             )
-        self.gamma = resolve_gamma(penalty, gamma, PAPER_GAMMA[game])
+        self.gamma = resolve_gamma(penalty, gamma, PAPER_GAMMA.get(game))
         self.game = env.unwrapped
         self.objective = Objective(self.game, penalty, self.gamma)
 
@@ -73,6 +72,8 @@ class PenaltyReward(gym.Wrapper):
         self.gamma = self._penalizer.gamma
 
     def step(self, action):
+        """Step the env and pay ``reward - gamma * R(action)``, ``R`` under the RM before the step;
+        ``info`` adds ``penalty`` and ``unpenalized_reward``."""
         r_pen = float(self._penalizer(action))
         obs, reward, terminated, truncated, info = self.env.step(action)
         info = dict(info, penalty=r_pen, unpenalized_reward=reward)
@@ -88,6 +89,7 @@ class VectorPenaltyReward(gym.vector.VectorWrapper):
         self.gamma = self._penalizer.gamma
 
     def step(self, actions):
+        """What :meth:`PenaltyReward.step` does, for every copy at once."""
         r_pen = self._penalizer(actions)
         obs, reward, terminated, truncated, info = self.env.step(actions)
         info = dict(info, penalty=r_pen, unpenalized_reward=np.asarray(reward))

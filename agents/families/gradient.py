@@ -16,6 +16,7 @@ from agents.common.base import Agent
 from agents.common.objectives import PAPER_GAMMA, Objective, ObjectiveConfig
 
 GRADIENT_MODES = ("analytic", "finite-difference")
+"""The values of :attr:`GradientConfig.gradient`: how the leader differentiates ``J``."""
 
 
 @dataclass(frozen=True)

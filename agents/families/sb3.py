@@ -24,7 +24,7 @@ import numpy as np
 import fpo_envs
 from agents.common.base import Agent
 from agents.common.config import check_rounds
-from agents.common.objectives import PAPER_GAMMA, ObjectiveConfig
+from agents.common.objectives import PAPER_GAMMA, ObjectiveConfig, resolve_gamma
 from agents.common.wrappers import PenaltyReward, VectorPenaltyReward
 
 try:
@@ -192,7 +192,7 @@ class PPOLearner(Agent):
     def __init__(self, env, seed=None, **config):
         game = fpo_envs.game_of(env)
         if config.get("gamma") is None and config.get("penalty", "none") != "none":
-            config["gamma"] = PAPER_GAMMA[game]
+            config["gamma"] = resolve_gamma(config["penalty"], None, PAPER_GAMMA.get(game))
         super().__init__(env, seed=seed, **config)
         c = self.config
         wrapped = env
@@ -265,7 +265,7 @@ class PPOLearner(Agent):
         n, steps = self.venv.num_envs, self.config.n_steps
         rollouts = -(-total_rounds // steps)
         self.learn_end = self.num_rounds + rollouts * steps
-        rows: dict[str, list] = {}
+        rows: dict[str, list] = {k: [] for k in self.env.unwrapped.info_keys + ("diverged",)}
         callbacks.on_training_start(self, rollouts * steps)
         if not rollouts:
             self._play(0)  # as a first call with rounds would: the env's first reset

@@ -131,12 +131,14 @@ class TextOutputs(Outputs):
         n = len(self.y)
         return self._get("qualities", lambda: self.oracle.quality([self.prompt] * (n + 1), list(self.y) + [self.reference]))
 
-    reward = property(lambda self: self._features()[1][:-1])
-    ref_reward = property(lambda self: self._features()[1][-1])
-    grad_params = property(lambda self: self._features()[0][:-1])
-    ref_grad_params = property(lambda self: self._features()[0][-1])
-    utility = property(lambda self: self._qualities()[:-1])
-    ref_utility = property(lambda self: self._qualities()[-1])
+    reward = property(lambda self: self._features()[1][:-1], doc="The RM's score of each candidate, ``(n,)``.")
+    ref_reward = property(lambda self: self._features()[1][-1], doc="The RM's score of the reference.")
+    grad_params = property(
+        lambda self: self._features()[0][:-1], doc="Each candidate's gradient in the head's parameters (its features ``[e, 1]``)."
+    )
+    ref_grad_params = property(lambda self: self._features()[0][-1], doc="The reference's features ``[e, 1]``.")
+    utility = property(lambda self: self._qualities()[:-1], doc="The oracle's quality of each candidate, ``(n,)``.")
+    ref_utility = property(lambda self: self._qualities()[-1], doc="The oracle's quality of the reference.")
 
 
 class TextLeader(Agent):
@@ -366,6 +368,10 @@ class TextLeader(Agent):
     def save_adapter(self, folder: str | Path) -> None:
         """Save the LoRA adapter (peft format) to ``folder``."""
         self.model.save_pretrained(str(folder))
+
+    def save_artifacts(self, folder: str | Path) -> None:
+        """The LoRA adapter, in ``folder/adapter`` (:meth:`save_adapter`)."""
+        self.save_adapter(Path(folder) / "adapter")
 
 
 __all__ = ["TextConfig", "TextLeader", "TextOutputs"]

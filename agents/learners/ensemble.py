@@ -28,6 +28,7 @@ from agents.families.gradient import GradientConfig, GradientLeader
 from fpo_envs.models.ensemble import RewardModelEnsemble, member_std
 
 AGGREGATES = ("mean", "worst", "uwo")
+"""The ensemble aggregates a config's ``aggregate`` may name (module docstring)."""
 
 
 def _check(config, learner: str) -> None:

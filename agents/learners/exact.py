@@ -109,6 +109,7 @@ class ExactGradientLeader(GradientLeader):
     config_cls = ExactGradientConfig
 
     def objective_grad(self, y: np.ndarray, rm: Any) -> np.ndarray:
+        """``grad_y proxy_{w'(y)}(y)`` by :func:`exact_grad` (float64 autograd through the follower step)."""
         return exact_grad(self._game(), rm, y, self.config.unroll_steps, self.config.oracle_gradient)
 
 

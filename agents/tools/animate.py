@@ -26,6 +26,7 @@ from agents.common.cli import prepare_imports, whole_number
 from agents.common.registration import make
 
 GAMES = {"linear": "FPO/LinearRM-v0", "neural": "FPO/NeuralRM-v0"}
+"""The games the command draws, by name, and the env id each is made from."""
 DEFAULTS = {"linear": {"rounds": 300, "seed": 0}, "neural": {"rounds": 4000, "seed": 8}}
 """Defaults of the command. The neural seed is one where relaxed FPO holds while RLHF collapses,
 chosen from seeds 0-15 as the README's "Animations: ``fpo-animate``" section says; one seed shows
@@ -38,6 +39,8 @@ DEFAULT_FOLDER = Path("docs/figures/animations")
 """Where the command writes without ``--out`` (made if missing)."""
 
 LABELS = {"rlhf": "RLHF", "fpo-practical": "FPO (practical)", "fpo-relaxed": "FPO (relaxed)"}
+"""The names the frames give the built-in learners (another learner goes by its id), each
+followed by the config it was given."""
 
 
 def _label(learner: str, config: dict) -> str:

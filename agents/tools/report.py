@@ -22,6 +22,8 @@ COLUMNS = (
     ("final_signal_norm", "final signal"),
     ("final_noise_norm", "final noise"),
 )
+"""The table's columns after the learner and seed count: each a row key (its ``_mean``, ``_std``
+and ``_median`` are shown) and its heading."""
 
 
 def summarize(label: str, history: dict[str, np.ndarray], optimum: float) -> dict[str, float | str | int]:

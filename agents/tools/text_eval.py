@@ -17,6 +17,8 @@ from fpo_envs.lm.loading import require
 from fpo_envs.lm.names import with_current_names
 
 JUDGE_ENV = ("FPO_JUDGE_BASE_URL", "FPO_JUDGE_MODEL", "FPO_JUDGE_API_KEY")
+"""The environment variables naming the LLM judge (:func:`llm_judge`): its OpenAI-compatible
+endpoint, its model and its API key (the key optional)."""
 
 
 def greedy_answers(

@@ -48,6 +48,9 @@ class _Round:
 
     batch_shape: tuple[int, ...]
     reset_options: tuple[str, ...] = ()
+    long_rounds: bool = False
+    """Whether a round takes seconds rather than milliseconds (the text game's): a benchmark then
+    checkpoints each run so that a killed sweep resumes it."""
 
     info_keys: tuple[str, ...] = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error")
     """The game's per-round metrics that a learner's history holds under these names (even
@@ -251,6 +254,8 @@ class FeedbackLoopEnv(_Round, gym.Env):
         self._render_log = [np.array(row) for row in state.get("render_log", ())] if self.render_mode else []
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode: a fresh initial state (the RM) drawn from ``np_random`` (seeded by
+        ``seed``), with the game's ``reset_options``; returns ``(observation, {})``."""
         super().reset(seed=seed)
         options = check_options(options, self.reset_options)
         self._load_state(self._draw_initial(self.np_random, options, None))
@@ -260,6 +265,10 @@ class FeedbackLoopEnv(_Round, gym.Env):
         return self._observation(), {}
 
     def step(self, action):
+        """Play one round on ``action``; returns ``(observation, reward, terminated, truncated,
+        info)``, ``terminated`` (and ``info["diverged"]``) where the RM update was not finite
+        and was rolled back. ``truncated`` is False here: the time limit is the ``TimeLimit``
+        wrapper ``gym.make`` adds."""
         if not hasattr(self, "_elapsed"):
             raise gym.error.ResetNeeded("call reset() before step()")
         output = self._check_action(action)
@@ -369,6 +378,9 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         return mask.copy()
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        """Reset every copy (copy ``i`` from ``seed + i``, or from ``seed[i]`` for a list), or with
+        ``options["reset_mask"]`` only the marked ones (class docstring); returns
+        ``(observations, {})``."""
         options = check_options(options, self.reset_options + ("reset_mask",))
         mask = options.pop("reset_mask", None)
         seeds = self._seeds(seed)
@@ -452,6 +464,9 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         return array
 
     def step(self, actions):
+        """Play one batched round; returns ``(observations, rewards, terminated, truncated,
+        info)``, each with a leading ``num_envs`` axis. Ended copies reset as ``autoreset_mode``
+        says (class docstring)."""
         if self._rngs is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         pending = self._autoreset.copy()  # NEXT_STEP: copies that ended on the last step reset now

@@ -282,14 +282,12 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
     the round's mean output) run here as batched ``torch.bmm`` and in the single env as
     ``torch.mm``, and the CPU kernels behind them (MKL's gemm and gemv, torch's loop for small
     matrices) sum the dot products in different orders. The observation, reward and ``info``
-    then differ in their last float32 bits: over 5 rounds of 3 copies, on the default kernels,
-    ``ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE`` and ``MKL_ENABLE_INSTRUCTIONS=AVX2``, by
-    up to 3e-8 in the observation, 9e-8 in the reward and 2.4e-7 in ``info`` (up to 1.5e-7,
-    3.6e-7 and 4.8e-7 over 200 rounds; ``tests/envs/test_neural.py`` holds the bounds). The
-    RM's training being chaotic, a difference can grow over a long run, so compare a vector
-    run with single runs statistically. Taking those products copy by copy makes the copies
-    exact on the machine measured but costs 35-60% more time per round at 64 copies, so the
-    batched kernels are kept.
+    then differ in their last float32 bits (``tests/envs/test_neural.py``,
+    ``test_vector_env_equals_single_envs``, holds the bounds and the kernels they were measured
+    on). The RM's training being chaotic, a difference can grow over a long run, so compare a
+    vector run with single runs statistically. Taking those products copy by copy would make
+    the copies exact on one machine but costs markedly more time per round, so the batched
+    kernels are kept.
     """
 
     metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 30}

@@ -128,6 +128,8 @@ class TextRMEnv(FeedbackLoopEnv):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    long_rounds = True
+    """A round takes seconds (generation and two LM passes), so a benchmark checkpoints its runs."""
     reset_options = ("rm_params", "prompt")
     info_keys = ("true_utility", "proxy_reward", "rm_error", "quality_gap", "response_tokens")
     _trajectory_keys = ("quality_gap", "response_tokens")

@@ -63,7 +63,7 @@ class CostProxy:
 
 def per_copy(value, shape, index, name, bound=None):
     """Reset option ``name`` for copy ``index`` (given once for all copies, or per copy); a
-    float array, as an action is (:func:`fpo_envs.core.check_finite_array`)."""
+    float array, as an action is (:func:`fpo_envs.core.checks.check_finite_array`)."""
     array = np.asarray(value)
     if index is not None and array.ndim == len(shape) + 1:
         array = array[index]

@@ -151,6 +151,9 @@ PRESETS = {
         prompts_eval="hf:truthfulqa/truthful_qa:generation:validation:question",
     ),
 }
+"""The named presets of the text game (``gym.make("FPO/TextRM-v0", preset=...)``,
+:func:`make_preset`): ``smollm2`` (the default), small models shipped in PyPI packages that run
+offline on a CPU, and ``llama-3.2-1b``, the paper's pipeline on CUDA with models from the hub."""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,9 @@ PROFILES = {
         {"n_candidates": 4, "max_new_tokens": 24, "lr": 3e-4, "grad_accum": 1},
     ),
 }
+"""The named profiles of the text game (``gym.make("FPO/TextRM-v0", profile=...)``,
+:func:`get_profile`): ``paper``, the paper's values, and ``loop``, a CPU setting where the
+learners separate."""
 
 
 def get_profile(name: str) -> TextProfile:

@@ -11,7 +11,7 @@ import fpo_envs
 from agents.common import io
 from tests.agents import external_algo  # noqa: F401 - registers a user's learners, which must pass too
 
-ENV_IDS = {"linear": "FPO/LinearRM-v0", "neural": "FPO/NeuralRM-v0", "text": "FPO/TextRM-v0"}
+ENV_IDS = {game: ids[0] for game, (_, ids) in fpo_envs.GAMES.items()}  # each game by its first env id
 ROUNDS = {"linear": 6, "neural": 4, "text": 2}
 # Small settings so each learner finishes its rounds in seconds.
 FAST = {
