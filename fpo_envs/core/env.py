@@ -52,15 +52,15 @@ class _Round:
     """Whether a round takes seconds rather than milliseconds (the text game's): a benchmark then
     checkpoints each run so that a killed sweep resumes it."""
 
-    info_keys: tuple[str, ...] = ("true_utility", "proxy_reward", "signal_norm", "noise_norm", "rm_error")
+    info_keys: tuple[str, ...] = INFO_KEYS
     """The game's per-round metrics that a learner's history holds under these names (even
-    after no rounds) and the benchmark stores: :data:`INFO_KEYS` and the game's own (here the
-    vector games', :data:`VECTOR_INFO_KEYS`; the text game names its own). The other ``info``
+    after no rounds) and the benchmark stores: :data:`INFO_KEYS` and the game's own (the vector
+    games add :data:`VECTOR_INFO_KEYS`; the text game names its own). The other ``info``
     entries of a round are in a history too."""
 
-    _trajectory_keys: tuple[str, str] = ("signal_norm", "noise_norm")
-    """The two ``info`` entries of each round that the single env keeps as its episode's
-    trajectory (in :meth:`FeedbackLoopEnv.state_dict`)."""
+    _trajectory_keys: tuple[str, ...] = ()
+    """The ``info`` entries of each round that the single env keeps as its episode's
+    trajectory (in :meth:`FeedbackLoopEnv.state_dict`); each game names its own."""
 
     def _draw_initial(self, rng: np.random.Generator, options: dict[str, Any], index: int | None) -> dict:
         """Initial state of one copy (no batch dimension), drawn from that copy's ``rng``.
@@ -107,9 +107,9 @@ class _Round:
     # Rendering ---------------------------------------------------------------------------
     _renderer: Any = None
 
-    _render_columns: tuple[str, ...] = ("true_utility", "proxy_reward", "signal_norm", "noise_norm")
+    _render_columns: tuple[str, ...] = ("true_utility", "proxy_reward")
     """The ``info`` entries a frame needs of each round, one row of the render log per round
-    (here the vector games' phase portrait's; a game with other frames names its own)."""
+    (each game with frames names its own)."""
 
     def _render_record(self, output: Any, info: dict[str, Any], copy: int | None) -> np.ndarray:
         """One round of one copy as a row of the render log (:attr:`_render_columns`)."""
@@ -123,9 +123,7 @@ class _Round:
 
     def _make_renderer(self) -> Any:
         """The game's frame renderer (:mod:`fpo_envs.render`), built on the first ``render``."""
-        from fpo_envs.render import PhasePortrait
-
-        return PhasePortrait(self.oracle, self.signal_dims, labels=(self._render_label(),))
+        raise NotImplementedError(f"{type(self).__name__} draws no frames: a game that renders defines _make_renderer and _draw")
 
     def _render_label(self) -> str:
         spec = getattr(self, "spec", None)
@@ -133,15 +131,7 @@ class _Round:
 
     def _draw(self, log: list[dict], copy: int | None, round_index: int) -> np.ndarray:
         """The frame of one copy from its episode's render log."""
-        from fpo_envs.render import PortraitPanel
-
-        rows = self._render_rows(log)
-        panel = PortraitPanel(
-            trajectory=np.stack([rows["signal_norm"], rows["noise_norm"]], 1),
-            utilities=rows["true_utility"],
-            proxies=rows["proxy_reward"],
-        )
-        return self._renderer.draw([panel], round_index)
+        raise NotImplementedError
 
     def _frame(self, log: list[dict], copy: int | None, round_index: int) -> np.ndarray:
         if self._renderer is None:

@@ -139,7 +139,7 @@ class NeuralGame(VectorGame):
         return torch.cat([self.reward_model.params, self._output], dim=-1).numpy().astype(np.float32)
 
     # Rendering: the blind-spot map ---------------------------------------------------------
-    _render_columns = FeedbackLoopEnv._render_columns + ("buffer_rm_error",)
+    _render_columns = VectorGame._render_columns + ("buffer_rm_error",)
 
     def _render_record(self, output, info, copy):
         mean = (output if copy is None else output[copy]).mean(0).numpy().astype(np.float64)

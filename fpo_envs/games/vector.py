@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import numpy as np
 from gymnasium import spaces
 
-from fpo_envs.core import FeedbackLoopVectorEnv
+from fpo_envs.core import INFO_KEYS, VECTOR_INFO_KEYS, FeedbackLoopVectorEnv
 from fpo_envs.core.checks import check_bounded_array, check_finite_array
 from fpo_envs.core.params import GameParams
 from fpo_envs.models.ensemble import RewardModelEnsemble
@@ -104,6 +104,11 @@ class VectorGame(CostProxy):
     reset_options = ("rm_params", "output")
     split_dtype: ClassVar[Any] = None
     """The dtype :meth:`split_observation` returns (``None``: the observation's own)."""
+    info_keys = INFO_KEYS[:2] + VECTOR_INFO_KEYS + INFO_KEYS[2:]
+    """``true_utility``, ``proxy_reward``, ``signal_norm``, ``noise_norm``, ``rm_error``: the shared
+    keys and the norms of the output's signal and noise coordinates."""
+    _trajectory_keys = VECTOR_INFO_KEYS
+    _render_columns = ("true_utility", "proxy_reward") + VECTOR_INFO_KEYS
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -175,6 +180,25 @@ class VectorGame(CostProxy):
     def _initial_state(self, params: np.ndarray, output: np.ndarray) -> dict:
         """One copy's starting state from its RM parameters and starting output (float64)."""
         raise NotImplementedError
+
+    # Rendering: the phase portrait -------------------------------------------------------------
+    def _make_renderer(self) -> Any:
+        """Signal magnitude against noise magnitude over the best true utility there."""
+        from fpo_envs.render import PhasePortrait
+
+        return PhasePortrait(self.oracle, self.signal_dims, labels=(self._render_label(),))
+
+    def _draw(self, log: list[dict], copy: int | None, round_index: int) -> np.ndarray:
+        """The episode's trajectory in the phase portrait, with this round's ``U`` and proxy."""
+        from fpo_envs.render import PortraitPanel
+
+        rows = self._render_rows(log)
+        panel = PortraitPanel(
+            trajectory=np.stack([rows["signal_norm"], rows["noise_norm"]], 1),
+            utilities=rows["true_utility"],
+            proxies=rows["proxy_reward"],
+        )
+        return self._renderer.draw([panel], round_index)
 
     # Shared -----------------------------------------------------------------------------------
     @property
