@@ -168,8 +168,7 @@ class Agent:
             self._obs, _ = self.env.reset(seed=self.seed)
             self._start(self._obs, None)
         self.learn_end = self.num_rounds + total_rounds
-        # The game's metrics are in the history even after no rounds.
-        rows: dict[str, list] = {k: [] for k in (*self.env.unwrapped.info_keys, "diverged")}
+        rows = self._new_history()
         callbacks.on_training_start(self, total_rounds)
         # A vector env that does not reset ended copies inside the step (NEXT_STEP, DISABLED)
         # has them reset here, before the learner sees the round, as SAME_STEP would have done:
@@ -183,7 +182,7 @@ class Agent:
             if reset_ended and done.any():
                 obs, _ = self.env.reset(options={"reset_mask": done})
             self.num_rounds += 1
-            row = {k: v for k, v in info.items() if not k.startswith("_") and k not in ("final_obs", "final_info")}
+            row = self._history_row(info)
             row.update(self._update(obs, info) or {})
             if self.is_vector and done.any():
                 self._start(obs, done)  # those copies were reset (by the env or above)
@@ -191,11 +190,29 @@ class Agent:
                 obs, _ = self.env.reset()
                 self._start(obs, None)
             self._obs = obs
-            for key, value in row.items():
-                rows.setdefault(key, []).append(np.asarray(value))
+            self._append(rows, row)
             if not self._round_done(callbacks, row):
                 break
         callbacks.on_training_end(self)
+        return self._stacked(rows)
+
+    # The history ``learn`` returns, built the same way by every ``learn`` ----------------------
+    def _new_history(self) -> dict[str, list]:
+        """An empty history: the game's metrics are in it even after no rounds."""
+        return {k: [] for k in (*self.env.unwrapped.info_keys, "diverged")}
+
+    @staticmethod
+    def _history_row(info: dict[str, Any]) -> dict[str, Any]:
+        """A round's ``info`` as a history row: without Gymnasium's private and final-step entries."""
+        return {k: v for k, v in info.items() if not k.startswith("_") and k not in ("final_obs", "final_info")}
+
+    @staticmethod
+    def _append(rows: dict[str, list], row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            rows.setdefault(key, []).append(np.asarray(value))
+
+    def _stacked(self, rows: dict[str, list]) -> dict[str, np.ndarray]:
+        """The history as arrays, ``(rounds,)`` or ``(rounds, num_envs)`` each."""
         shape = (0, self.env.unwrapped.num_envs) if self.is_vector else (0,)
         return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
 

@@ -265,7 +265,7 @@ class PPOLearner(Agent):
         n, steps = self.venv.num_envs, self.config.n_steps
         rollouts = -(-total_rounds // steps)
         self.learn_end = self.num_rounds + rollouts * steps
-        rows: dict[str, list] = {k: [] for k in self.env.unwrapped.info_keys + ("diverged",)}
+        rows = self._new_history()
         callbacks.on_training_start(self, rollouts * steps)
         if not rollouts:
             self._play(0)  # as a first call with rounds would: the env's first reset
@@ -275,16 +275,14 @@ class PPOLearner(Agent):
             for i, info in enumerate(infos):
                 self.num_rounds += 1
                 self._between_rollouts = i == len(infos) - 1
-                row = {k: v for k, v in info.items() if not k.startswith("_") and k not in ("final_obs", "final_info")}
-                for key, value in row.items():
-                    rows.setdefault(key, []).append(np.asarray(value))
+                row = self._history_row(info)
+                self._append(rows, row)
                 go_on = self._round_done(callbacks, row) and go_on
             self._between_rollouts = True
             if not go_on:
                 break
         callbacks.on_training_end(self)
-        shape = (0, n) if self.is_vector else (0,)
-        return {k: np.stack(v) if v else np.zeros(shape) for k, v in rows.items()}
+        return self._stacked(rows)
 
     def _predict(self, observation, deterministic=True):
         """The policy's output for ``observation``; the learner's generators are left as they were."""
