@@ -7,6 +7,7 @@ Importing the package registers the games under the ``FPO/`` namespace::
 
     env = gym.make("FPO/LinearRM-v0")
     vec = gym.make_vec("FPO/LinearRM-v0", num_envs=1000)  # batched numpy, one state
+    env = gym.make("FPO/TokenRM-v0")   # token sequences, numpy only
     env = gym.make("FPO/NeuralRM-v0")  # needs torch
     env = gym.make("FPO/TextRM-v0")    # needs the text extra: pip install "fpo-envs[text]"
 """
@@ -91,6 +92,14 @@ register_game(
     "fpo_envs.games.neural:NeuralRMEnv",
     "fpo_envs.games.neural:NeuralRMVectorEnv",
     max_episode_steps=4000,
+)
+register_game(
+    "token",
+    "FPO/TokenRM-v0",
+    "fpo_envs.games.token:TokenGame",
+    "fpo_envs.games.token:TokenRMEnv",
+    "fpo_envs.games.token:TokenRMVectorEnv",
+    max_episode_steps=600,
 )
 register_game("text", "FPO/TextRM-v0", "fpo_envs.games.text:TextRMEnv", "fpo_envs.games.text:TextRMEnv", max_episode_steps=500)
 

@@ -1,6 +1,6 @@
 """Labelled ``rgb_array`` frames of the games, drawn with matplotlib (``pip install "fpo-envs[plot]"``).
 
-Three kinds of frame, each a row of one or more panels (one per learner) that share their
+Four kinds of frame, each a row of one or more panels (one per learner) that share their
 axes, so an animation can put learners side by side:
 
 - :class:`PhasePortrait` (linear game): signal magnitude against noise magnitude over the
@@ -10,6 +10,7 @@ axes, so an animation can put learners side by side:
   went, the RM is wrong, and the RM being wrong is why it went there.
 - :class:`TrajectoryPlot` (text game): response length against the quality gap to the
   reference answer.
+- :class:`TokenCreditPlot` (token game): per token, the RM's credit beside its true value.
 
 Each renderer builds its figure once and afterwards only updates the data of its artists,
 so a frame costs a few tens of milliseconds (``scripts/benchmark.py --only render`` measures
@@ -501,5 +502,61 @@ class TrajectoryPlot(_Frame):
             ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
             ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
         self._set_series(series, None, 1.0)
+        self.header.set_text(f"{self.title}  round {round_index}".strip())
+        return self.to_array()
+
+
+class TokenCreditPlot(_Frame):
+    """Frames of the token game: per token, the RM's credit ``w . e_v`` beside its true value
+    (``grad U . e_v`` at the round's mean features), the hack tokens shaded; one panel per
+    learner, over a strip of ``U`` and the proxy by round. Where the blue bar of a hack stands
+    tall and its black bar below zero, the RM pays for what the human does not want."""
+
+    def __init__(self, vocab_size: int, hack_tokens: int, labels: Sequence[str] = ("",), title: str = ""):
+        super().__init__(labels, 4.6, colorbar=False, series_label="U, RM score")
+        self.title = title
+        self.limit = 1.0
+        x = np.arange(vocab_size)
+        self.credit_bars, self.value_bars, self.boxes = [], [], []
+        for i, (ax, label) in enumerate(zip(self.axes, self.labels)):
+            if hack_tokens:
+                ax.axvspan(-0.5, hack_tokens - 0.5, color="#ffd9b3", zorder=0, label="hack tokens")
+            ax.axhline(0.0, color="0.4", lw=0.8)
+            self.credit_bars.append(ax.bar(x - 0.2, np.zeros(vocab_size), 0.4, color="#1f5fa8", label="RM credit w . e_v"))
+            self.value_bars.append(ax.bar(x + 0.2, np.zeros(vocab_size), 0.4, color="0.15", label="true value grad U . e_v"))
+            self.boxes.append(self._info_box(ax))
+            ax.set_title(label, fontsize=11)
+            ax.set_xlabel("token v")
+            ax.set_xticks(x)
+            ax.tick_params(labelsize=8)
+            ax.set_xlim(-0.6, vocab_size - 0.4)
+            if i == 0:
+                ax.set_ylabel("per token (score or U)")
+            ax.grid(alpha=0.3, axis="y")
+        self._legend()
+
+    def draw(
+        self,
+        credits: Sequence[np.ndarray],
+        values: Sequence[np.ndarray],
+        series: Sequence[tuple[np.ndarray, np.ndarray]],
+        round_index: int,
+    ) -> np.ndarray:
+        """The frame of round ``round_index``: per panel the credit and value per token
+        ``(V,)`` and the ``(U, proxy)`` series by round."""
+        every = [np.zeros(1)]
+        for credit, value, bars_c, bars_v, box, (u, proxy) in zip(
+            credits, values, self.credit_bars, self.value_bars, self.boxes, series
+        ):
+            credit, value = np.asarray(credit, dtype=np.float64), np.asarray(value, dtype=np.float64)
+            for bar, height in zip(bars_c, credit):
+                bar.set_height(height if np.isfinite(height) else 0.0)
+            for bar, height in zip(bars_v, value):
+                bar.set_height(height if np.isfinite(height) else 0.0)
+            box.set_text(f"U {_last(np.asarray(u)):6.2f}\nRM {_last(np.asarray(proxy)):6.2f}")
+            every += [np.abs(credit[np.isfinite(credit)]), np.abs(value[np.isfinite(value)])]
+        self.limit = _grown(self.limit, float(np.concatenate(every).max()) * 1.1)
+        self.axes[0].set_ylim(-self.limit, self.limit)
+        self._set_series(series, None, 10.0)
         self.header.set_text(f"{self.title}  round {round_index}".strip())
         return self.to_array()

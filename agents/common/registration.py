@@ -83,6 +83,7 @@ FAMILIES: Mapping[str, str] = ReadOnlyRegistry(
         "linear": "agents.families.gradient:GradientLeader",
         "neural": "agents.families.gaussian:GaussianLeader",
         "text": "agents.families.text:TextLeader",
+        "token": "agents.families.token:TokenLeader",
     },
     "agents.FAMILIES",
     "agents.register(id, entry_point, games=...) to run your own family on a game",

@@ -13,8 +13,11 @@
   candidates tied at the cap broken uniformly at random by the learner's seeded generator.
   It needs a cap on the RM's scale, nothing of the oracle.
 
-Both run on the linear game and the neural game (single and vector envs) and on the text
-game, and register through the public registry as an outside author's learners would (this
+On the token game the anchor is the exact sequence-level KL to the starting policy, its
+gradient computed in closed form (no sampling), and the cap clips each sequence's score.
+
+Both run on the linear game, the neural game and the token game (single and vector envs) and
+on the text game, and register through the public registry as an outside author's learners would (this
 module is the ``baselines`` entry point of the ``fpo_envs.learners`` group). The text
 learners subclass :class:`agents.families.text.TextLeader`, whose module imports no torch,
 transformers or peft until a learner is built.
@@ -31,6 +34,7 @@ from agents.common.objectives import check_knob, check_no_penalty
 from agents.families.gaussian import GaussianConfig, GaussianLeader
 from agents.families.gradient import GradientConfig, GradientLeader
 from agents.families.text import TextConfig, TextLeader
+from agents.families.token import TokenConfig, TokenLeader, sequence_kl
 from fpo_envs.lm.loading import require
 
 
@@ -258,13 +262,64 @@ class CappedTextLeader(TextLeader):
         return int(tied[int(torch.randint(len(tied), (1,), generator=self.generator))])
 
 
+@dataclass(frozen=True)
+class AnchorTokenConfig(TokenConfig):
+    """The token policy's settings and ``anchor``, the weight of the exact KL to its start."""
+
+    anchor: float = 0.05
+    """Weight of ``KL(pi_theta || pi_0)`` (nats per sequence) against the RM's score."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self, "rlhf-anchor")
+
+
+@dataclass(frozen=True)
+class CapTokenConfig(TokenConfig):
+    """The token policy's settings and ``cap``, the most RM score a sequence counts."""
+
+    cap: float = 8.0
+    """The RM's mean score of a uniform policy's sequences starts near 9 and falls as the RM
+    learns; 8 binds from the start."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        _check(self, "rlhf-cap")
+
+
+class AnchoredTokenLeader(TokenLeader):
+    """The token policy with the exact KL anchor: each update adds ``- anchor * grad KL(pi_theta
+    || pi_0)``, the exact gradient of the sequence-level KL (:func:`agents.families.token.sequence_kl`),
+    no sampling."""
+
+    config_cls = AnchorTokenConfig
+
+    def update_direction(self, theta, tokens, values):
+        _, kl_grad = sequence_kl(theta, self.base, with_grad=True)
+        return super().update_direction(theta, tokens, values) - self.config.anchor * kl_grad
+
+
+class CappedTokenLeader(TokenLeader):
+    """The token policy on the capped reward ``min(r, cap)``: above the cap a sequence gains nothing."""
+
+    config_cls = CapTokenConfig
+
+    def sample_objective(self, tokens, w):
+        return np.minimum(super().sample_objective(tokens, w), self.config.cap)
+
+
 agents.register(
     "rlhf-anchor",
-    {"linear": AnchoredGradientLeader, "neural": AnchoredGaussianLeader, "text": AnchoredTextLeader},
-    games=("linear", "neural", "text"),
+    {
+        "linear": AnchoredGradientLeader,
+        "neural": AnchoredGaussianLeader,
+        "text": AnchoredTextLeader,
+        "token": AnchoredTokenLeader,
+    },
+    games=("linear", "neural", "text", "token"),
 )
 agents.register(
     "rlhf-cap",
-    {"linear": CappedGradientLeader, "neural": CappedGaussianLeader, "text": CappedTextLeader},
-    games=("linear", "neural", "text"),
+    {"linear": CappedGradientLeader, "neural": CappedGaussianLeader, "text": CappedTextLeader, "token": CappedTokenLeader},
+    games=("linear", "neural", "text", "token"),
 )

@@ -14,7 +14,9 @@ The module registers the learner through the public registry, as an external aut
 
     agents.make("fpo-exact", gym.make_vec("FPO/LinearRM-v0", num_envs=100), seed=0, unroll_steps=3)
 
-Needs torch (``pip install torch``), for autograd, on both games.
+Needs torch (``pip install torch``), for autograd, on the linear and neural games. On the token
+game the follower step is closed form and so is the gradient through it (numpy only):
+:func:`exact_token_advantage`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import agents
 from agents.families.gaussian import GaussianConfig, GaussianLeader
 from agents.families.gradient import GradientConfig, GradientLeader
+from agents.families.token import TokenConfig, TokenLeader
 
 
 def _torch():
@@ -187,4 +190,68 @@ class ExactGaussianLeader(GaussianLeader):
 
 # Registered as an external package registers its learners: this module is the entry point
 # ``exact`` of the ``fpo_envs.learners`` group in pyproject.toml, imported on first use.
-agents.register("fpo-exact", {"linear": ExactGradientLeader, "neural": ExactGaussianLeader}, games=("linear", "neural"))
+@dataclass(frozen=True)
+class ExactTokenConfig(TokenConfig):
+    """Settings of fpo-exact on the token game: the token policy's (no penalty: the foresight
+    is exact)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.penalty != "none":
+            raise ValueError(
+                f"fpo-exact looks ahead through the follower step itself; penalty must be 'none', got {self.penalty!r}"
+            )
+
+
+def exact_token_advantage(
+    game: Any, w: np.ndarray, y: np.ndarray, labels: np.ndarray, weights: np.ndarray, y_ref: np.ndarray | None = None
+) -> np.ndarray:
+    """The per-sequence term ``A(s)`` whose score-function average is the token policy's
+    Stackelberg gradient: ``grad_theta E_pi[r_(w')(s)] = E_pi[A(s) grad log pi(s)]``.
+
+    The follower's step on the policy's data is closed form, ``w' = (1 - lambda) w - eta
+    E_pi[g(s)]`` with ``g`` the loss gradient of one sequence (:meth:`TokenGame.loss_grad`). So
+    ``A(s) = w' . y(s) - eta g(s) . E_pi[y]``: RLHF's term under the *next* RM, and the
+    parameter-steering term, the change of the next RM's score of the policy's output that
+    ``s``'s own data causes. The expectations are ``sum_i weights_i (.)``: ``1/k`` over the
+    round's samples, or ``pi(s)`` over every sequence (the tests).
+
+    Args:
+        w: ``(N, D)`` the RM before the step; y: ``(N, n, D)`` features; labels: ``(N, n)`` the
+            follower's targets; weights: ``(N, n)``; y_ref: the Bradley-Terry references' features.
+    """
+    g = game.loss_grad(w, y, labels, y_ref)
+    mean_g = (weights[..., None] * g).sum(-2)
+    mean_y = (weights[..., None] * y).sum(-2)
+    w_next = (1.0 - game.rm_weight_decay) * w - game.rm_lr * mean_g
+    return (w_next[:, None, :] * y).sum(-1) - game.rm_lr * (g * mean_y[:, None, :]).sum(-1)
+
+
+class ExactTokenLeader(TokenLeader):
+    """The token game's policy ascending its proxy under the RM after the follower step its
+    own samples cause (:func:`exact_token_advantage`), by REINFORCE with the family's
+    leave-one-out baseline (or best-of-N on ``A``). With ``retrain_every = m`` the step comes
+    after ``m`` rounds, each round's data moving the RM by the same amount to first order, so
+    the round's term is the same."""
+
+    config_cls = ExactTokenConfig
+
+    def sample_objective(self, tokens, w):
+        game = self._game()
+        z = self.outputs(tokens, w)
+        labels = z.utility
+        if z.ref_grad_params is not None:
+            from fpo_envs.core.numerics import sigmoid
+
+            labels = sigmoid(labels - z.ref_utility)
+        weights = np.full(tokens.shape[:2], 1.0 / tokens.shape[1])
+        return exact_token_advantage(game, w, z.y, labels, weights, z.ref_grad_params)
+
+
+# Registered as an external package registers its learners: this module is the entry point
+# ``exact`` of the ``fpo_envs.learners`` group in pyproject.toml, imported on first use.
+agents.register(
+    "fpo-exact",
+    {"linear": ExactGradientLeader, "neural": ExactGaussianLeader, "token": ExactTokenLeader},
+    games=("linear", "neural", "token"),
+)

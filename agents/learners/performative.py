@@ -26,7 +26,8 @@ function ``phi'(y)`` of what it plays:
   its own seeded generator) to see the response in every direction; the neural policy's
   samples vary already.
 
-All three run on the linear and neural games, single and vector envs, and register through
+All three run on the linear and neural games (``rgd``, rlhf's update, on the token game too),
+single and vector envs, and register through
 the public registry (the ``performative`` entry point of ``fpo_envs.learners``).
 """
 
@@ -325,6 +326,6 @@ class PerfGDGaussianLeader(_PerfGD, GaussianLeader):
         return super()._update(obs, info)
 
 
-agents.register("rgd", kwargs={"penalty": "none"}, games=("linear", "neural"))
+agents.register("rgd", kwargs={"penalty": "none"}, games=("linear", "neural", "token"))
 agents.register("rrm", {"linear": RRMGradientLeader, "neural": RRMGaussianLeader}, games=("linear", "neural"))
 agents.register("perfgd", {"linear": PerfGDGradientLeader, "neural": PerfGDGaussianLeader}, games=("linear", "neural"))

@@ -50,16 +50,17 @@ def check_bounded_array(value: Any, shape: tuple[int, ...], bound: float, name: 
     return array.copy() if np.shares_memory(array, value) else array
 
 
-SETTING_KINDS = ("whole", "positive", "non-negative", "real")
-"""The kinds of a game setting (:mod:`fpo_envs.core.params`): a whole number >= 1, or a finite
-real number that is > 0, >= 0, or anything."""
+SETTING_KINDS = ("whole", "count", "positive", "non-negative", "real")
+"""The kinds of a numeric game setting (:mod:`fpo_envs.core.params`): a whole number >= 1, a
+whole number >= 0 (a count or a seed), or a finite real number that is > 0, >= 0, or anything.
+A setting that names one of a few options is a :func:`fpo_envs.core.params.choice`."""
 
 
 def check_setting(name: str, value: Any, kind: str) -> int | float:
-    """Setting ``name`` as a plain ``int`` (kind ``"whole"``) or ``float`` (any other kind),
-    or an error naming it.
+    """Setting ``name`` as a plain ``int`` (kinds ``"whole"``, ``"count"``) or ``float`` (any
+    other kind), or an error naming it.
 
-    ``"whole"``: a whole number >= 1; ``"real"``: a finite real number; ``"positive"`` one > 0;
+    ``"whole"``: a whole number >= 1; ``"count"``: a whole number >= 0; ``"real"``: a finite real number; ``"positive"`` one > 0;
     ``"non-negative"`` one >= 0 (:data:`SETTING_KINDS`). A bool is not a number here.
 
     Raises:
@@ -68,11 +69,12 @@ def check_setting(name: str, value: Any, kind: str) -> int | float:
     """
     if kind not in SETTING_KINDS:
         raise ValueError(f"unknown kind {kind!r} of setting {name}; kinds: {list(SETTING_KINDS)}")
-    if kind == "whole":
+    if kind in ("whole", "count"):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise TypeError(f"{name} must be a whole number, got {value!r} ({type(value).__name__})")
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+        least = 1 if kind == "whole" else 0
+        if value < least:
+            raise ValueError(f"{name} must be at least {least}, got {value}")
         return int(value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")

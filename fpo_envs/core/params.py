@@ -32,11 +32,28 @@ from fpo_envs.core.checks import SETTING_KINDS, check_setting
 
 def setting(default: int | float, kind: str, doc: str) -> Any:
     """A field of a :class:`GameParams`: its ``default`` (the paper's value), its ``kind``
-    (``"whole"`` a whole number >= 1; ``"positive"``, ``"non-negative"`` or ``"real"`` a finite
+    (``"whole"`` a whole number >= 1, ``"count"`` one >= 0; ``"positive"``, ``"non-negative"`` or ``"real"`` a finite
     real number, :func:`fpo_envs.core.checks.check_setting`) and a line of ``doc``."""
     if kind not in SETTING_KINDS:
         raise ValueError(f"unknown setting kind {kind!r}; kinds: {list(SETTING_KINDS)}")
     return dataclasses.field(default=default, metadata={"kind": kind, "doc": doc})
+
+
+def choice(default: str, choices: tuple[str, ...], doc: str) -> Any:
+    """A field of a :class:`GameParams` that names one of ``choices`` (``default`` among them),
+    with a line of ``doc``; another value is a ``ValueError`` listing the choices."""
+    if default not in choices:
+        raise ValueError(f"the default {default!r} is not among the choices {list(choices)}")
+    return dataclasses.field(default=default, metadata={"kind": "choice", "choices": tuple(choices), "doc": doc})
+
+
+def _check_field(f: dataclasses.Field, value: Any) -> Any:
+    if f.metadata["kind"] != "choice":
+        return check_setting(f.name, value, f.metadata["kind"])
+    choices = f.metadata["choices"]
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{f.name} must be one of {list(choices)}, got {value!r}")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +61,7 @@ class GameParams:
     """Base of a game's settings: a frozen dataclass whose fields are made with :func:`setting`.
 
     Making one checks every field by its kind (a ``TypeError`` or ``ValueError`` naming the
-    setting) and stores it as a plain ``int`` or ``float``; a subclass checks settings against
+    setting) and stores it as a plain ``int``, ``float`` or, for a :func:`choice`, ``str``; a subclass checks settings against
     each other in its own ``__post_init__`` (after ``super().__post_init__()``).
 
     Attributes:
@@ -56,7 +73,7 @@ class GameParams:
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, check_setting(f.name, getattr(self, f.name), f.metadata["kind"]))
+            object.__setattr__(self, f.name, _check_field(f, getattr(self, f.name)))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -87,7 +104,7 @@ class GameParams:
             raise TypeError(f"unknown argument(s) {unknown} for {env_name}; known: {known}")
         return cls(**kwargs)
 
-    def changed(self) -> dict[str, int | float]:
+    def changed(self) -> dict[str, int | float | str]:
         """The settings that differ from their defaults, ``{name: value}`` in field order, as
         plain JSON values: what makes a run differ from the paper's game (a setting given at
         its default is no change, so passing it or not is the same run)."""
@@ -108,7 +125,7 @@ class GameParams:
                 f.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=f.default,
-                annotation=int if f.metadata["kind"] == "whole" else float,
+                annotation={"whole": int, "count": int, "choice": str}.get(f.metadata["kind"], float),
             )
             for f in dataclasses.fields(cls)
         ]
