@@ -18,6 +18,10 @@ Printed in one run, on one process with one torch thread (the suite uses 2 worke
   on both vector games (100 linear seeds, 64 neural seeds), no target: what exactness costs;
 - baselines: the cost per round of each baseline against ``rlhf`` on both vector games (100
   linear seeds, 64 neural seeds), no target: what an RM ensemble or PerfGD's fit costs;
+- token: 64 seeds x 600 rounds (the registered episode) of each token-game learner in one
+  vector env, target at most 60 s for ``rlhf`` on 2 cores; its cost per round and seed against
+  the linear game's ``rlhf`` (64 seeds x 300 rounds) and against a bare numpy loop of the same
+  arithmetic (sampling, the follower step, REINFORCE), measured side by side;
 - render: frames per second of ``env.render()`` (``rgb_array``) mid-run, beside the rounds
   per second of the same env and learner without rendering, target at least 15 frames per
   second.
@@ -225,6 +229,60 @@ def exact(args: argparse.Namespace) -> None:
         print(f"{env_id:<18}{seeds:>6}{p:>11.5f}{e1:>10.5f}{e1 / p:>6.1f}x{e3:>10.5f}{e3 / p:>6.1f}x")
 
 
+def bare_token_loop(seeds: int, rounds: int, seed: int = 0) -> None:
+    """The token game and rlhf's REINFORCE as one numpy loop: no API, checks, KL or history."""
+    from fpo_envs.models.tokens import token_features
+
+    vocab, length, k, d = 12, 8, 8, 6
+    features = token_features(vocab, d, 2, 4, 0.5, 1.0, 0.3, 0)
+    ideal = np.zeros(d)
+    ideal[:2] = 5.0
+    rng = np.random.default_rng(seed)
+    theta = np.zeros((seeds, length, vocab + 1, vocab))
+    w = np.zeros((seeds, d))
+    w[:, :2] = 1.0
+    w += rng.normal(0.0, 0.1, (seeds, d))
+    copies = np.arange(seeds)[:, None]
+    for _ in range(rounds):
+        tokens, probs = np.zeros((seeds, k, length), int), []
+        prev = np.full((seeds, k), vocab)
+        draws = rng.random((seeds, k, length))
+        for t in range(length):
+            logits = theta[copies, t, prev]
+            p = np.exp(logits - logits.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            probs.append(p)
+            prev = tokens[..., t] = np.minimum((p.cumsum(-1) < draws[..., t, None]).sum(-1), vocab - 1)
+        y = features[tokens].sum(-2)
+        r = (w[:, None] * y).sum(-1)
+        u = 10.0 * np.exp(-0.05 * ((y - ideal) ** 2).sum(-1))
+        w = (1 - 1e-4) * w - 5e-4 * (2.0 * (r - u)[..., None] * y).mean(1)
+        advantage = r - (r.sum(1, keepdims=True) - r) / (k - 1)
+        prevs = np.concatenate([np.full((seeds, k, 1), vocab), tokens[..., :-1]], -1)
+        for t in range(length):
+            step = advantage[..., None] * (np.eye(vocab)[tokens[..., t]] - probs[t]) / k
+            np.add.at(theta, (copies.repeat(k, 1), t, prevs[..., t]), step)
+
+
+TOKEN_LEARNERS = ("rlhf", "fpo-practical", "fpo-relaxed", "fpo-exact", "rlhf-anchor", "rlhf-cap")
+
+
+def token(args: argparse.Namespace) -> None:
+    seeds, rounds = 64, 600
+    print(f"\ntoken: {seeds} seeds x {rounds} rounds of each learner in one vector env (FPO/TokenRM-v0)")
+    linear_rounds = 300
+    linear_s = best_of(args.repeats, lambda: _play_learner("FPO/LinearRM-v0", seeds, linear_rounds, {}, "rlhf"))
+    bare = best_of(args.repeats, lambda: bare_token_loop(seeds, rounds))
+    per_linear = linear_s / (linear_rounds * seeds)
+    print(f"linear rlhf: {per_linear * 1e6:.2f} us per round and seed; bare numpy token loop: {bare:.2f} s")
+    print(f"{'learner':<16}{'wall s':>8}{'us/round/seed':>15}{'x linear':>10}{'x bare':>8}   target rlhf <= 60 s")
+    for learner in TOKEN_LEARNERS:
+        wall = best_of(args.repeats, lambda learner=learner: _play_learner("FPO/TokenRM-v0", seeds, rounds, {}, learner))
+        per = wall / (rounds * seeds)
+        verdict = ("met" if wall <= 60 else "MISSED") if learner == "rlhf" else ""
+        print(f"{learner:<16}{wall:>8.2f}{per * 1e6:>15.2f}{per / per_linear:>9.1f}x{wall / bare:>7.2f}x   {verdict}")
+
+
 FRAMES = 20
 """Frames (and rounds) per timing of the render benchmark."""
 
@@ -235,7 +293,7 @@ def render(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     print("\nrender: frames per second of env.render() after 200 rounds, and rounds per second without rendering")
     print(f"{'env':<20}{'frame px':>12}{'frames/s':>10}{'rounds/s':>10}   target >= 15 frames/s")
-    for env_id, config in (("FPO/LinearRM-v0", {}), ("FPO/NeuralRM-v0", {"schedule_rounds": 400})):
+    for env_id, config in (("FPO/LinearRM-v0", {}), ("FPO/NeuralRM-v0", {"schedule_rounds": 400}), ("FPO/TokenRM-v0", {})):
         env = gym.make(env_id, render_mode="rgb_array")
         agent = agents.make("rlhf", env, seed=0, **config)
         agent.learn(200)
@@ -248,7 +306,7 @@ def render(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parts = ["linear", "neural", "suite", "exact", "baselines", "render"]
+    parts = ["linear", "neural", "suite", "exact", "baselines", "token", "render"]
     parser.add_argument("--only", nargs="+", choices=parts, default=parts)
     parser.add_argument("--linear-seeds", type=int, default=1000)
     parser.add_argument("--neural-rounds", type=int, default=400)

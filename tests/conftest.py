@@ -1,3 +1,4 @@
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -41,7 +42,15 @@ def small_action(env, rng: np.random.Generator):
     space = env.action_space
     if env.spec is not None and env.spec.id == TEXT_ID:
         return " ".join(rng.choice(WORDS, size=int(rng.integers(1, 8))))
-    return (0.1 * space.high * rng.uniform(-1, 1, space.shape)).astype(space.dtype)
+    return random_action(space, rng)
+
+
+def random_action(space, rng: np.random.Generator, scale: float = 0.1):
+    """A random action of a game's ``space``: token ids for a ``MultiDiscrete`` game (the token
+    game), else floats within ``scale`` of the box's bounds."""
+    if isinstance(space, gym.spaces.MultiDiscrete):
+        return rng.integers(0, space.nvec).astype(space.dtype)
+    return (scale * space.high * rng.uniform(-1, 1, space.shape)).astype(space.dtype)
 
 
 def central_difference(f, y: np.ndarray, eps: float = 1e-6) -> np.ndarray:

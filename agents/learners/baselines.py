@@ -295,6 +295,7 @@ class AnchoredTokenLeader(TokenLeader):
     config_cls = AnchorTokenConfig
 
     def update_direction(self, theta, tokens, values):
+        """The family's step minus ``anchor`` times the exact gradient of the sequence KL."""
         _, kl_grad = sequence_kl(theta, self.base, with_grad=True)
         return super().update_direction(theta, tokens, values) - self.config.anchor * kl_grad
 
@@ -305,6 +306,7 @@ class CappedTokenLeader(TokenLeader):
     config_cls = CapTokenConfig
 
     def sample_objective(self, tokens, w):
+        """The family's ``J`` of each sequence, clipped at ``cap``."""
         return np.minimum(super().sample_objective(tokens, w), self.config.cap)
 
 

@@ -237,6 +237,8 @@ class ExactTokenLeader(TokenLeader):
     config_cls = ExactTokenConfig
 
     def sample_objective(self, tokens, w):
+        """:func:`exact_token_advantage` of each sampled sequence, the labels ``U`` (or the
+        Bradley-Terry preferences) the follower will be trained on."""
         game = self._game()
         z = self.outputs(tokens, w)
         labels = z.utility

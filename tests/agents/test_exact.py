@@ -144,7 +144,7 @@ def test_registered_through_the_plugin_group():
 
     assert "agents.learners.exact" in [p.value for p in entry_points(group=agents.PLUGIN_GROUP)]
     assert agents.spec("fpo-exact").module == "agents.learners.exact"
-    assert set(agents.spec("fpo-exact").games) == {"linear", "neural"}
+    assert set(agents.spec("fpo-exact").games) == {"linear", "neural", "token"}
 
 
 def test_save_and_load_continue_exactly(tmp_path):

@@ -12,7 +12,7 @@ from agents.common import io
 from tests.agents import external_algo  # noqa: F401 - registers a user's learners, which must pass too
 
 ENV_IDS = {game: ids[0] for game, (_, ids) in fpo_envs.GAMES.items()}  # each game by its first env id
-ROUNDS = {"linear": 6, "neural": 4, "text": 2}
+ROUNDS = {"linear": 6, "neural": 4, "text": 2, "token": 6}
 # Small settings so each learner finishes its rounds in seconds.
 FAST = {
     "neural": {"schedule_rounds": 20, "inner_steps": 3},

@@ -11,9 +11,12 @@ from gymnasium.vector import AutoresetMode
 from gymnasium.wrappers import vector as wrappers
 
 import fpo_envs
+from tests.conftest import random_action
 
 VECTOR_IDS = [i for i in fpo_envs.ENV_IDS if gym.spec(i).vector_entry_point is not None]
 """Every registered game with a native vector env (a new one is covered as it registers)."""
+BOX_IDS = [i for i in VECTOR_IDS if isinstance(gym.make(i).action_space, gym.spaces.Box)]
+"""Those whose action is a float output (the token game's are token ids: tests/envs/test_token.py)."""
 
 N = 4
 
@@ -30,14 +33,14 @@ def vec_id(request):
 
 
 def _actions(space, rng, steps):
-    """Modest random actions for a batched space (a tenth of its bounds)."""
-    return [(0.1 * space.high * rng.uniform(-1, 1, space.shape)).astype(np.float32) for _ in range(steps)]
+    """Modest random actions for a batched space (a tenth of its bounds; token ids for the token game)."""
+    return [random_action(space, rng) for _ in range(steps)]
 
 
 def _assert_close(env_id, a, b, err_msg=""):
-    """The linear game's copies are exact; the neural game's within float32 rounding
+    """The linear and token games' copies are exact; the neural game's within float32 rounding
     (tests/envs/test_neural.py, COPY_ATOL, and NeuralRMVectorEnv's docstring)."""
-    if "Linear" in env_id:
+    if "Neural" not in env_id:
         np.testing.assert_array_equal(a, b, err_msg=err_msg)
     else:
         np.testing.assert_allclose(a, b, rtol=0, atol=2e-6, err_msg=err_msg)
@@ -74,7 +77,7 @@ def test_next_step_resets_on_the_step_after_the_end_as_a_single_env_reset_would(
     actions = _actions(vec.action_space, np.random.default_rng(1), 7)
     for t, batch in enumerate(actions):
         if t == 3:  # the reset step: an action the env must ignore, even an invalid one
-            batch = np.full_like(batch, np.nan)
+            batch = np.full_like(batch, np.nan if batch.dtype.kind == "f" else -1)
         obs, reward, terminated, truncated, info = vec.step(batch)
         if t == 3:
             fresh = [env.reset()[0] for env in singles]
@@ -229,7 +232,8 @@ def test_the_cleanrl_wrapper_stack_runs_across_episode_ends(vec_id):
     env = gym.make_vec(vec_id, num_envs=N, max_episode_steps=3)
     env = wrappers.FlattenObservation(env)
     env = wrappers.RecordEpisodeStatistics(env)
-    env = wrappers.ClipAction(env)
+    if isinstance(env.action_space, gym.spaces.Box):  # CleanRL clips continuous actions only
+        env = wrappers.ClipAction(env)
     env = wrappers.NormalizeObservation(env)
     env = wrappers.TransformObservation(env, lambda obs: np.clip(obs, -10, 10))
     env = wrappers.NormalizeReward(env, gamma=0.99)
@@ -245,7 +249,7 @@ def test_the_cleanrl_wrapper_stack_runs_across_episode_ends(vec_id):
 
 # Action dtypes -------------------------------------------------------------------------------
 @pytest.mark.parametrize("vector", [False, True], ids=["single", "vector"])
-@pytest.mark.parametrize("env_id", VECTOR_IDS)
+@pytest.mark.parametrize("env_id", BOX_IDS)
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8, np.bool_, np.complex128, np.complex64])
 def test_integer_bool_and_complex_actions_are_refused(env_id, vector, dtype):
     _needs(env_id)
@@ -269,7 +273,7 @@ def test_integer_bool_and_complex_actions_are_refused(env_id, vector, dtype):
             env.step(ok)
 
 
-@pytest.mark.parametrize("env_id", VECTOR_IDS)
+@pytest.mark.parametrize("env_id", BOX_IDS)
 def test_reset_options_refuse_the_same_dtypes(env_id):
     _needs(env_id)
     env = gym.make(env_id)
