@@ -266,8 +266,10 @@ class CappedTextLeader(TextLeader):
 class AnchorTokenConfig(TokenConfig):
     """The token policy's settings and ``anchor``, the weight of the exact KL to its start."""
 
-    anchor: float = 0.05
-    """Weight of ``KL(pi_theta || pi_0)`` (nats per sequence) against the RM's score."""
+    anchor: float = 2.0
+    """Weight of ``KL(pi_theta || pi_0)`` (nats per sequence) against the RM's score: the value
+    of 0.05, 0.2, 0.5, 1, 2 and 5 with the highest mean final true utility over seeds 64-127
+    (none of the seeds the README reports), 600 rounds."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -278,9 +280,10 @@ class AnchorTokenConfig(TokenConfig):
 class CapTokenConfig(TokenConfig):
     """The token policy's settings and ``cap``, the most RM score a sequence counts."""
 
-    cap: float = 8.0
+    cap: float = 3.0
     """The RM's mean score of a uniform policy's sequences starts near 9 and falls as the RM
-    learns; 8 binds from the start."""
+    learns. 3: the value of 2, 3, 4, 5, 6 and 8 with the highest mean final true utility over
+    seeds 64-127 (none of the seeds the README reports), 600 rounds."""
 
     def __post_init__(self):
         super().__post_init__()
