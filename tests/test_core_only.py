@@ -1,4 +1,4 @@
-"""The linear game and its learners need only the core dependencies (gymnasium, numpy)."""
+"""The linear and token games and their learners need only the core dependencies (gymnasium, numpy)."""
 
 import subprocess
 import sys
@@ -12,6 +12,9 @@ import agents, fpo_envs
 env = gym.make("FPO/LinearRM-v0")
 history = agents.make("fpo-relaxed", env, seed=0).learn(100)
 assert history["true_utility"][-1] > 9.5, history["true_utility"][-1]
+tokens = gym.make_vec("FPO/TokenRM-v0", num_envs=4)  # the token game and its family are numpy too
+history = agents.make("fpo-practical", tokens, seed=0).learn(50)
+assert history["kl_to_base"].shape == (50, 4)
 print("ok")
 """
 
