@@ -39,6 +39,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z / z.sum(-1, keepdims=True)
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-softmax over the last axis, stable for any finite logits."""
+    shifted = logits - logits.max(-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+
+
 def previous_tokens(tokens: np.ndarray, vocab_size: int) -> np.ndarray:
     """The token before each position, ``vocab_size`` (the start token) before the first."""
     start = np.full(tokens.shape[:-1] + (1,), vocab_size, dtype=np.int64)
@@ -78,7 +84,7 @@ def policy_gradient(theta: np.ndarray, tokens: np.ndarray, weights: np.ndarray) 
     return grad.reshape(theta.shape)
 
 
-def sequence_kl(theta: np.ndarray, base: np.ndarray, with_grad: bool = False):
+def sequence_kl(theta: np.ndarray, base: np.ndarray, with_grad: bool = False, log_base: np.ndarray | None = None):
     """The exact ``KL(pi_theta || pi_base)`` over whole sequences, and optionally its gradient.
 
     The KL of two autoregressive policies is the expected sum over positions of the per-position
@@ -88,13 +94,15 @@ def sequence_kl(theta: np.ndarray, base: np.ndarray, with_grad: bool = False):
 
     Args:
         theta, base: ``(N, L, V + 1, V)`` logits of the policy and of the base policy.
+        log_base: ``log_softmax(base)``, if already computed (a learner's base is fixed).
 
     Returns:
         ``KL`` of shape ``(N,)``, and with ``with_grad`` its gradient in ``theta``.
     """
     n_copies, length, rows, vocab = theta.shape
-    p, q = softmax(theta), softmax(base)
-    log_ratio = np.log(p) - np.log(q)
+    log_p = log_softmax(theta)
+    p = np.exp(log_p)
+    log_ratio = log_p - (log_softmax(base) if log_base is None else log_base)
     marginal = np.zeros((n_copies, length, rows))
     marginal[:, 0, vocab] = 1.0  # the start token
     for t in range(length - 1):
@@ -156,6 +164,8 @@ class TokenLeader(Agent):
     games = ("token",)
     copies_match_single_envs = True
     vector_copies_are_seeds = True
+    record_keys = ("kl_to_base",)
+    """The exact KL to the starting policy, recorded every round, is stored by the benchmark."""
 
     def __init__(self, env, seed=None, **config):
         super().__init__(env, seed=seed, **config)
@@ -240,8 +250,16 @@ class TokenLeader(Agent):
         baseline = (values.sum(-1, keepdims=True) - values) / max(k - 1, 1) if k > 1 else values * 0.0
         return policy_gradient(theta, tokens, (values - baseline) / k)
 
+    def kl_to_base(self, theta: np.ndarray | None = None, with_grad: bool = False):
+        """The exact ``KL(pi_theta || pi_0)`` of each copy, ``(N,)`` (and with ``with_grad`` its
+        gradient) for ``theta`` (default: the policy's): :func:`sequence_kl` with the start's
+        log-probabilities computed once."""
+        if getattr(self, "_log_base_of", None) is not self.base:
+            self._log_base, self._log_base_of = log_softmax(self.base), self.base
+        return sequence_kl(self.theta if theta is None else theta, self.base, with_grad, self._log_base)
+
     def _update(self, obs, info):
-        kl = sequence_kl(self.theta, self.base)  # of the policy that sampled this round
+        kl = self.kl_to_base()  # of the policy that sampled this round
         values = self.sample_objective(self._tokens, self._w)
         self.theta += self.config.lr * self.update_direction(self.theta, self._tokens, values)
         return {"kl_to_base": kl if self.is_vector else kl[0]}

@@ -34,7 +34,7 @@ from agents.common.objectives import check_knob, check_no_penalty
 from agents.families.gaussian import GaussianConfig, GaussianLeader
 from agents.families.gradient import GradientConfig, GradientLeader
 from agents.families.text import TextConfig, TextLeader
-from agents.families.token import TokenConfig, TokenLeader, sequence_kl
+from agents.families.token import TokenConfig, TokenLeader
 from fpo_envs.lm.loading import require
 
 
@@ -299,7 +299,7 @@ class AnchoredTokenLeader(TokenLeader):
 
     def update_direction(self, theta, tokens, values):
         """The family's step minus ``anchor`` times the exact gradient of the sequence KL."""
-        _, kl_grad = sequence_kl(theta, self.base, with_grad=True)
+        _, kl_grad = self.kl_to_base(theta, with_grad=True)
         return super().update_direction(theta, tokens, values) - self.config.anchor * kl_grad
 
 
