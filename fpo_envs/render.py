@@ -510,12 +510,37 @@ class TokenCreditPlot(_Frame):
     """Frames of the token game: per token, the RM's credit ``w . e_v`` beside its true value
     (``grad U . e_v`` at the round's mean features), the hack tokens shaded; one panel per
     learner, over a strip of ``U`` and the proxy by round. Where the blue bar of a hack stands
-    tall and its black bar below zero, the RM pays for what the human does not want."""
+    tall and its black bar below zero, the RM pays for what the human does not want.
 
-    def __init__(self, vocab_size: int, hack_tokens: int, labels: Sequence[str] = ("",), title: str = ""):
-        super().__init__(labels, 4.6, colorbar=False, series_label="U, RM score")
-        self.title = title
-        self.limit = 1.0
+    Args:
+        vocab_size, hack_tokens: the game's ``V`` and its number of hack tokens (the first ones).
+        labels: the panels' titles (one per learner); title: the frame's header (the round
+            counter is added to it).
+        limit: the per-token axis spans ``[-limit, limit]`` in every frame (an animation gives
+            the whole run's); ``None``: it grows with the bars.
+        horizon: the rounds the strip under each panel spans (``None``: it grows).
+        series_top: the strip's top, at least (``None``: 10, growing with the values).
+        optimum: the optimum's true utility ``U*``, marked in the strip (``None``: not marked).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hack_tokens: int,
+        labels: Sequence[str] = ("",),
+        title: str = "",
+        *,
+        limit: float | None = None,
+        horizon: int | None = None,
+        series_top: float | None = None,
+        optimum: float | None = None,
+    ):
+        # Side by side the panels are as wide as the phase portrait's; one alone is wider, for its legend.
+        super().__init__(labels, 4.6 if len(labels) == 1 else 3.9, colorbar=False, series_label="U, proxy")
+        self.title, self.horizon = title, horizon
+        self.fixed = limit is not None
+        self.limit = float(limit) if limit is not None else 1.0
+        self.series_top = 10.0 if series_top is None else float(series_top)
         x = np.arange(vocab_size)
         self.credit_bars, self.value_bars, self.boxes = [], [], []
         for i, (ax, label) in enumerate(zip(self.axes, self.labels)):
@@ -526,13 +551,17 @@ class TokenCreditPlot(_Frame):
             self.value_bars.append(ax.bar(x + 0.2, np.zeros(vocab_size), 0.4, color="0.15", label="true value grad U . e_v"))
             self.boxes.append(self._info_box(ax))
             ax.set_title(label, fontsize=11)
-            ax.set_xlabel("token v")
+            ax.set_xlabel("token v", labelpad=1)
             ax.set_xticks(x)
             ax.tick_params(labelsize=8)
             ax.set_xlim(-0.6, vocab_size - 0.4)
             if i == 0:
-                ax.set_ylabel("per token (score or U)")
+                ax.set_ylabel("credit or value per token")
             ax.grid(alpha=0.3, axis="y")
+        self.axes[0].set_ylim(-self.limit, self.limit)
+        if optimum is not None:
+            for ax in self.series_axes:
+                ax.axhline(optimum, color="0.45", lw=0.9, ls=":", label="optimum U*")
         self._legend()
 
     def draw(
@@ -541,22 +570,31 @@ class TokenCreditPlot(_Frame):
         values: Sequence[np.ndarray],
         series: Sequence[tuple[np.ndarray, np.ndarray]],
         round_index: int,
+        hack_shares: Sequence[float] | None = None,
     ) -> np.ndarray:
         """The frame of round ``round_index``: per panel the credit and value per token
-        ``(V,)`` and the ``(U, proxy)`` series by round."""
+        ``(V,)``, the ``(U, proxy)`` series by round, and (optionally) the share of hack
+        tokens in the round's sequences, shown in the panel's box."""
+        if not len(credits) == len(values) == len(series) == len(self.axes):
+            raise ValueError(
+                f"this frame has {len(self.axes)} panels, got {len(credits)} credits, {len(values)} values, {len(series)} series"
+            )
+        shares = [None] * len(self.axes) if hack_shares is None else list(hack_shares)
         every = [np.zeros(1)]
-        for credit, value, bars_c, bars_v, box, (u, proxy) in zip(
-            credits, values, self.credit_bars, self.value_bars, self.boxes, series
+        for credit, value, bars_c, bars_v, box, (u, proxy), share in zip(
+            credits, values, self.credit_bars, self.value_bars, self.boxes, series, shares
         ):
             credit, value = np.asarray(credit, dtype=np.float64), np.asarray(value, dtype=np.float64)
             for bar, height in zip(bars_c, credit):
                 bar.set_height(height if np.isfinite(height) else 0.0)
             for bar, height in zip(bars_v, value):
                 bar.set_height(height if np.isfinite(height) else 0.0)
-            box.set_text(f"U {_last(np.asarray(u)):6.2f}\nRM {_last(np.asarray(proxy)):6.2f}")
+            text = f"true U {_last(np.asarray(u)):6.2f}\nproxy  {_last(np.asarray(proxy)):6.2f}"
+            box.set_text(text + (f"\nhacks  {share:6.0%}" if share is not None else ""))
             every += [np.abs(credit[np.isfinite(credit)]), np.abs(value[np.isfinite(value)])]
-        self.limit = _grown(self.limit, float(np.concatenate(every).max()) * 1.1)
-        self.axes[0].set_ylim(-self.limit, self.limit)
-        self._set_series(series, None, 10.0)
+        if not self.fixed:
+            self.limit = _grown(self.limit, float(np.concatenate(every).max()) * 1.1)
+            self.axes[0].set_ylim(-self.limit, self.limit)
+        self._set_series(series, self.horizon, self.series_top)
         self.header.set_text(f"{self.title}  round {round_index}".strip())
         return self.to_array()

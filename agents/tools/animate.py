@@ -6,6 +6,7 @@ the renderers of :mod:`fpo_envs.render` on axes fixed over the whole run, and wr
 
     fpo-animate linear                      # docs/figures/animations/linear.gif (+ .mp4)
     fpo-animate neural --seed 3 --rounds 4000
+    fpo-animate token                       # rlhf, fpo-practical and fpo-relaxed, 600 rounds
     fpo-animate linear --learners rlhf fpo-practical fpo-relaxed --out my.gif
 
 From Python, :func:`animate` returns the frames and the paths it wrote.
@@ -25,12 +26,19 @@ import fpo_envs  # noqa: F401  (registers the games)
 from agents.common.cli import prepare_imports, whole_number
 from agents.common.registration import make
 
-GAMES = {"linear": "FPO/LinearRM-v0", "neural": "FPO/NeuralRM-v0"}
+GAMES = {"linear": "FPO/LinearRM-v0", "neural": "FPO/NeuralRM-v0", "token": "FPO/TokenRM-v0"}
 """The games the command draws, by name, and the env id each is made from."""
-DEFAULTS = {"linear": {"rounds": 300, "seed": 0}, "neural": {"rounds": 4000, "seed": 8}}
+DEFAULTS = {
+    "linear": {"rounds": 300, "seed": 0, "learners": ("rlhf", "fpo-relaxed")},
+    "neural": {"rounds": 4000, "seed": 8, "learners": ("rlhf", "fpo-relaxed")},
+    "token": {"rounds": 600, "seed": 0, "learners": ("rlhf", "fpo-practical", "fpo-relaxed")},
+}
 """Defaults of the command. The neural seed is one where relaxed FPO holds while RLHF collapses,
 chosen from seeds 0-15 as the README's "Animations: ``fpo-animate``" section says; one seed shows
-the mechanism, the README's suites give the rates."""
+the mechanism, the README's suites give the rates. The token game runs its registered 600
+rounds; its seed is the lowest of seeds 0-15 on which RLHF collapses (its ``U``, smoothed over
+10 rounds, ends at or below 3/4 of its peak; it did on 15 of the 16, all but seed 12) while
+practical and relaxed FPO hold (they held on all 16)."""
 
 KEY_COLORS = [(230, 30, 30), (255, 212, 0), (255, 176, 0), (224, 123, 0), (255, 255, 255), (0, 0, 0), (31, 95, 168)]
 """The frames' marker and line colours, kept exact in a GIF's palette."""
@@ -38,7 +46,13 @@ KEY_COLORS = [(230, 30, 30), (255, 212, 0), (255, 176, 0), (224, 123, 0), (255, 
 DEFAULT_FOLDER = Path("docs/figures/animations")
 """Where the command writes without ``--out`` (made if missing)."""
 
-LABELS = {"rlhf": "RLHF", "fpo-practical": "FPO (practical)", "fpo-relaxed": "FPO (relaxed)"}
+LABELS = {
+    "rlhf": "RLHF",
+    "fpo-practical": "FPO (practical)",
+    "fpo-relaxed": "FPO (relaxed)",
+    "fpo-exact": "FPO (exact)",
+    "rlhf-anchor": "RLHF, KL anchor",
+}
 """The names the frames give the built-in learners (another learner goes by its id), each
 followed by the config it was given."""
 
@@ -85,6 +99,18 @@ def _record(game: str, learner: str, seed: int, rounds: int, frames: int, config
                 utilities=h["true_utility"],
                 proxies=h["proxy_reward"],
             )
+        elif game == "token":
+            token_game = env.unwrapped
+            _, tokens = token_game.split_observation(agent._obs)  # the round's sequences
+            # The credit of the RM after the round's update (the one the next round faces), as
+            # the env's own frame shows it; the value at the round's sequences.
+            snap.update(
+                credit=token_game.token_credit(),
+                value=token_game.token_value(tokens),
+                utilities=h["true_utility"],
+                proxies=h["proxy_reward"],
+                hack_share=float(h["hack_share"][-1]),
+            )
         else:
             rm = env.unwrapped.reward_model
             count = int(rm.buffer["count"])
@@ -109,13 +135,14 @@ def _check_parent(path: Path) -> None:
 
 
 def _check_arguments(game, learners, seed, rounds, frames, out, fps, configs):
-    """Every argument of :func:`animate` checked before any run: ``(seed, rounds, out, configs)``
-    with the game's defaults filled in."""
+    """Every argument of :func:`animate` checked before any run: ``(learners, seed, rounds, out,
+    configs)`` with the game's defaults filled in."""
     from agents.common.config import check_seed
     from agents.common.registration import spec
 
     if game not in GAMES:
         raise ValueError(f"unknown game {game!r}; fpo-animate draws {sorted(GAMES)}")
+    learners = DEFAULTS[game]["learners"] if learners is None else learners
     if not learners:
         raise ValueError("give at least one learner")
     if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 2:
@@ -150,12 +177,12 @@ def _check_arguments(game, learners, seed, rounds, frames, out, fps, configs):
                     f"fpo-animate neural draws a Gaussian policy's mean and schedules; {learner!r} is not one "
                     "(learners of the neural game's built-in family: rlhf, fpo-practical, fpo-relaxed, fpo-exact, ...)"
                 )
-    return seed, rounds, out, configs
+    return list(learners), seed, rounds, out, configs
 
 
 def animate(
     game: str = "linear",
-    learners: Sequence[str] = ("rlhf", "fpo-relaxed"),
+    learners: Sequence[str] | None = None,
     seed: int | None = None,
     rounds: int | None = None,
     frames: int = 100,
@@ -164,11 +191,12 @@ def animate(
     mp4: bool = True,
     configs: Sequence[dict] | None = None,
 ) -> dict[str, Any]:
-    """Animate ``learners`` side by side on ``game`` (``"linear"`` or ``"neural"``).
+    """Animate ``learners`` side by side on ``game`` (``"linear"``, ``"neural"`` or ``"token"``).
 
     Args:
         game: which game; learners: registered learner ids, one panel each.
-        seed, rounds: the seed every learner plays, and the run's length (the game's defaults: :data:`DEFAULTS`).
+        seed, rounds, learners: the seed every learner plays, the run's length, and the learners
+            (each ``None``: the game's defaults, :data:`DEFAULTS`).
         frames: how many frames (evenly spaced rounds); fps: frames per second of the files.
         out: the GIF's path, in a folder that exists (default ``docs/figures/animations/<game>.gif``,
             its folder made if missing); the MP4 goes beside it.
@@ -186,12 +214,13 @@ def animate(
     and that game amplifies them: the command sets one thread; from Python, set it yourself
     (``torch.set_num_threads(1)``) to get the README's animation.
     """
-    seed, rounds, out, configs = _check_arguments(game, learners, seed, rounds, frames, out, fps, configs)
+    learners, seed, rounds, out, configs = _check_arguments(game, learners, seed, rounds, frames, out, fps, configs)
     runs = [_record(game, learner, seed, rounds, frames, config) for learner, config in zip(learners, configs)]
     labels = [_label(learner, config) for learner, config in zip(learners, configs)]
     env = gym.make(GAMES[game]).unwrapped
     title = f"{GAMES[game]}, seed {seed}:"
-    images = _draw_linear(env, runs, labels, title) if game == "linear" else _draw_neural(env, runs, labels, title)
+    draw = {"linear": _draw_linear, "neural": _draw_neural, "token": _draw_token}[game]
+    images = draw(env, runs, labels, title)
     if out is None:  # the documented default folder is made; a folder the caller names must exist
         out = DEFAULT_FOLDER / f"{game}.gif"
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -251,6 +280,37 @@ def _draw_neural(env, runs, labels, title) -> list[np.ndarray]:
     return images
 
 
+def _draw_token(env, runs, labels, title) -> list[np.ndarray]:
+    from fpo_envs.render import TokenCreditPlot
+
+    bars = np.concatenate([np.abs(np.r_[s["credit"], s["value"]]) for run in runs for s in run])
+    limit = max(float(bars[np.isfinite(bars)].max()) * 1.05, 1.0)
+    series = np.concatenate([np.r_[run[-1]["utilities"], run[-1]["proxies"]] for run in runs])
+    top = max(1.05 * env.oracle.peak, float(series[np.isfinite(series)].max()) * 1.05)
+    renderer = TokenCreditPlot(
+        env.vocab_size,
+        env.hack_tokens,
+        labels=labels,
+        title=title,
+        limit=limit,
+        horizon=runs[0][-1]["round"],
+        series_top=top,
+        optimum=env.optimal_utility,
+    )
+    images = []
+    for snaps in zip(*runs):
+        images.append(
+            renderer.draw(
+                [s["credit"] for s in snaps],
+                [s["value"] for s in snaps],
+                [(s["utilities"], s["proxies"]) for s in snaps],
+                snaps[0]["round"],
+                hack_shares=[s["hack_share"] for s in snaps],
+            )
+        )
+    return images
+
+
 def write_gif(frames: Sequence[np.ndarray], path: str | Path, fps: int = 12, hold_last_s: float = 2.0) -> Path:
     """Write ``frames`` as a looping GIF (the last frame held ``hold_last_s``); returns the path."""
     from PIL import Image
@@ -289,19 +349,32 @@ def write_mp4(frames: Sequence[np.ndarray], path: str | Path, fps: int = 12) -> 
     return path
 
 
+def _defaults(key: str) -> str:
+    """The games' defaults of ``key`` in a line, for the command's help."""
+    shown = lambda v: " ".join(v) if isinstance(v, tuple) else str(v)  # noqa: E731
+    return "; ".join(f"{game} {shown(d[key])}" for game, d in DEFAULTS.items())
+
+
 def main(argv: list[str] | None = None) -> None:
     """The command: a bad argument is one argparse line (``fpo-animate: error: ...``, exit 2),
     found before any run."""
     parser = argparse.ArgumentParser(prog="fpo-animate", description=__doc__.split("\n")[0])
-    parser.add_argument("game", choices=sorted(GAMES) + ["all"], help="which game ('all': both, to docs/figures/animations/)")
+    parser.add_argument(
+        "game", choices=sorted(GAMES) + ["all"], help="which game ('all': every one, to docs/figures/animations/)"
+    )
     parser.add_argument(
         "--learners",
         nargs="+",
-        default=["rlhf", "fpo-relaxed"],
-        help="registered learner ids, one panel each ('module:id' imports module first, from the working folder too)",
+        default=None,
+        help="registered learner ids, one panel each ('module:id' imports module first, from the working folder too; "
+        f"defaults: {_defaults('learners')})",
     )
-    parser.add_argument("--seed", type=whole_number(0), default=None, help=f"the seed every learner plays (defaults: {DEFAULTS})")
-    parser.add_argument("--rounds", type=whole_number(1), default=None, help="length of the run")
+    parser.add_argument(
+        "--seed", type=whole_number(0), default=None, help=f"the seed every learner plays (defaults: {_defaults('seed')})"
+    )
+    parser.add_argument(
+        "--rounds", type=whole_number(1), default=None, help=f"length of the run (defaults: {_defaults('rounds')})"
+    )
     parser.add_argument("--frames", type=whole_number(2), default=100)
     parser.add_argument("--fps", type=whole_number(1), default=12)
     parser.add_argument("--out", default=None, help="the GIF's path, in a folder that exists (one game only)")
