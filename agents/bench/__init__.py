@@ -10,7 +10,8 @@ A suite (``paper``, ``quick``, ``text`` or a TOML file, :mod:`agents.bench.suite
 of games x learners x seeds. Every finished run is stored once under ``out/store``
 (:mod:`agents.bench.store`), so a rerun skips finished runs (each verified first; a corrupt
 one is moved to quarantine and rerun) and a killed sweep completes on rerun; the statistics
-(:mod:`agents.bench.stats`, rliable) and figures are written to ``out``.
+(:mod:`agents.bench.stats`, rliable) and figures are written to ``out``. :func:`write_report`
+writes a suite's report from a store again, into any folder, without playing a run.
 """
 
 from __future__ import annotations
@@ -60,6 +61,19 @@ def run(
             from ray import tune  # noqa: F401
         except ImportError as err:
             raise ImportError('the ray backend needs Ray Tune: pip install "fpo-envs[ray]"') from err
+    suite = _shaped(suite, learners, seeds, rounds, games)
+    out = Path(out)
+    store = Store(out / "store")
+    jobs = plan(suite)
+    played = execute(jobs, store, backend=backend, workers=workers, progress=progress, ray_address=ray_address)
+    # A run played again (one found corrupt, or deleted) is written anew, so the report is too.
+    return report.write(suite, store, jobs, out, reps=reps, plots=plots, force=played > 0)
+
+
+def _shaped(
+    suite: str | Path | Suite, learners: list[str] | None, seeds: int | None, rounds: int | None, games: list[str] | None
+) -> Suite:
+    """The suite, loaded, with the extra learners and overrides, checked."""
     if not isinstance(suite, Suite):
         suite = load_suite(suite)
     if learners:
@@ -67,12 +81,43 @@ def run(
     if seeds is not None or rounds is not None or games:
         suite = suite.with_overrides(seeds, rounds, games)
     check_suite(suite)
-    out = Path(out)
-    store = Store(out / "store")
+    return suite
+
+
+def write_report(
+    suite: str | Path | Suite,
+    store: str | Path,
+    out: str | Path,
+    learners: list[str] | None = None,
+    seeds: int | None = None,
+    rounds: int | None = None,
+    games: list[str] | None = None,
+    reps: int = 2000,
+    plots: bool = True,
+) -> Path:
+    """Write the report of ``suite`` from the runs in ``store`` to ``out`` (tables and figures
+    only: no run is played); returns the leaderboard path. The suite's shape (``learners``,
+    ``seeds``, ``rounds``, ``games``) must be that of the :func:`run` that stored the runs.
+
+    Raises:
+        StoreError: some of the suite's runs are not in ``store``.
+    """
+    from agents.bench import report
+
+    suite = _shaped(suite, learners, seeds, rounds, games)
+    store_path = Path(store)
+    if not (store_path / "runs").is_dir():
+        raise StoreError(f"{store_path} is not a results store (no runs/ folder): give the <out>/store of an fpo-bench run")
+    store = Store(store_path)
     jobs = plan(suite)
-    played = execute(jobs, store, backend=backend, workers=workers, progress=progress, ray_address=ray_address)
-    # A run played again (one found corrupt, or deleted) is written anew, so the report is too.
-    return report.write(suite, store, jobs, out, reps=reps, plots=plots, force=played > 0)
+    missing = [(job, seed) for job in jobs for seed, h in zip(job["seeds"], job["hashes"]) if not store.has(h)]
+    if missing:
+        job, seed = missing[0]
+        raise StoreError(
+            f"{len(missing)} of the suite {suite.name!r}'s {sum(len(j['hashes']) for j in jobs)} runs are not in {store_path} "
+            f"(the first: {job['label']} on {job['game']}, seed {seed}); run the suite into it first (fpo-bench run)"
+        )
+    return report.write(suite, store, jobs, Path(out), reps=reps, plots=plots)
 
 
 __all__ = [
@@ -86,4 +131,5 @@ __all__ = [
     "run",
     "shipped_suites",
     "suite_from_dict",
+    "write_report",
 ]

@@ -3,6 +3,7 @@
 fpo-bench run paper                            # the paper's suite: leaderboard and figures in results/paper
 fpo-bench run quick --learner my_algo:my-fpo   # your learner next to the built-in ones
 fpo-bench run my_suite.toml --backend ray      # a suite file, on Ray Tune
+fpo-bench report token --store results/token/store --out docs/figures/token   # a report from stored runs
 fpo-bench list                                 # suites, learners and games
 fpo-bench check results/paper/leaderboard.csv --against docs/figures/paper/leaderboard.csv
 """
@@ -54,17 +55,33 @@ def _parser() -> argparse.ArgumentParser:
         metavar="MODULE",
         help="import a module first (one that registers learners)",
     )
-    run.add_argument("--seeds", type=whole_number(1), default=None, help="use only this many seeds per game")
-    run.add_argument("--rounds", type=whole_number(1), default=None, help="play this many rounds per run")
-    run.add_argument("--game", action="append", default=[], metavar="ENV_ID", help="run only these games (repeatable)")
-    run.add_argument("--reps", type=whole_number(1), default=2000, help="bootstrap resamples for the confidence intervals")
-    run.add_argument("--no-plots", action="store_true", help="write the tables only")
+    _shape_arguments(run)
     run.add_argument("--ray-address", default=None, help="a running Ray cluster to join (--backend ray)")
+    report = sub.add_parser("report", help="write a suite's report from its stored runs (playing none) into a folder")
+    report.add_argument("suite", help="the suite the runs were stored by (its name or TOML file)")
+    report.add_argument(
+        "--store", type=Path, default=None, help="the results store (default: results/<suite>/store, where run puts it)"
+    )
+    report.add_argument("--out", type=_out_folder, default=None, help="report folder (default: the store's parent folder)")
+    report.add_argument("--learner", action="append", default=[], metavar="ID", help="a learner the run added (repeatable)")
+    report.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE", help="import a module first")
+    _shape_arguments(report)
     sub.add_parser("list", help="list the shipped suites, the registered learners and the games")
     check = sub.add_parser("check", help="check a leaderboard's figures against a reference's 95%% intervals")
     check.add_argument("result", type=Path, help="the leaderboard.csv to check")
     check.add_argument("--against", type=Path, required=True, help="the reference leaderboard.csv")
     return parser
+
+
+def _shape_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that shrink a suite and shape its report (``run`` and ``report`` share them)."""
+    parser.add_argument("--seeds", type=whole_number(1), default=None, help="use only this many seeds per game")
+    parser.add_argument("--rounds", type=whole_number(1), default=None, help="play this many rounds per run")
+    parser.add_argument(
+        "--game", action="append", default=[], metavar="ENV_ID", help="only these games (an id or an entry's name; repeatable)"
+    )
+    parser.add_argument("--reps", type=whole_number(1), default=2000, help="bootstrap resamples for the confidence intervals")
+    parser.add_argument("--no-plots", action="store_true", help="write the tables only")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,6 +109,28 @@ def main(argv: list[str] | None = None) -> int:
         print(compare.format_report(agreements))
         return 0 if all(a.holds for a in agreements) else 1
     start = time.perf_counter()
+    if args.command == "report":
+        try:
+            prepare_imports(args.imports)
+            suite = bench.load_suite(args.suite)
+            store = args.store or Path("results") / suite.name / "store"
+            board = bench.write_report(
+                suite,
+                store,
+                args.out or store.parent,
+                learners=args.learner,
+                seeds=args.seeds,
+                rounds=args.rounds,
+                games=args.game or None,
+                reps=args.reps,
+                plots=not args.no_plots,
+            )
+        except (bench.SuiteError, bench.StoreError, ImportError) as err:
+            print(f"fpo-bench: error: {err}", file=sys.stderr)
+            return 2
+        print(board.read_text())
+        print(f"wrote {board.parent}/ from the runs in {store} in {time.perf_counter() - start:.1f} s")
+        return 0
     try:
         prepare_imports(args.imports)  # the working folder on sys.path, as for fpo-animate
         suite = bench.load_suite(args.suite)

@@ -1,6 +1,6 @@
 """The benchmark's figures (matplotlib): interval estimates, curves, phase portraits,
-performance profiles. Every figure has a title, labelled axes and a legend placed off the
-data, and says what its lines and bands are."""
+performance profiles, and the token game's over-optimisation figure. Every figure has a
+title, labelled axes and a legend placed off the data, and says what its lines and bands are."""
 
 from __future__ import annotations
 
@@ -175,4 +175,119 @@ def plot_performance_profiles(profiles: dict, cis: dict, taus: np.ndarray, path:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return Path(path)
+
+
+def median_band(values: np.ndarray, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(low, median, high)`` over the seeds (axis 1) of ``values`` ``(rounds, seeds)``: the
+    median and its distribution-free ``confidence`` interval from order statistics (the
+    ``j``-th and ``(n + 1 - j)``-th smallest of ``n`` seeds, ``j`` from the Binomial(n, 1/2)
+    quantile; the lowest and highest seed where ``n`` is too small for ``confidence``)."""
+    from scipy import stats as scipy_stats  # rliable's dependency
+
+    values = np.sort(np.asarray(values, dtype=np.float64), axis=1)
+    n = values.shape[1]
+    j = max(int(scipy_stats.binom.ppf((1 - confidence) / 2, n, 0.5)), 1)  # 1-based rank of the lower bound
+    return values[:, j - 1], np.median(values, axis=1), values[:, n - j]
+
+
+TOKEN_KEYS = ("true_utility", "proxy_reward", "rm_margin_to_optimum", "kl_to_base")
+"""The histories :func:`plot_token_game` draws (the token game's info and its learners' ``kl_to_base``)."""
+
+
+def plot_token_game(
+    runs: dict[str, dict[str, np.ndarray]],
+    path: Path,
+    title: str,
+    optimum: float | None = None,
+    retrain_every: int = 1,
+    focus: str = "rlhf",
+) -> Path:
+    """The token game's over-optimisation figure, every learner of ``runs`` (``runs[label][key]``
+    of shape ``(rounds, seeds)`` for each of :data:`TOKEN_KEYS`), each line the median over
+    seeds with the 95% confidence band of the median (:func:`median_band`):
+
+    - top row, against rounds: the true utility ``U`` (with ``U(y*)``), the RM's score of the
+      output (the proxy) and the RM's margin of the output over the optimum (above zero the RM
+      prefers the output to ``y*``);
+    - bottom row, against ``sqrt(KL(pi || pi_0))`` (the policy's distance from its start):
+      ``U``, the proxy, and both for the ``focus`` learner alone (the over-optimisation curve;
+      with ``retrain_every = m > 1`` the RM is fixed for ``m`` rounds at a time, and within
+      each such iteration the proxy climbs while ``U`` falls; dots mark each iteration's
+      first round).
+    """
+    plt = pyplot()
+    labels = [label for label, h in runs.items() if all(k in h for k in TOKEN_KEYS)]
+    if not labels:
+        raise ValueError(f"plot_token_game needs the histories {TOKEN_KEYS} of at least one learner")
+    color = colors_for(list(runs))
+    focus = focus if focus in labels else labels[0]
+    fonts = {"font.size": 11.5, "axes.titlesize": 12.5, "axes.labelsize": 12, "legend.fontsize": 11.5}
+    with plt.rc_context(fonts):
+        fig, axes = plt.subplots(2, 3, figsize=(15, 9.2))
+        top = (
+            ("true_utility", "true utility U"),
+            ("proxy_reward", "proxy: RM score r of the output"),
+            ("rm_margin_to_optimum", "RM margin r(output) - r(y*)"),
+        )
+        short = {"true_utility": "true utility U", "proxy_reward": "proxy r", "rm_margin_to_optimum": "RM margin over y*"}
+        distance = r"distance from the start $\sqrt{\mathrm{KL}(\pi\,\|\,\pi_0)}$, median"
+        for ax, (key, name) in zip(axes[0], top):
+            for label in labels:
+                lo, mid, hi = median_band(runs[label][key])
+                rounds = np.arange(1, len(mid) + 1)
+                ax.plot(rounds, mid, color=color[label], linewidth=1.6, label=f"{label} ({runs[label][key].shape[1]} seeds)")
+                ax.fill_between(rounds, lo, hi, color=color[label], alpha=0.2, linewidth=0)
+            ax.set_xlabel("round")
+            ax.set_ylabel(name)
+            ax.set_title(f"{short[key]} by round")
+            ax.grid(alpha=0.3)
+        if optimum is not None:
+            axes[0][0].axhline(optimum, color="k", linestyle=":", linewidth=1.2, label="optimum U(y*)")
+        axes[0][2].axhline(0.0, color="k", linestyle="--", linewidth=1.0, label="margin 0: the RM rates output and y* alike")
+        sqrt_kl = {label: np.median(np.sqrt(np.maximum(runs[label]["kl_to_base"], 0.0)), axis=1) for label in labels}
+        for ax, (key, name) in zip(axes[1][:2], top[:2]):
+            for label in labels:
+                lo, mid, hi = median_band(runs[label][key])
+                ax.plot(sqrt_kl[label], mid, color=color[label], linewidth=1.6)
+                ax.fill_between(sqrt_kl[label], lo, hi, color=color[label], alpha=0.2, linewidth=0)
+            ax.set_xlabel(distance)
+            ax.set_ylabel(name)
+            ax.set_title(f"{short[key]} against the distance from the start")
+            ax.grid(alpha=0.3)
+        if optimum is not None:
+            axes[1][0].axhline(optimum, color="k", linestyle=":", linewidth=1.2)
+        ax = axes[1][2]
+        marks = list(range(0, len(sqrt_kl[focus]), retrain_every)) if retrain_every > 1 else None
+        dots = {"marker": "o", "markevery": marks, "markersize": 6, "markeredgecolor": "k"} if marks else {}
+        for key, name, style in (("true_utility", "true utility U", "-"), ("proxy_reward", "proxy r", "--")):
+            lo, mid, hi = median_band(runs[focus][key])
+            ax.plot(sqrt_kl[focus], mid, style, color=color[focus], linewidth=1.8, label=f"{focus}: {name}", **dots)
+            ax.fill_between(sqrt_kl[focus], lo, hi, color=color[focus], alpha=0.2, linewidth=0)
+        if marks:
+            ax.plot(
+                [],
+                [],
+                "o",
+                color="w",
+                markeredgecolor="k",
+                markersize=6,
+                label=f"first round on a new RM (every {retrain_every})",
+            )
+        ax.set_xlabel(distance)
+        ax.set_ylabel("U (solid), proxy r (dashed)")
+        ax.set_title(f"{focus}: U and proxy against the distance")
+        ax.legend(loc="center right", frameon=False)
+        ax.grid(alpha=0.3)
+        handles, names = [], []
+        for a in (axes[0][0], axes[0][2]):
+            for handle, name in zip(*a.get_legend_handles_labels()):
+                if name not in names:
+                    handles.append(handle)
+                    names.append(name)
+        fig.legend(handles, names, loc="lower center", ncol=min(len(names), 4), frameon=False)
+        fig.suptitle(title + "\nline: median over seeds; band: 95% confidence interval of the median", fontsize=13)
+        fig.tight_layout(rect=(0, 0.04 * (1 + (len(names) - 1) // 4), 1, 1))
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
     return Path(path)

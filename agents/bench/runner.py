@@ -38,12 +38,15 @@ BACKENDS = ("local", "serial", "ray")
 """Where the runs execute: a local process pool, this process one run at a time, or Ray."""
 
 
-def stored_keys(env: Any) -> tuple[str, ...]:
+def stored_keys(env: Any, family: type | None = None) -> tuple[str, ...]:
     """What the store keeps of a run's history on ``env``'s game: its ``info_keys`` (the
     vector games': ``true_utility``, ``proxy_reward``, ``signal_norm``, ``noise_norm``,
-    ``rm_error``; the text game's: ``quality_gap`` and ``response_tokens`` for the norms)
-    and ``diverged``."""
-    return env.unwrapped.info_keys + ("diverged",)
+    ``rm_error``; the text game's: ``quality_gap`` and ``response_tokens`` for the norms),
+    the learner ``family``'s own records (:attr:`agents.Agent.record_keys`: the token
+    policy's ``kl_to_base``) and ``diverged``."""
+    info = env.unwrapped.info_keys
+    own = tuple(k for k in getattr(family, "record_keys", ()) if k not in info and k != "diverged")
+    return info + own + ("diverged",)
 
 
 def _family(learner_id: str, env_id: str) -> type:
@@ -102,7 +105,7 @@ def plan(suite: Suite) -> list[dict]:
     for game in suite.games:
         game_name = fpo_envs.game_of_id(game.id)
         for entry in suite.learners:
-            if game_name not in agents.spec(entry.id).games or (entry.games is not None and game.id not in entry.games):
+            if game_name not in agents.spec(entry.id).games or (entry.games is not None and not game.named_by(entry.games)):
                 continue
             family = _family(entry.id, game.id)
             vector = getattr(family, "vector_copies_are_seeds", False)
@@ -120,6 +123,7 @@ def plan(suite: Suite) -> list[dict]:
                 jobs.append(
                     {
                         "env": game.id,
+                        "game": game.name,
                         "env_kwargs": env_kwargs(game, entry),
                         "rounds": game.rounds,
                         "learner": entry.id,
@@ -139,9 +143,10 @@ def plan(suite: Suite) -> list[dict]:
 
 def _summary(history: dict[str, np.ndarray], optimum: float) -> dict[str, float]:
     """A run's header summary: the optimum, the final and peak true utility, the final proxy
-    and the final value of each of the game's own metrics (``final_signal_norm`` and
-    ``final_noise_norm`` in the vector games, ``final_quality_gap`` and
-    ``final_response_tokens`` in the text game)."""
+    and the final value of each of the game's own metrics and the learner's own records
+    (``final_signal_norm`` and ``final_noise_norm`` in the vector games, ``final_quality_gap``
+    and ``final_response_tokens`` in the text game, ``final_rm_margin_to_optimum``,
+    ``final_hack_share`` and ``final_kl_to_base`` in the token game)."""
     u = np.asarray(history["true_utility"], dtype=np.float64)
     own = [k for k in history if k not in fpo_envs.INFO_KEYS + ("diverged", "theta")]
     return {
@@ -170,21 +175,24 @@ def run_job(job: dict, store_root: str) -> list[str]:
     store = Store(store_root, check=False)
     prefix, rounds = job["metric_prefix"], job["rounds"]
 
-    def stored(h: dict, i: int | None, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    def stored(h: dict, i: int | None, keys: tuple[str, ...], info: tuple[str, ...]) -> dict[str, np.ndarray]:
         # The suite's metric prefix where the learner records it (the Gaussian policy's
-        # theta_ metrics), else the env's own info; stored under the game's keys.
+        # theta_ metrics), else the env's own info; stored under the game's keys. The
+        # learner's own records (keys outside the env's info) are stored as recorded.
         at = prefix if prefix and prefix + "true_utility" in h else ""
         pick = (lambda v: v[:rounds]) if i is None else (lambda v: v[:rounds, i])
-        out = {k: pick(h[at + k] if k != "diverged" else h[k]) for k in keys}
+        out = {k: pick(h[at + k] if k in info else h[k]) for k in keys}
         if "theta" in h and at:
             out["theta"] = pick(h["theta"])
         return out
 
+    family = _family(job["learner"], job["env"])
     histories = []
     if job["vector"]:
         env = gym.make_vec(job["env"], num_envs=len(job["seeds"]), **job["env_kwargs"])
         h = agents.make(job["learner"], env, seed=job["seeds"][0], **job["config"]).learn(rounds)
-        histories = [stored(h, i, stored_keys(env)) for i in range(len(job["seeds"]))]
+        keys, info = stored_keys(env, family), env.unwrapped.info_keys
+        histories = [stored(h, i, keys, info) for i in range(len(job["seeds"]))]
         optimum = env.unwrapped.optimum()[1]
     else:
         for seed, h in zip(job["seeds"], job["hashes"]):
@@ -193,7 +201,7 @@ def run_job(job: dict, store_root: str) -> list[str]:
                 history = _checkpointed_run(job, env, seed, Path(store_root) / "work" / h)
             else:
                 history = agents.make(job["learner"], env, seed=seed, **job["config"]).learn(rounds)
-            histories.append(stored(history, None, stored_keys(env)))
+            histories.append(stored(history, None, stored_keys(env, family), env.unwrapped.info_keys))
             optimum = env.unwrapped.optimum()[1]
     done = []
     for key, history in zip(job["keys"], histories):
@@ -249,7 +257,7 @@ def _checkpointed_run(job: dict, env: Any, seed: int, work: Path) -> dict[str, n
         from fpo_envs.lm.names import with_current_names
 
         rows = [with_current_names(row) for row in rows]
-    history = {k: np.array([row[k] for row in rows]) for k in stored_keys(env)}
+    history = {k: np.array([row[k] for row in rows]) for k in stored_keys(env, type(agent))}
     keep_artifacts(agent, work, artifacts_dir(work.parent.parent, work.name))
     shutil.rmtree(work, ignore_errors=True)  # the run is stored; its checkpoints are no longer needed
     return history

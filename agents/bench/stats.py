@@ -7,7 +7,9 @@ below 0.5) with its interval, peak and peak-to-final drop, the final proxy/true 
 the probability of improvement over ``rlhf``. Across games: the same aggregates over all runs
 of a (seeds x games) score matrix of the seeds every game has (the IQM, median and mean of
 the pooled runs, the share of pooled runs that collapsed), with bootstrap strata per game,
-and performance profiles.
+and performance profiles. A game's own per-seed figures (the token game's share of seeds whose
+RM ends preferring the learner's output to the optimum, and its final KL to the starting
+policy) get their mean with a bootstrap interval in that game's rows.
 
 Every aggregate is a plain function of the whole score matrix (:data:`AGGREGATE_FUNCTIONS`),
 written with numpy, never rliable's ``aggregate_median``: that one is the median over *tasks*
@@ -49,6 +51,9 @@ class LearnerScores:
     gap: np.ndarray
     noise: np.ndarray
     histories: dict[str, np.ndarray] = field(default_factory=dict)
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    """A game's own per-seed figures (the token game's ``rm_prefers_output``, 1 or 0 a seed, and
+    ``final_kl_to_base``); each is reported as its mean over seeds with a bootstrap 95% CI."""
 
 
 def iqm(x: np.ndarray) -> float:
@@ -124,9 +129,28 @@ def _interval_rows(matrices: dict[str, np.ndarray], reps: int, seed: int) -> dic
     return rows
 
 
+def _extra_rows(scores: dict[str, LearnerScores], reps: int, seed: int) -> dict[str, dict[str, float]]:
+    """Per learner: each of its :attr:`LearnerScores.extras` as the mean over seeds with its
+    bootstrap 95% interval (``name``, ``name_low``, ``name_high``)."""
+    rows: dict[str, dict[str, float]] = {label: {} for label in scores}
+    names = dict.fromkeys(name for s in scores.values() for name in s.extras)
+    mean = lambda x: np.array([np.mean(x)])  # noqa: E731
+    for name in names:
+        matrices = {
+            label: np.asarray(s.extras[name], dtype=np.float64)[:, None] for label, s in scores.items() if name in s.extras
+        }
+        points, intervals = _intervals(matrices, mean, reps, seed)
+        for label in matrices:
+            rows[label][name] = float(points[label][0])
+            rows[label][f"{name}_low"], rows[label][f"{name}_high"] = (float(v) for v in intervals[label][:, 0])
+    return rows
+
+
 def game_table(scores: dict[str, LearnerScores], reps: int = 2000, seed: int = 0) -> list[dict]:
-    """One row per learner of one game (see the module docstring)."""
+    """One row per learner of one game (see the module docstring), with the game's own
+    figures (:attr:`LearnerScores.extras`) where its runs have them."""
     estimates = _interval_rows({label: s.final[:, None] for label, s in scores.items()}, reps, seed)
+    extras = _extra_rows(scores, reps, seed)
     rows = []
     for label, s in scores.items():
         poi = {k: v for k, v in estimates[label].items() if k.startswith("p_improve")}
@@ -140,6 +164,7 @@ def game_table(scores: dict[str, LearnerScores], reps: int = 2000, seed: int = 0
                 "mean_final_gap": float(s.gap.mean()),
                 "mean_final_noise": float(s.noise.mean()),
                 **poi,
+                **extras[label],
             }
         )
     return rows

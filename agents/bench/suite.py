@@ -13,17 +13,25 @@ A suite file::
     batch = 100                      # seeds per vector env, for learners whose copies are seeds
     kwargs = { rm_lr = 0.005 }       # env arguments
     metric_prefix = ""               # "theta_": read the Gaussian policy's metrics at its mean
+    label = "fast RM"                # the report calls it "FPO/LinearRM-v0 (fast RM)"; needed
+                                     # to tell apart two entries of one game (default: none)
 
     [[learners]]
     id = "fpo-relaxed"               # any registered id, or "my.module:my-id"
     label = "fpo-relaxed (no oracle grad)"   # default: the id
     config = { oracle_gradient = false }
     games = ["FPO/LinearRM-v0"]      # default: every game of the suite the learner runs on
+                                     # (an id names every entry of that game; an entry's
+                                     # name, "FPO/LinearRM-v0 (fast RM)", only that entry)
     seeds = 10                       # default: each game's seeds
     env_kwargs = { rm_ensemble = 3 } # env arguments for this learner's runs (default: what
                                      # the learner registered as needing, e.g. an RM ensemble)
 
-The shipped suites (``paper``, ``quick``, ``text``) live beside this module.
+A game may appear twice with different ``kwargs`` (its runs are keyed by their env arguments,
+so they never mix), each entry with its own ``label``; the report has a table and figures
+per entry.
+
+The shipped suites (``paper``, ``quick``, ``text``, ``token``, ...) live beside this module.
 """
 
 from __future__ import annotations
@@ -58,6 +66,17 @@ class GameEntry:
     batch: int = 64
     kwargs: dict = field(default_factory=dict)
     metric_prefix: str = ""
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        """What the report calls it: the id, followed by the ``label`` in brackets where it has one."""
+        return f"{self.id} ({self.label})" if self.label else self.id
+
+    def named_by(self, names: tuple[str, ...] | list[str]) -> bool:
+        """Whether ``names`` (a learner's ``games``, ``--game``) picks this entry: by its id
+        (every entry of the game) or by its :attr:`name`."""
+        return self.id in names or self.name in names
 
 
 @dataclass(frozen=True)
@@ -92,10 +111,12 @@ class Suite:
         return dataclasses.replace(self, learners=self.learners + tuple(extra))
 
     def with_overrides(self, seeds: int | None = None, rounds: int | None = None, games: list[str] | None = None) -> Suite:
-        """This suite with fewer seeds or rounds, or only some games."""
+        """This suite with fewer seeds or rounds, or only some games (and the learners that run on them)."""
+        import fpo_envs
+
         entries = []
         for g in self.games:
-            if games and g.id not in games:
+            if games and not g.named_by(games):
                 continue
             changes = {}
             if seeds is not None:
@@ -105,20 +126,34 @@ class Suite:
                 changes["rounds"] = rounds
             entries.append(dataclasses.replace(g, **changes))
         if games:
-            unknown = sorted(set(games) - {g.id for g in self.games})
+            unknown = sorted(set(games) - {g.id for g in self.games} - {g.name for g in self.games})
             if unknown:
-                raise SuiteError(f"suite {self.name!r} has no game(s) {unknown}; its games: {[g.id for g in self.games]}")
-        kept = {g.id for g in entries}
+                raise SuiteError(f"suite {self.name!r} has no game(s) {unknown}; its games: {[g.name for g in self.games]}")
         learners = []
+        kept_games = {fpo_envs.game_of_id(g.id) for g in entries}
         for entry in self.learners:
+            if games and not _runs_on(entry.id, kept_games):
+                continue  # a learner of none of the games kept (ppo when only the token game is)
             if entry.games is not None:
-                if not set(entry.games) & kept:
+                kept = tuple(name for name in entry.games if any(g.named_by((name,)) for g in entries))
+                if not kept:
                     continue  # a learner restricted to games left out
-                entry = dataclasses.replace(entry, games=tuple(g for g in entry.games if g in kept))
+                entry = dataclasses.replace(entry, games=kept)
             if seeds and entry.seeds:
                 entry = dataclasses.replace(entry, seeds=min(entry.seeds, seeds))
             learners.append(entry)
         return dataclasses.replace(self, games=tuple(entries), learners=tuple(learners))
+
+
+def _runs_on(learner_id: str, games: set[str]) -> bool:
+    """Whether the learner is registered for one of ``games``; an unknown learner is left in,
+    for :func:`check_suite` to name."""
+    import agents
+
+    try:
+        return bool(set(agents.spec(learner_id).games) & games)
+    except (ValueError, ImportError):
+        return True
 
 
 def _entry(cls: type, raw: Any, where: str) -> Any:
@@ -182,11 +217,19 @@ def check_suite(suite: Suite) -> None:
             value = getattr(g, key)
             if not isinstance(value, int) or value < 1:
                 raise SuiteError(f"suite {suite.name!r}, game {g.id}: {key} must be a whole number >= 1, got {value!r}")
+        if not isinstance(g.label, str):
+            raise SuiteError(f"suite {suite.name!r}, game {g.id}: label must be a string, got {g.label!r}")
+    names = [g.name for g in suite.games]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise SuiteError(
+            f"suite {suite.name!r}: game entry {twice} appears twice; give each entry of one game a distinct `label`"
+        )
     labels = [entry.name for entry in suite.learners]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
         raise SuiteError(f"suite {suite.name!r}: learner label(s) {duplicates} appear twice; give each a distinct label")
-    suite_games = {g.id for g in suite.games}
+    suite_games = {g.id for g in suite.games} | set(names)
     for index, entry in enumerate(suite.learners):
         try:
             found = agents.spec(entry.id)
@@ -205,7 +248,7 @@ def check_suite(suite: Suite) -> None:
                 f"suite {suite.name!r}: learner {entry.id!r} runs on the {', '.join(found.games)} game(s), "
                 f"none of which is in the suite"
             )
-        for game in dict.fromkeys(fpo_envs.game_of_id(g.id) for g in runs_on if entry.games is None or g.id in entry.games):
+        for game in dict.fromkeys(fpo_envs.game_of_id(g.id) for g in runs_on if entry.games is None or g.named_by(entry.games)):
             try:
                 agents.common.registration.check_config(entry.id, game, entry.config)
             except (TypeError, ValueError, ImportError) as err:
@@ -213,7 +256,7 @@ def check_suite(suite: Suite) -> None:
 
 
 def load_suite(name_or_path: str | Path) -> Suite:
-    """A shipped suite by name (``paper``, ``quick``, ``text``) or a TOML file by path."""
+    """A shipped suite by name (``paper``, ``quick``, ``text``, ``token``, ...) or a TOML file by path."""
     path = Path(name_or_path)
     if not path.suffix and (SUITES_DIR / f"{name_or_path}.toml").exists():
         path = SUITES_DIR / f"{name_or_path}.toml"

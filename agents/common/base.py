@@ -59,6 +59,8 @@ class Agent:
     copies_match_single_envs: bool = False
     """Whether copy ``i`` of a vector env seeded ``s`` plays exactly as a single env and
     learner seeded ``s + i`` (a family whose copies share one random stream does not)."""
+    record_keys: tuple[str, ...] = ()
+    """The learner's own per-round records (beside the env's ``info``) that a benchmark stores with each run."""
     update_before_act: bool = False
     """Whether :meth:`_update` is also called, with ``info=None``, right before each round's
     :meth:`_act`: after ended episodes restarted, inside the ``learn`` call that plays the
@@ -198,8 +200,9 @@ class Agent:
 
     # The history ``learn`` returns, built the same way by every ``learn`` ----------------------
     def _new_history(self) -> dict[str, list]:
-        """An empty history: the game's metrics are in it even after no rounds."""
-        return {k: [] for k in (*self.env.unwrapped.info_keys, "diverged")}
+        """An empty history: the game's metrics and the learner's own records are in it even
+        after no rounds."""
+        return {k: [] for k in (*self.env.unwrapped.info_keys, "diverged", *self.record_keys)}
 
     @staticmethod
     def _history_row(info: dict[str, Any]) -> dict[str, Any]:

@@ -133,6 +133,7 @@ def test_the_history_records_the_exact_kl_to_the_start():
     history = agent.learn(20)
     kl = history["kl_to_base"]
     assert kl.shape == (20, 4) and (kl[0] == 0).all() and (kl[-1] > 0).all()
+    assert agents.make("rlhf", gym.make_vec(ID, num_envs=4), seed=0).learn(0)["kl_to_base"].shape == (0, 4)
     # Each round's record is the KL of the policy that sampled it.
     before = sequence_kl(agent.theta, agent.base)
     np.testing.assert_array_equal(agent.learn(1)["kl_to_base"][0], before)

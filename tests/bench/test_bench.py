@@ -521,3 +521,197 @@ def test_a_learner_gets_the_env_it_registered_as_needing(tmp_path):
     board = _run(suite, tmp_path / "out", reps=50)
     with open(board.with_suffix(".csv")) as fh:
         assert {row["learner"] for row in csv.DictReader(fh)} == {"rlhf", "rlhf-ensemble-worst", "uwo-3"}
+
+
+# The token game ------------------------------------------------------------------------------
+
+TOKEN = {
+    "name": "tiny-token",
+    "games": [
+        {"id": "FPO/TokenRM-v0", "rounds": 30, "seeds": 4, "batch": 4},
+        {
+            "id": "FPO/TokenRM-v0",
+            "label": "retrain every 5",
+            "rounds": 30,
+            "seeds": 4,
+            "batch": 4,
+            "kwargs": {"retrain_every": 5},
+        },
+    ],
+    "learners": [{"id": "rlhf"}, {"id": "fpo-practical"}],
+}
+
+
+def test_the_token_suite_parses_with_two_entries_of_the_game():
+    suite = bench.load_suite("token")
+    assert [(g.name, g.rounds, g.seeds, g.batch, g.kwargs) for g in suite.games] == [
+        ("FPO/TokenRM-v0", 600, 64, 64, {}),
+        ("FPO/TokenRM-v0 (retrain every 25)", 600, 64, 64, {"retrain_every": 25}),
+    ]
+    assert [e.name for e in suite.learners] == [
+        "rlhf",
+        "fpo-practical",
+        "fpo-relaxed",
+        "fpo-exact",
+        "rlhf-anchor",
+        "rlhf-cap",
+        "rlhf (best-of-n)",
+    ]
+    assert all(e.config == {} for e in suite.learners[:-1]) and suite.learners[-1].config == {"update": "best-of-n"}
+    jobs = runner.plan(suite)
+    assert len(jobs) == 2 * 7 and {len(j["seeds"]) for j in jobs} == {64}
+    # The two entries' runs have their own keys (the env arguments are part of a run's key).
+    by_game = {}
+    for job in jobs:
+        by_game.setdefault(job["game"], set()).update(job["hashes"])
+    assert [len(v) for v in by_game.values()] == [7 * 64, 7 * 64] and not set.intersection(*by_game.values())
+    assert {j["keys"][0]["env_kwargs"].get("retrain_every") for j in jobs} == {None, 25}
+    quick = bench.load_suite("quick")
+    assert ("FPO/TokenRM-v0", 300, 16) in {(g.id, g.rounds, g.seeds) for g in quick.games}
+    # --game FPO/TokenRM-v0 keeps the learners of the token game (not PPO's, of the vector games only).
+    only = quick.with_overrides(games=["FPO/TokenRM-v0"])
+    bench.check_suite(only)
+    assert [e.id for e in only.learners] == ["rlhf", "fpo-practical", "fpo-relaxed"]
+
+
+def test_two_entries_of_one_game_need_distinct_labels_and_learners_can_pick_one():
+    twice = {**TOKEN, "games": [TOKEN["games"][0], {**TOKEN["games"][1], "label": ""}]}
+    with pytest.raises(bench.SuiteError, match=r"game entry \['FPO/TokenRM-v0'\] appears twice; give each entry .* `label`"):
+        bench.suite_from_dict(twice)
+    picked = bench.suite_from_dict(
+        {**TOKEN, "learners": [{"id": "rlhf"}, {"id": "fpo-practical", "games": ["FPO/TokenRM-v0 (retrain every 5)"]}]}
+    )
+    assert {(j["game"], j["label"]) for j in runner.plan(picked)} == {
+        ("FPO/TokenRM-v0", "rlhf"),
+        ("FPO/TokenRM-v0 (retrain every 5)", "rlhf"),
+        ("FPO/TokenRM-v0 (retrain every 5)", "fpo-practical"),
+    }
+    # --game picks an entry by its name, or every entry of a game by its id.
+    assert [g.name for g in picked.with_overrides(games=["FPO/TokenRM-v0 (retrain every 5)"]).games] == [
+        "FPO/TokenRM-v0 (retrain every 5)"
+    ]
+    assert len(picked.with_overrides(games=["FPO/TokenRM-v0"]).games) == 2
+
+
+def test_the_store_keeps_a_learners_own_records():
+    import gymnasium as gym
+
+    from agents.families.gradient import GradientLeader
+    from agents.families.token import TokenLeader
+
+    token, linear = gym.make("FPO/TokenRM-v0"), gym.make("FPO/LinearRM-v0")
+    assert runner.stored_keys(token, TokenLeader) == token.unwrapped.info_keys + ("kl_to_base", "diverged")
+    # A family without records of its own stores what it stored before.
+    assert runner.stored_keys(linear, GradientLeader) == runner.stored_keys(linear) == linear.unwrapped.info_keys + ("diverged",)
+
+
+def test_a_token_suite_stores_kl_to_base_resumes_and_reports_the_token_columns_and_figure(tmp_path):
+    import gymnasium as gym
+
+    import agents
+
+    pytest.importorskip("matplotlib")
+    suite = bench.suite_from_dict(TOKEN)
+    board = _run(suite, tmp_path)
+    store = Store(tmp_path / "store")
+    jobs = runner.plan(suite)
+    files = sorted(store.runs.rglob("*.npz"))
+    assert len(files) == 2 * 2 * 4
+    # A stored run holds the learner's kl_to_base record, equal to a direct run's.
+    job = next(j for j in jobs if j["game"] == "FPO/TokenRM-v0 (retrain every 5)" and j["label"] == "rlhf")
+    header, history = store.read(job["hashes"][2])
+    direct = agents.make("rlhf", gym.make("FPO/TokenRM-v0", retrain_every=5), seed=job["seeds"][2]).learn(30)
+    for key in ("kl_to_base", "true_utility", "rm_margin_to_optimum"):
+        np.testing.assert_allclose(history[key], direct[key], rtol=1e-5, err_msg=key)
+    assert header["summary"]["final_kl_to_base"] == pytest.approx(direct["kl_to_base"][-1], rel=1e-5)
+    # Resumes: a rerun plays nothing; a deleted run's job (one vector env of 4 seeds) alone is played again.
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    _run(suite, tmp_path, plots=False)
+    assert {f: f.stat().st_mtime_ns for f in files} == stamps
+    victim = store.path(job["hashes"][0])
+    victim.unlink()
+    _run(suite, tmp_path, plots=False)
+    replayed = {store.path(h) for h in job["hashes"]}
+    assert victim.exists() and all(f.stat().st_mtime_ns == t for f, t in stamps.items() if f not in replayed)
+    np.testing.assert_array_equal(store.read(job["hashes"][2])[1]["kl_to_base"], history["kl_to_base"])
+    text = board.read_text()
+    assert "### FPO/TokenRM-v0: 30 rounds" in text and "### FPO/TokenRM-v0 (retrain every 5): 30 rounds" in text
+    assert "| RM prefers output | U falls from peak | falls and RM prefers | final KL to base |" in text
+    with open(board.with_suffix(".csv")) as fh:
+        rows = {(r["game"], r["learner"]): r for r in csv.DictReader(fh)}
+    row = rows[("FPO/TokenRM-v0 (retrain every 5)", "rlhf")]
+    with open(tmp_path / "per_seed.csv") as fh:
+        seeds = [r for r in csv.DictReader(fh) if (r["game"], r["learner"]) == ("FPO/TokenRM-v0 (retrain every 5)", "rlhf")]
+    kl = [float(r["final_kl_to_base"]) for r in seeds]
+    assert float(row["final_kl_to_base"]) == pytest.approx(np.mean(kl))
+    assert float(row["final_kl_to_base_low"]) <= np.mean(kl) <= float(row["final_kl_to_base_high"])
+    # RM prefers output: the share of seeds whose margin over the last 10 rounds is above zero.
+    margins = [store.read(h, ("rm_margin_to_optimum",))[1]["rm_margin_to_optimum"][-10:].mean() for h in job["hashes"]]
+    assert float(row["rm_prefers_output"]) == pytest.approx(np.mean(np.array(margins) > 0))
+    assert [float(r["rm_prefers_output"]) for r in seeds] == [float(m > 0) for m in margins]
+    for figure in ("token_tokenrm.png", "token_tokenrm_retrain-every-5.png", "curves_tokenrm_retrain-every-5.png"):
+        assert (tmp_path / figure).stat().st_size > 10_000, figure
+    # fpo-bench report writes the same tables from the store into another folder, playing nothing.
+    stamps = {f: f.stat().st_mtime_ns for f in files}
+    again = bench.write_report(suite, tmp_path / "store", tmp_path / "docs", reps=200, plots=False)
+    assert again.read_text() == text and {f: f.stat().st_mtime_ns for f in files} == stamps
+    with pytest.raises(StoreError, match="16 runs are not in"):
+        bench.write_report(suite.with_overrides(rounds=31), tmp_path / "store", tmp_path / "x", reps=50)
+
+
+def test_fpo_bench_report_names_a_missing_store(tmp_path, capsys):
+    from agents.bench.cli import main
+
+    assert main(["report", "token", "--store", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere is not a results store (no runs/ folder)" in capsys.readouterr().err
+
+
+def test_a_token_run_stored_without_kl_to_base_still_reports(tmp_path):
+    """A run stored before the learners' own records were kept: no KL column or token figure
+    for its learner, the rest of the report as before."""
+    from agents.bench import report
+
+    store = Store(tmp_path / "store")
+    rounds = np.linspace(4.0, 2.0, 12, dtype=np.float32)
+    old = {"true_utility": rounds, "proxy_reward": rounds, "rm_error": rounds * 0, "rm_margin_to_optimum": rounds - 3}
+    old |= {"hack_share": rounds * 0, "diverged": np.zeros(12, dtype=bool)}
+    summary = {"optimum": 9.87, "final_true_utility": 2.0, "peak_true_utility": 4.0, "final_proxy_reward": 2.0}
+    hashes = [store.write({"env": "FPO/TokenRM-v0", "seed": s}, old, {**summary, "diverged_rounds": 0}) for s in range(3)]
+    jobs = [{"env": "FPO/TokenRM-v0", "label": "rlhf", "hashes": hashes}]
+    scores = report.collect(None, store, jobs)["FPO/TokenRM-v0"]["rlhf"]
+    assert "kl_to_base" not in scores.histories
+    assert set(scores.extras) == {"rm_prefers_output", "falls_from_peak", "collapses"}
+    # Smoothed over 10 rounds, U ends at 0.89 of its peak: not a fall.
+    np.testing.assert_array_equal(scores.extras["falls_from_peak"], [0.0, 0.0, 0.0])
+    fallen = {**old, "true_utility": np.concatenate([np.full(10, 4.0), np.full(10, 2.9)]).astype(np.float32)}
+    fallen |= {k: fallen["true_utility"] for k in ("proxy_reward", "rm_error", "hack_share")}
+    fallen |= {"rm_margin_to_optimum": np.ones(20, np.float32), "diverged": np.zeros(20, dtype=bool)}
+    hashes = [store.write({"env": "FPO/TokenRM-v0", "seed": s}, fallen, {**summary, "diverged_rounds": 0}) for s in (7, 8)]
+    fell = report.collect(None, store, [{"env": "FPO/TokenRM-v0", "label": "rlhf", "hashes": hashes}])["FPO/TokenRM-v0"]["rlhf"]
+    np.testing.assert_array_equal(fell.extras["falls_from_peak"], [1.0, 1.0])  # 2.9 <= 0.75 * 4
+    np.testing.assert_array_equal(fell.extras["collapses"], [1.0, 1.0])
+    np.testing.assert_array_equal(scores.extras["rm_prefers_output"], [0.0, 0.0, 0.0])  # mean margin of the last 10 < 0
+    row = stats.game_table({"rlhf": scores}, reps=50)[0]
+    assert row["rm_prefers_output"] == 0.0 and "final_kl_to_base" not in row
+
+
+def test_the_token_figure_is_drawn_from_histories(tmp_path):
+    pytest.importorskip("matplotlib")
+    from agents.bench import plots
+
+    rng = np.random.default_rng(0)
+    runs = {
+        label: {
+            "true_utility": 4 + rng.normal(0, 0.3, (40, 5)).cumsum(0) * 0.1,
+            "proxy_reward": 10 - np.arange(40)[:, None] * 0.1 + rng.normal(0, 0.3, (40, 5)),
+            "rm_margin_to_optimum": rng.normal(0.5, 0.3, (40, 5)),
+            "kl_to_base": np.arange(40)[:, None] * 0.2 + rng.uniform(0, 0.1, (40, 5)),
+        }
+        for label in ("rlhf", "fpo-relaxed")
+    }
+    path = plots.plot_token_game(runs, tmp_path / "token.png", "FPO/TokenRM-v0", optimum=9.87, retrain_every=10)
+    assert path.stat().st_size > 20_000
+    lo, mid, hi = plots.median_band(runs["rlhf"]["true_utility"])
+    assert np.all(lo <= mid) and np.all(mid <= hi)
+    with pytest.raises(ValueError, match="needs the histories"):
+        plots.plot_token_game({"rlhf": {"true_utility": runs["rlhf"]["true_utility"]}}, tmp_path / "x.png", "t")
