@@ -27,6 +27,8 @@ import inspect
 import json
 from typing import Any, ClassVar
 
+import numpy as np
+
 from fpo_envs.core.checks import SETTING_KINDS, check_setting
 
 
@@ -132,3 +134,67 @@ class GameParams:
         # Before the env's own keyword-only arguments (render_mode), as they were written once.
         at = next((i for i, p in enumerate(params) if p.kind is inspect.Parameter.KEYWORD_ONLY), len(params))
         return inspect.Signature(params[:at] + settings + params[at:])
+
+
+class SettingsGame:
+    """The construction every game with a settings dataclass shares, for its single and its
+    native vector environment: a subclass names :attr:`params_class` and a ``_setup(params)``
+    that builds its oracle, RM and ``single_action_space`` / ``single_observation_space``; its
+    envs' ``__init__`` take the settings as ``**settings`` and call :meth:`_init_env` or
+    :meth:`_init_vector_env`. The envs' signatures then show every setting (``help()``,
+    ``inspect.signature``), an unknown or renamed one is an error naming the known ones, and
+    a vector env's spaces are the single env's batched (:func:`_batched`).
+    """
+
+    params_class: ClassVar[type[GameParams]]
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or not hasattr(cls, "params_class"):
+            return
+        own = inspect.signature(init).parameters
+        cls._env_arguments = tuple(n for n, p in own.items() if n != "self" and p.kind is not p.VAR_KEYWORD)
+        # The env takes its settings as **settings; its signature shows them one by one.
+        init.__signature__ = cls.params_class.signature(init)
+
+    def _setup(self, params: GameParams) -> None:
+        """Build the game from its settings (already ``self.params`` and attributes)."""
+        raise NotImplementedError
+
+    def _params(self, settings: dict[str, Any]) -> GameParams:
+        """The settings as ``self.params``, each also an attribute of the same name."""
+        params = self.params_class.from_kwargs(type(self).__name__, self._env_arguments, **settings)
+        self.params = params
+        for name in params.names():
+            setattr(self, name, getattr(params, name))
+        return params
+
+    def _init_env(self, render_mode: str | None, settings: dict[str, Any]) -> None:
+        """The single environment's ``__init__``."""
+        self._setup(self._params(settings))
+        self._set_render_mode(render_mode)
+        self.action_space = self.single_action_space
+        self.observation_space = self.single_observation_space
+
+    def _init_vector_env(self, num_envs, max_episode_steps, render_mode, autoreset_mode, settings: dict[str, Any]) -> None:
+        """The vector environment's ``__init__``: the single env's settings, ``num_envs`` copies."""
+        from fpo_envs.core.env import FeedbackLoopVectorEnv
+
+        params = self._params(settings)
+        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode, autoreset_mode)
+        self._setup(params)
+        self.action_space = _batched(self.single_action_space, num_envs)
+        self.observation_space = _batched(self.single_observation_space, num_envs)
+
+
+def _batched(space: Any, n: int) -> Any:
+    """``space`` for ``n`` copies: a ``MultiDiscrete`` stays one (``batch_space`` makes it an
+    integer ``Box``, which samplers and wrappers read as continuous), any other space as
+    ``gymnasium.vector.utils.batch_space`` batches it."""
+    from gymnasium import spaces
+    from gymnasium.vector.utils import batch_space
+
+    if isinstance(space, spaces.MultiDiscrete):
+        return spaces.MultiDiscrete(np.broadcast_to(space.nvec, (n, *space.nvec.shape)), dtype=space.dtype)
+    return batch_space(space, n)

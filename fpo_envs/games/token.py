@@ -4,7 +4,6 @@ oracle whose optimum is known exactly and a linear RM on token features."""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, ClassVar
 
 import numpy as np
@@ -14,7 +13,7 @@ from gymnasium.vector import AutoresetMode
 from fpo_envs.core import INFO_KEYS, FeedbackLoopEnv, FeedbackLoopVectorEnv
 from fpo_envs.core.checks import check_finite_array
 from fpo_envs.core.numerics import sigmoid
-from fpo_envs.core.params import GameParams, choice, setting
+from fpo_envs.core.params import GameParams, SettingsGame, choice, setting
 from fpo_envs.games.vector import PARAM_BOUND, per_copy
 from fpo_envs.models.linear import LinearRewardModel
 from fpo_envs.models.tokens import TokenOracle, token_features
@@ -57,7 +56,7 @@ class TokenParams(GameParams):
             raise ValueError(f"hack_tokens must be in [0, vocab_size={self.vocab_size}], got {self.hack_tokens}")
 
 
-class TokenGame:
+class TokenGame(SettingsGame):
     """The token game's hooks, shared by the single and the vector environment (and the class
     learners recognise the game by).
 
@@ -75,36 +74,7 @@ class TokenGame:
     _trajectory_keys = ("true_utility", "hack_share")
     _render_columns = ("true_utility", "proxy_reward")
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None:
-            return
-        own = inspect.signature(init).parameters
-        cls._env_arguments = tuple(n for n, p in own.items() if n != "self" and p.kind is not p.VAR_KEYWORD)
-        init.__signature__ = cls.params_class.signature(init)
-
-    # Construction ---------------------------------------------------------------------------
-    def _init_env(self, render_mode: str | None, settings: dict[str, Any]) -> None:
-        self._setup(self.params_class.from_kwargs(type(self).__name__, self._env_arguments, **settings))
-        self._set_render_mode(render_mode)
-        self.action_space = self.single_action_space
-        self.observation_space = self.single_observation_space
-
-    def _init_vector_env(self, num_envs, max_episode_steps, render_mode, autoreset_mode, settings: dict[str, Any]) -> None:
-        params = self.params_class.from_kwargs(type(self).__name__, self._env_arguments, **settings)
-        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode, autoreset_mode)
-        self._setup(params)
-        self.action_space = spaces.MultiDiscrete(np.broadcast_to(self.single_action_space.nvec, (num_envs, self._action_size)))
-        o = self.single_observation_space
-        self.observation_space = spaces.Box(
-            np.broadcast_to(o.low, (num_envs, *o.shape)), np.broadcast_to(o.high, (num_envs, *o.shape)), dtype=np.float32
-        )
-
     def _setup(self, params: TokenParams) -> None:
-        self.params = params
-        for name in params.names():
-            setattr(self, name, getattr(params, name))
         p = params
         self.features = token_features(
             p.vocab_size, p.feature_dims, p.signal_dims, p.hack_tokens, p.hack_signal, p.hack_noise, p.noise_std, p.vocab_seed

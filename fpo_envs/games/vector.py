@@ -10,16 +10,15 @@ environments are that class mixed with :class:`fpo_envs.core.FeedbackLoopEnv` or
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 from typing import Any, ClassVar
 
 import numpy as np
 from gymnasium import spaces
 
-from fpo_envs.core import INFO_KEYS, VECTOR_INFO_KEYS, FeedbackLoopVectorEnv
+from fpo_envs.core import INFO_KEYS, VECTOR_INFO_KEYS
 from fpo_envs.core.checks import check_bounded_array, check_finite_array
-from fpo_envs.core.params import GameParams
+from fpo_envs.core.params import GameParams, SettingsGame
 from fpo_envs.models.ensemble import RewardModelEnsemble
 from fpo_envs.models.oracles import bump_oracle
 
@@ -83,7 +82,7 @@ def _tile(state: dict, batch_shape: tuple[int, ...]) -> dict:
     return tiled
 
 
-class VectorGame(CostProxy):
+class VectorGame(SettingsGame, CostProxy):
     """The setup and hooks every vector game shares, for its single and its vector environment.
 
     The settings come in as one :attr:`params_class` object (``self.params``), each also an
@@ -110,41 +109,7 @@ class VectorGame(CostProxy):
     _trajectory_keys = VECTOR_INFO_KEYS
     _render_columns = ("true_utility", "proxy_reward") + VECTOR_INFO_KEYS
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        init = cls.__dict__.get("__init__")
-        if init is None or not hasattr(cls, "params_class"):
-            return
-        own = inspect.signature(init).parameters
-        cls._env_arguments = tuple(n for n, p in own.items() if n != "self" and p.kind is not p.VAR_KEYWORD)
-        # The env takes its settings as **settings; its signature shows them one by one.
-        init.__signature__ = cls.params_class.signature(init)
-
-    # Construction ---------------------------------------------------------------------------
-    def _init_env(self, render_mode: str | None, settings: dict[str, Any]) -> None:
-        """The single environment's ``__init__``."""
-        self._setup(self.params_class.from_kwargs(type(self).__name__, self._env_arguments, **settings))
-        self._set_render_mode(render_mode)
-        self.action_space = self.single_action_space
-        self.observation_space = self.single_observation_space
-
-    def _init_vector_env(self, num_envs, max_episode_steps, render_mode, autoreset_mode, settings: dict[str, Any]) -> None:
-        """The vector environment's ``__init__``: the single env's settings, ``num_envs`` copies."""
-        params = self.params_class.from_kwargs(type(self).__name__, self._env_arguments, **settings)
-        FeedbackLoopVectorEnv.__init__(self, num_envs, max_episode_steps, render_mode, autoreset_mode)
-        self._setup(params)
-        a, o = self.single_action_space, self.single_observation_space
-        self.action_space = spaces.Box(
-            np.broadcast_to(a.low, (num_envs, *a.shape)), np.broadcast_to(a.high, (num_envs, *a.shape)), dtype=np.float32
-        )
-        self.observation_space = spaces.Box(
-            np.broadcast_to(o.low, (num_envs, *o.shape)), np.broadcast_to(o.high, (num_envs, *o.shape)), dtype=np.float32
-        )
-
     def _setup(self, params: VectorParams) -> None:
-        self.params = params
-        for name in params.names():
-            setattr(self, name, getattr(params, name))
         p = params
         self.oracle = bump_oracle(p.dim, p.signal_dims, p.ideal_value, p.utility_peak, p.utility_width, p.output_bound)
         self.single_action_space = spaces.Box(-p.output_bound, p.output_bound, self._output_shape, np.float32)

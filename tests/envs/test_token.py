@@ -208,3 +208,11 @@ def test_fpo_prevents_the_collapse_on_64_seeds(learner):
     falls, prefers = _collapse(history)
     assert falls.mean() <= 0.1 and prefers.mean() <= 0.2
     assert history["true_utility"][-10:].mean() > 7.0  # of U* = 9.87, from about 4
+
+
+def test_the_vector_action_space_stays_multidiscrete():
+    """A batched ``MultiDiscrete`` stays one (Gymnasium's ``batch_space`` would make it an integer
+    ``Box``, which samplers and wrappers read as continuous)."""
+    vec = gym.make_vec(ID, num_envs=3)
+    assert isinstance(vec.action_space, gym.spaces.MultiDiscrete) and vec.action_space.shape == (3, 64)
+    assert (vec.action_space.nvec == 12).all() and isinstance(vec.observation_space, gym.spaces.Box)
