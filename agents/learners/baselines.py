@@ -13,6 +13,9 @@
   candidates tied at the cap broken uniformly at random by the learner's seeded generator.
   It needs a cap on the RM's scale, nothing of the oracle.
 
+``gold-bon`` is not a mitigation but the text game's upper bound: best-of-N by the judge's
+``U`` itself (it reads the human's score of every candidate), the headroom selection can reach.
+
 On the token game the anchor is the exact sequence-level KL to the starting policy, its
 gradient computed in closed form (no sampling), and the cap clips each sequence's score.
 
@@ -263,6 +266,30 @@ class CappedTextLeader(TextLeader):
 
 
 @dataclass(frozen=True)
+class GoldTextConfig(TextConfig):
+    """The text learner's settings; no penalty (it picks by ``U`` itself)."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_no_penalty(self, "gold-bon")
+
+
+class GoldBestOfNTextLeader(TextLeader):
+    """The upper bound of the text game's selection: best-of-N by the judge's ``U`` itself, then
+    the same SFT step on the winner. It reads what no real policy can (the human's score of
+    every candidate), so it shows how far selection and fine-tuning can climb a judge: the
+    headroom a learner that only sees the RM could reach."""
+
+    config_cls = GoldTextConfig
+
+    def scores(self, prompt: str, reference: str, responses: list[str]) -> dict[str, np.ndarray]:
+        """:meth:`TextLeader.scores` with ``score`` the oracle's ``U`` of each response."""
+        out = super().scores(prompt, reference, responses)
+        out["score"] = np.asarray(self.env.unwrapped.oracle.quality([prompt] * len(responses), responses), dtype=np.float64)
+        return out
+
+
+@dataclass(frozen=True)
 class AnchorTokenConfig(TokenConfig):
     """The token policy's settings and ``anchor``, the weight of the exact KL to its start."""
 
@@ -328,3 +355,4 @@ agents.register(
     {"linear": CappedGradientLeader, "neural": CappedGaussianLeader, "text": CappedTextLeader, "token": CappedTokenLeader},
     games=("linear", "neural", "text", "token"),
 )
+agents.register("gold-bon", {"text": GoldBestOfNTextLeader}, games=("text",))

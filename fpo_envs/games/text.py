@@ -19,9 +19,9 @@ from fpo_envs.core.numerics import sigmoid
 from fpo_envs.lm.generation import response_ids
 from fpo_envs.lm.loading import load_causal_lm, load_encoder, load_tokenizer, require
 from fpo_envs.lm.presets import TextPreset, get_profile, make_preset
-from fpo_envs.lm.prompts import load_prompts
+from fpo_envs.lm.prompts import BUILTIN, GOLD, load_prompts
 from fpo_envs.models.encoder import EncoderRewardModel
-from fpo_envs.models.lm_oracle import LMOracle
+from fpo_envs.models.lm_oracle import GoldOracle, LMOracle
 
 
 @functools.lru_cache(maxsize=1)
@@ -45,6 +45,23 @@ def _sanitize(text: str) -> str:
     return "".join(c if c in charset else "\ufffd" for c in text)
 
 
+def _gold_oracle(model, tokenizer, preset: TextPreset) -> GoldOracle:
+    """The constraints judge of ``preset`` (:class:`GoldOracle`), knowing the constraints of
+    every prompt of both its prompt sets."""
+    from fpo_envs.models.judge import ConstraintJudge, load_constrained_prompts
+
+    constraints = {}
+    for source, split in ((preset.prompts_train, "train"), (preset.prompts_eval, "eval")):
+        path = {"builtin": BUILTIN, "gold": GOLD}.get(source, source)
+        if str(path).startswith("hf:") or not str(path).endswith(".jsonl"):
+            raise ValueError(
+                f"judge='constraints' needs prompts that carry constraints: 'gold' or a .jsonl file with a "
+                f"'constraints' field, got {split} prompts {source!r}"
+            )
+        constraints.update(dict(load_constrained_prompts(path, split)))
+    return GoldOracle(model, tokenizer, preset, constraints, ConstraintJudge())
+
+
 class TextRMEnv(FeedbackLoopEnv):
     """The text game: a language-model policy answers prompts, an encoder RM learns from its answers.
 
@@ -53,7 +70,13 @@ class TextRMEnv(FeedbackLoopEnv):
     learner submits a response ``y``. The env scores it with the RM (a frozen text encoder
     with a trainable linear head) and with the oracle (a frozen LM, the "human"):
     ``U(x, y) = clip(5 - NLL, -15, 5)``, NLL the mean token negative log-likelihood of the
-    chat-formatted prompt and response under the oracle. The RM takes one Bradley-Terry
+    chat-formatted prompt and response under the oracle. With ``judge="constraints"`` (the
+    ``gold`` profile) ``U`` is instead ``utility_scale * c * g``: ``c`` the weighted share of
+    the verifiable instructions the prompt carries that the response meets, each scored by code
+    (:mod:`fpo_envs.models.judge` defines every checker: a keyword present, at most n words, a
+    list of n items, ...), ``g`` a fluency guard on the response's mean NLL per token under the
+    oracle LM (1 up to ``guard_floor``, 0 from ``guard_floor + guard_width``)
+    (:class:`fpo_envs.models.lm_oracle.GoldOracle`); ``utility_range`` gives the bounds. The RM takes one Bradley-Terry
     step (Adam on its head) towards the soft oracle preference
     ``p = sigmoid(U(x, y) - U(x, y'))``; then the next prompt is drawn and the oracle writes
     its reference. A policy that exploits what the RM rewards (length, phrasing) and steers
@@ -106,7 +129,8 @@ class TextRMEnv(FeedbackLoopEnv):
     CPU; ``"llama-3.2-1b"``: the paper's Llama-3.2-1B-Instruct in 4-bit nf4, an 8-bit oracle and
     a DeBERTa-v3 RM from the hub, on CUDA), ``profile`` (``"paper"``, default: the preset's and
     the learners' paper values; ``"loop"``: the CPU setting where the learners separate, a
-    length-biased warm RM and a policy that moves within 100 rounds; its learner settings are
+    length-biased warm RM and a policy that moves within 100 rounds; ``"gold"``: the judge with
+    headroom below; its learner settings are
     ``env.unwrapped.learner_defaults``, which the text learners start from; see
     :data:`fpo_envs.lm.presets.PROFILES`), ``split`` (``"train"`` or ``"eval"`` prompts),
     ``sampled_preferences`` (``False``: the head's target is the soft preference
@@ -162,7 +186,10 @@ class TextRMEnv(FeedbackLoopEnv):
         else:
             oracle_tokenizer = load_tokenizer(p.oracle_model)
             oracle_model = load_causal_lm(p.oracle_model, p.oracle_quantization, p.dtype, p.device)
-        self.oracle = LMOracle(oracle_model, oracle_tokenizer, p)
+        if p.judge == "constraints":
+            self.oracle = _gold_oracle(oracle_model, oracle_tokenizer, p)
+        else:
+            self.oracle = LMOracle(oracle_model, oracle_tokenizer, p)
         self._encoder, self._encoder_tokenizer = load_encoder(p.rm_encoder, p.device, p.rm_type)
         self._trained_head = self.warm_start_report = None
         if p.rm_type == "sequence-classifier":
@@ -188,9 +215,16 @@ class TextRMEnv(FeedbackLoopEnv):
             held_out = load_prompts(p.prompts_eval, "eval")
             self._trained_head, self.warm_start_report = warm_head(self, train, held_out)
 
+    @property
+    def utility_range(self) -> tuple[float, float]:
+        """The bounds of ``U``: ``(-15, 5)`` for the likelihood judge, ``(0, utility_scale)`` for
+        the constraints judge."""
+        return self.oracle.utility_range
+
     def optimum(self) -> tuple[None, float]:
-        """No known best response, and the largest quality the oracle gives: ``U = 5`` (NLL 0)."""
-        return None, 5.0
+        """No known best response, and the largest quality the oracle gives: ``U = 5`` (NLL 0)
+        under the likelihood judge, ``utility_scale`` (every constraint met) under the constraints judge."""
+        return None, float(self.utility_range[1])
 
     def _initial_head(self, rng: np.random.Generator) -> np.ndarray:
         """The RM head a reset starts from (the preset's ``rm_init``): a trained classifier's

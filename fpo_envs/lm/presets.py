@@ -78,6 +78,20 @@ class TextPreset:
     """Training prompts: ``builtin``, a local ``.jsonl``/``.csv`` file, or ``hf:NAME[:CONFIG]:SPLIT:COLUMN``."""
     prompts_eval: str = "builtin"
     """Evaluation prompts, same forms."""
+    judge: str = "likelihood"
+    """What ``U`` is. ``likelihood``: the oracle LM's, ``clip(5 - NLL, -15, 5)`` (the paper's).
+    ``constraints``: the verifiable instructions each prompt carries, scored by code
+    (:class:`fpo_envs.models.judge.ConstraintJudge`), times a fluency guard on the oracle LM's
+    NLL, times ``utility_scale`` (:class:`fpo_envs.models.lm_oracle.GoldOracle`); it needs
+    prompts with constraints (``gold``, or a ``.jsonl`` file with a ``constraints`` field)."""
+    utility_scale: float = 5.0
+    """``constraints`` judge: ``U`` lies in ``[0, utility_scale]`` (the env's ``utility_range``)."""
+    guard_floor: float = 4.0
+    """``constraints`` judge: a response whose mean NLL per response token under the oracle LM is
+    at most this keeps its whole score (nats per token)."""
+    guard_width: float = 2.0
+    """``constraints`` judge: above ``guard_floor`` the score falls linearly, to 0 at
+    ``guard_floor + guard_width`` (gibberish that happens to satisfy a constraint scores nothing)."""
 
     def sampling(self) -> dict[str, Any]:
         """The keywords of :func:`fpo_envs.lm.generation.generate` for the preset's sampled
@@ -101,6 +115,7 @@ class TextPreset:
             "rm_input": ("prompt-response", "response"),
             "rm_init": ("random", "trained", "warm"),
             "rm_bias_kind": ("length",),
+            "judge": ("likelihood", "constraints"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -123,6 +138,13 @@ class TextPreset:
             raise ValueError("need 0 < min_new_tokens <= max_new_tokens <= max_response_tokens")
         if not (0 < self.top_p <= 1 and self.temperature > 0 and self.rm_lr > 0):
             raise ValueError("top_p must be in (0, 1], temperature and rm_lr positive")
+        for name in ("utility_scale", "guard_width"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        floor = self.guard_floor
+        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not np.isfinite(floor):
+            raise ValueError(f"guard_floor must be a finite number (nats per token), got {self.guard_floor!r}")
 
 
 PRESETS = {
@@ -181,10 +203,18 @@ PROFILES = {
         {"rm_init": "warm", "rm_bias": 0.1, "rm_lr": 1e-3, "max_new_tokens": 24},
         {"n_candidates": 4, "max_new_tokens": 24, "lr": 3e-4, "grad_accum": 1},
     ),
+    # A judge with headroom (README, "The text game"): U is the share of the prompt's verifiable
+    # instructions an answer meets, with the oracle LM's likelihood only as a fluency floor.
+    "gold": TextProfile(
+        "a judge with headroom: verifiable instructions scored by code (gold prompts), a fluency floor on the "
+        "oracle LM's NLL; RM head lr 1e-3, N = 4 candidates of 24 tokens, policy lr 3e-4 with one optimizer step per round",
+        {"judge": "constraints", "prompts_train": "gold", "prompts_eval": "gold", "rm_lr": 1e-3, "max_new_tokens": 24},
+        {"n_candidates": 4, "max_new_tokens": 24, "lr": 3e-4, "grad_accum": 1},
+    ),
 }
 """The named profiles of the text game (``gym.make("FPO/TextRM-v0", profile=...)``,
-:func:`get_profile`): ``paper``, the paper's values, and ``loop``, a CPU setting where the
-learners separate."""
+:func:`get_profile`): ``paper``, the paper's values; ``loop``, a CPU setting where the
+learners separate; ``gold``, a judge of verifiable instructions that leaves room to climb."""
 
 
 def get_profile(name: str) -> TextProfile:

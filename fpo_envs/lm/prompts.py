@@ -7,6 +7,10 @@ import json
 from pathlib import Path
 
 BUILTIN = Path(__file__).parent / "data" / "prompts.jsonl"
+GOLD = Path(__file__).parent / "data" / "gold_prompts.jsonl"
+"""The built-in instructions with verifiable constraints appended (``constraints`` per row,
+the same split): the prompts of the text game's ``gold`` profile, written by
+``scripts/make_gold_prompts.py``."""
 """180 instructions and questions written for this project (80 instructions, 50 factual,
 50 adversarial in the style of TruthfulQA) with a fixed split: every fifth of each kind is
 ``eval`` (36), the rest ``train`` (144)."""
@@ -16,7 +20,7 @@ def load_prompts(source: str, split: str) -> list[str]:
     """The prompts of ``source`` for ``split`` (``train`` or ``eval``).
 
     Args:
-        source: ``builtin``; a local ``.jsonl`` (a ``prompt`` field, optional ``split``) or
+        source: ``builtin``; ``gold`` (:data:`GOLD`); a local ``.jsonl`` (a ``prompt`` field, optional ``split``) or
             ``.csv`` (a ``prompt`` column, optional ``split``) file, whose rows without a split
             serve both; or ``hf:NAME[:CONFIG]:SPLIT:COLUMN`` for a Hugging Face dataset (needs
             ``pip install datasets`` and a reachable hub).
@@ -27,7 +31,7 @@ def load_prompts(source: str, split: str) -> list[str]:
     if source.startswith("hf:"):
         prompts = _load_hf(source)
     else:
-        path = BUILTIN if source == "builtin" else Path(source)
+        path = {"builtin": BUILTIN, "gold": GOLD}.get(source) or Path(source)
         if not path.exists():
             raise FileNotFoundError(f"prompt file {path} does not exist (use 'builtin', a .jsonl/.csv file or hf:...)")
         if path.suffix == ".jsonl":

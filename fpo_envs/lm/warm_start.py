@@ -67,6 +67,11 @@ def _fingerprint(source: str) -> str:
 def cache_key(preset: Any) -> dict:
     """Everything the warm head depends on."""
     fields = dataclasses.asdict(preset)
+    if fields["judge"] == "likelihood":
+        # The constraints judge's settings do not touch a likelihood-judged fit: a head cached
+        # before they existed keeps its key.
+        for name in ("judge", "utility_scale", "guard_floor", "guard_width"):
+            del fields[name]
     return {
         "version": VERSION,
         "preset": fields,
