@@ -106,7 +106,8 @@ class TextRMEnv(FeedbackLoopEnv):
     are ``info_keys``, the metrics a learner's history and the benchmark keep. Besides them:
     ``reference_utility`` ``U(x, y')``, ``reference_reward`` ``r(x, y')``, ``preference``
     ``sigmoid(U(x, y) - U(x, y'))``, ``label`` (the head's target), ``response_truncated``,
-    ``prompt``, ``response`` and ``diverged``. The text game has no ``signal_norm`` or
+    ``prompt``, ``response``, ``retrained`` (whether the RM was trained this round) and
+    ``diverged``. The text game has no ``signal_norm`` or
     ``noise_norm`` (the vector games' output norms); records stored under those names are
     read with :func:`fpo_envs.lm.names.with_current_names`.
 
@@ -133,6 +134,8 @@ class TextRMEnv(FeedbackLoopEnv):
     headroom below; its learner settings are
     ``env.unwrapped.learner_defaults``, which the text learners start from; see
     :data:`fpo_envs.lm.presets.PROFILES`), ``split`` (``"train"`` or ``"eval"`` prompts),
+    ``retrain_every`` (1: the RM takes its step every round; ``m``: it is held for ``m`` rounds,
+    then takes ``m`` Adam steps on the mean gradient over them, as iterated RLHF is run at scale),
     ``sampled_preferences`` (``False``: the head's target is the soft preference
     ``sigmoid(U - U')``; ``True``: a Bernoulli draw of it from the env's seeded generator, as a
     human's choice is; ``info["label"]`` is the target used), ``render_mode`` (None or
@@ -259,6 +262,7 @@ class TextRMEnv(FeedbackLoopEnv):
             "step": 0,
             "prompt": prompt,
             "reference": reference,
+            "buffer": [],
         }
 
     def _get_state(self):
@@ -270,6 +274,7 @@ class TextRMEnv(FeedbackLoopEnv):
             "step": rm.opt_state["step"],
             "prompt": self.prompt,
             "reference": self.reference,
+            "buffer": [list(item) for item in self._buffer],
         }
 
     def _load_state(self, state):
@@ -289,6 +294,9 @@ class TextRMEnv(FeedbackLoopEnv):
         )
         self.reward_model._cache = cache  # the encoder is frozen: embeddings stay valid
         self.prompt, self.reference = state["prompt"], state["reference"]
+        # The rounds since the RM's last retraining (retrain_every > 1); a state saved before the
+        # option existed has none.
+        self._buffer = [(str(x), str(y), str(ref), float(label)) for x, y, ref, label in state.get("buffer", [])]
 
     def state_dict(self) -> dict:
         """Everything a checkpoint needs to continue this env exactly: RM head and its Adam
@@ -332,7 +340,7 @@ class TextRMEnv(FeedbackLoopEnv):
         # A human's label is a choice, not a probability: with sampled_preferences the head is
         # trained towards a Bernoulli draw of the oracle's preference, from the env's generator.
         label = float(self.np_random.random() < preference) if self.sampled_preferences else preference
-        rm.update(x, response, y_ref, label)
+        retrained = self._follower_step(x, response, y_ref, label)
         info = {
             "true_utility": float(u),
             "proxy_reward": proxy,
@@ -346,12 +354,30 @@ class TextRMEnv(FeedbackLoopEnv):
             "response_truncated": truncated,
             "prompt": x,
             "response": response,
+            "retrained": retrained,
         }
         diverged = not np.all(np.isfinite(rm.params))
         if not diverged:
             self.prompt = self.prompts[int(self.np_random.integers(len(self.prompts)))]
             self.reference = self.oracle.generate_reference([self.prompt], self.generator)[0]
         return proxy, info, diverged
+
+    def _follower_step(self, prompt: str, response: str, reference: str, label: float) -> bool:
+        """The RM's training on the round: one Adam step on it (``retrain_every = 1``), or, every
+        ``retrain_every`` rounds, that many steps on the mean gradient over the buffered rounds.
+        Returns whether the RM was retrained."""
+        rm, m = self.reward_model, self.preset.retrain_every
+        if m == 1:
+            rm.update(prompt, response, reference, label)
+            return True
+        self._buffer.append((prompt, response, reference, label))
+        if len(self._buffer) < m:
+            return False
+        for _ in range(m):
+            grad = np.mean([rm.loss_grad(*item) for item in self._buffer], axis=0)
+            rm.params, rm.opt_state = rm._adam(grad)
+        self._buffer = []
+        return True
 
     def _observation(self):
         return {"prompt": _sanitize(self.prompt), "reference": _sanitize(self.reference)}

@@ -89,6 +89,10 @@ class TextPreset:
     guard_floor: float = 4.0
     """``constraints`` judge: a response whose mean NLL per response token under the oracle LM is
     at most this keeps its whole score (nats per token)."""
+    retrain_every: int = 1
+    """The RM is retrained every this many rounds, on what the policy produced since (as the token
+    game's ``retrain_every``): ``m`` Adam steps, each on the mean Bradley-Terry gradient over the
+    buffered rounds; 1 (the paper's online loop) is one step on each round as it is played."""
     guard_width: float = 2.0
     """``constraints`` judge: above ``guard_floor`` the score falls linearly, to 0 at
     ``guard_floor + guard_width`` (gibberish that happens to satisfy a constraint scores nothing)."""
@@ -142,6 +146,9 @@ class TextPreset:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        m = self.retrain_every
+        if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
+            raise ValueError(f"retrain_every must be a whole number of at least 1, got {self.retrain_every!r}")
         floor = self.guard_floor
         if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not np.isfinite(floor):
             raise ValueError(f"guard_floor must be a finite number (nats per token), got {self.guard_floor!r}")

@@ -70,7 +70,7 @@ def cache_key(preset: Any) -> dict:
     if fields["judge"] == "likelihood":
         # The constraints judge's settings do not touch a likelihood-judged fit: a head cached
         # before they existed keeps its key.
-        for name in ("judge", "utility_scale", "guard_floor", "guard_width"):
+        for name in ("judge", "utility_scale", "guard_floor", "guard_width", "retrain_every"):
             del fields[name]
     return {
         "version": VERSION,
