@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 BUILTIN = Path(__file__).parent / "data" / "prompts.jsonl"
+"""180 instructions and questions written for this project (80 instructions, 50 factual,
+50 adversarial in the style of TruthfulQA) with a fixed split: every fifth of each kind is
+``eval`` (36), the rest ``train`` (144)."""
 GOLD = Path(__file__).parent / "data" / "gold_prompts.jsonl"
 """The built-in instructions with verifiable constraints appended (``constraints`` per row,
 the same split): the prompts of the text game's ``gold`` profile, written by
 ``scripts/make_gold_prompts.py``."""
-"""180 instructions and questions written for this project (80 instructions, 50 factual,
-50 adversarial in the style of TruthfulQA) with a fixed split: every fifth of each kind is
-``eval`` (36), the rest ``train`` (144)."""
 
 
 def load_prompts(source: str, split: str) -> list[str]:
