@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="smollm2")
     parser.add_argument("--learner", default="fpo-relaxed", choices=agents.NAMES)
-    parser.add_argument("--profile", default="paper", help="text-game profile (paper, loop)")
+    parser.add_argument("--profile", default="paper", help="text-game profile (paper, loop, gold)")
     parser.add_argument("--n", type=int, default=None, help="candidates per round (default: the profile's)")
     parser.add_argument("--tokens", type=int, default=None, help="new tokens per response (default: the profile's)")
     parser.add_argument("--rounds", type=int, default=6, help="timed rounds (after --warmup)")

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--oracle-quantization", default="int8", choices=["none", "int8"])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", default="paper", help="text-game profile (paper, loop, gold)")
     args = parser.parse_args(argv)
     import torch
 
@@ -50,10 +51,10 @@ def main(argv: list[str] | None = None) -> None:
             "oracle_model": tiny["policy_model"],
             "device": args.device,
             "oracle_quantization": args.oracle_quantization,
-            "prompts_train": "builtin",
-            "prompts_eval": "builtin",
         }
-        env = gym.make("FPO/TextRM-v0", preset="llama-3.2-1b", **overrides)
+        if args.profile != "gold":  # the gold profile brings its own prompts, which carry constraints
+            overrides |= {"prompts_train": "builtin", "prompts_eval": "builtin"}
+        env = gym.make("FPO/TextRM-v0", preset="llama-3.2-1b", profile=args.profile, **overrides)
         game = env.unwrapped
         kinds = {type(m).__name__ for m in game.policy_base.modules() if "Linear" in type(m).__name__}
         print(

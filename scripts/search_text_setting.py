@@ -4,6 +4,7 @@ settings of the default SmolLM2/MiniLM preset, and the curves of what was tried.
 
     python scripts/search_text_setting.py                 # every candidate, 60 rounds, seed 100
     python scripts/search_text_setting.py --only lr1e-3-bias0.1 --rounds 100
+    python scripts/search_text_setting.py --profile gold --out results/text-gold-search   # the gold profile's grid
 
 Runs go through the benchmark harness's store (``--out``/store), so a killed search resumes
 and a rerun only redraws. Writes ``search.md`` (per candidate and learner: U, RM score and
@@ -38,29 +39,51 @@ CANDIDATES = {
     "lr1e-4-rm1e-4": ({"rm_init": "warm", "rm_bias": 0.1, "rm_lr": 1e-4}, {"lr": 1e-4}),
     "lr3e-4-rm1e-3": ({"rm_init": "warm", "rm_bias": 0.1, "rm_lr": 1e-3}, {"lr": 3e-4}),
 }
+GOLD_CANDIDATES = {
+    # The gold profile as it ships: a random RM head at lr 1e-3, policy lr 3e-4.
+    "gold": ({}, {}),
+    # A length-biased warm head (the loop profile's blind spot) under the gold judge.
+    "gold-warm-bias0.1": ({"rm_init": "warm", "rm_bias": 0.1}, {}),
+    # A faster policy, and the RM held for 10 rounds between retrainings.
+    "gold-lr1e-3": ({}, {"lr": 1e-3}),
+    "gold-retrain10": ({"retrain_every": 10}, {}),
+}
+"""``--profile gold``: candidates on top of the ``gold`` profile (``rlhf``, ``fpo-relaxed`` and the
+``gold-bon`` upper bound each)."""
 LEARNERS = ("rlhf", "fpo-relaxed")
 
 
 def candidate_suite(name: str, rounds: int, seed: int) -> Suite:
-    env, learner = CANDIDATES[name]
-    game = GameEntry("FPO/TextRM-v0", rounds=rounds, seeds=1, first_seed=seed, batch=1, kwargs={**BASE_ENV, **env})
+    if name in GOLD_CANDIDATES:
+        env, learner = GOLD_CANDIDATES[name]
+        env, learners = {"profile": "gold", **env}, (*LEARNERS, "gold-bon")
+    else:
+        (env, learner), learners = CANDIDATES[name], LEARNERS
+        env, learner = {**BASE_ENV, **env}, {**BASE_LEARNER, **learner}
+    game = GameEntry("FPO/TextRM-v0", rounds=rounds, seeds=1, first_seed=seed, batch=1, kwargs=env)
     return Suite(
         name=f"text-search-{name}",
         games=(game,),
-        learners=tuple(LearnerEntry(id=i, config={**BASE_LEARNER, **learner}) for i in LEARNERS),
+        learners=tuple(LearnerEntry(id=i, config=dict(learner)) for i in learners),
         threads=1,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), help="candidates to run (default: all)")
+    parser.add_argument("--profile", default="loop", choices=["loop", "gold"], help="the candidates' grid (default: loop's)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=sorted(CANDIDATES) + sorted(GOLD_CANDIDATES),
+        help="candidates to run (default: all of the grid)",
+    )
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--seed", type=int, default=100, help="search seed (the README reports seeds 0-2)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="results/text-search")
     args = parser.parse_args(argv)
-    names = args.only or list(CANDIDATES)
+    names = args.only or list(GOLD_CANDIDATES if args.profile == "gold" else CANDIDATES)
     store = Store(Path(args.out) / "store")
     suites = {name: candidate_suite(name, args.rounds, args.seed) for name in names}
     jobs = {name: plan(s) for name, s in suites.items()}

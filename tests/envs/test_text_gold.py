@@ -108,3 +108,26 @@ def test_retrain_every_m_holds_the_rm_then_steps_m_times_on_the_buffer(tiny_text
     a, b = env.step("and a fourth"), copy.step("and a fourth")
     np.testing.assert_array_equal(env.reward_model.params, copy.reward_model.params)
     assert a[4]["retrained"] and b[4]["retrained"]
+
+
+def test_the_paper_preset_takes_the_gold_profile(tiny_text):
+    """The Llama-3.2-1B preset's code path (a trained sequence-classifier RM reading the response
+    alone, a separate oracle model, inputs cut to 128 tokens) with the gold judge, on tiny models
+    on the CPU; scripts/gpu_check_text.py --profile gold runs it with quantization on CUDA."""
+    from pathlib import Path
+
+    overrides = {
+        **tiny_text,
+        "rm_encoder": str(Path(tiny_text["rm_encoder"]).parent / "tiny-bert-rm"),
+        "oracle_model": tiny_text["policy_model"],
+        "device": "cpu",
+        "dtype": "float32",
+        "policy_quantization": "none",
+        "oracle_quantization": "none",
+    }
+    env = gym.make("FPO/TextRM-v0", preset="llama-3.2-1b", profile="gold", guard_floor=1e6, **overrides).unwrapped
+    assert env.preset.judge == "constraints" and env.preset.rm_type == "sequence-classifier"
+    prompt, constraints = load_constrained_prompts(split="train")[3]
+    env.reset(seed=0, options={"prompt": prompt})
+    _, _, _, _, info = env.step("- one\n- two")
+    assert info["true_utility"] == pytest.approx(5.0 * ConstraintJudge().score("- one\n- two", constraints))
