@@ -386,5 +386,5 @@ def test_a_profile_sets_preset_fields_and_the_text_learners_defaults(tiny_text, 
 
 
 def test_an_unknown_profile_names_the_known_ones(tiny_text):
-    with pytest.raises(ValueError, match=r"unknown text-game profile 'fast'; known: \['loop', 'paper'\]"):
+    with pytest.raises(ValueError, match=r"unknown text-game profile 'fast'; known: \['gold', 'loop', 'paper'\]"):
         gym.make("FPO/TextRM-v0", **tiny_text, profile="fast")
