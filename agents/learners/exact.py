@@ -30,6 +30,7 @@ import agents
 from agents.families.gaussian import GaussianConfig, GaussianLeader
 from agents.families.gradient import GradientConfig, GradientLeader
 from agents.families.token import TokenConfig, TokenLeader
+from fpo_envs.core.numerics import sigmoid
 
 
 def _torch():
@@ -243,8 +244,6 @@ class ExactTokenLeader(TokenLeader):
         z = self.outputs(tokens, w)
         labels = z.utility
         if z.ref_grad_params is not None:
-            from fpo_envs.core.numerics import sigmoid
-
             labels = sigmoid(labels - z.ref_utility)
         weights = np.full(tokens.shape[:2], 1.0 / tokens.shape[1])
         return exact_token_advantage(game, w, z.y, labels, weights, z.ref_grad_params)
