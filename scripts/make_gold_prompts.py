@@ -1,8 +1,10 @@
 """Write the text game's constrained prompts, ``fpo_envs/lm/data/gold_prompts.jsonl``.
 
 Each built-in prompt (``fpo_envs/lm/data/prompts.jsonl``, its ``id`` and ``split`` kept)
-gets one sentence appended that states two verifiable constraints, checked by
-:mod:`fpo_envs.models.judge`: one on the content and one on the form.
+gets one sentence appended that states three verifiable constraints, checked by
+:mod:`fpo_envs.models.judge`: one on the content, one on the form, and a floor of
+:data:`MIN_WORDS` words (``min_words``, a gate of the judge: it multiplies the other two's
+mean, so a bare keyword, which meets a keyword and a word limit, does not pass).
 
 - Content: ``list_items`` on :data:`LIST_SHARE` of the prompts where a list fits (3 for an
   instruction that asks for three things, "Name three ...", 2 to 4 for the adversarial
@@ -15,9 +17,9 @@ The shares hold exactly within each split (largest-remainder rounding; which pro
 which is a seeded shuffle). The first word and the last phrase are kept rare because
 SmolLM2-135M almost never meets them (of 8 samples on each of 12 prompts carrying one of
 them, 32 new tokens, none did), while the keyword, the word limit and the list leave
-it room to climb. ``min_words`` and ``avoid_char`` are left out: a minimum fights the game's
-short answers (24 to 32 new tokens), and a letter to avoid is either trivially met (``z``,
-``q``) or unreasonable (``e``). The sentence states exactly what the checker checks. Every
+it room to climb. The floor is low enough for the game's short answers (24 new tokens are
+about 18 words). ``avoid_char`` is left out: a letter to avoid is either trivially met
+(``z``, ``q``) or unreasonable (``e``). The sentence states exactly what the checker checks. Every
 draw comes from one ``random.Random(seed)``: the same seed and source write the same bytes.
 
 Usage: ``python scripts/make_gold_prompts.py [--out PATH] [--seed 0]``.
@@ -38,7 +40,7 @@ KEYWORDS = ("green", "purple", "silver", "yellow", "tiger", "owl", "rabbit", "do
 """Keywords related to none of the prompts in particular: colours and animals."""
 END_PHRASES = ("That is all.", "Hope this helps.", "Thanks for asking.")
 START_WORDS = ("Sure", "Well", "Okay")
-ORDER = ("start_word", "keyword", "max_words", "list_items", "end_phrase")
+ORDER = ("start_word", "keyword", "min_words", "max_words", "list_items", "end_phrase")
 """The order in which a sentence states its constraints (the start first, the end last)."""
 LIST_SHARE = 0.4
 """The share of the prompts where a list fits whose content constraint is ``list_items``."""
@@ -46,6 +48,8 @@ FORM_SHARES = {"max_words": 0.6, "start_word": 0.2, "end_phrase": 0.2}
 """The share of the prompts of each form constraint."""
 MAX_WORDS = (10, 20)
 """The range of the word limit (both ends included)."""
+MIN_WORDS = 8
+"""The floor every prompt states: at least this many words."""
 ASKS_FOR_THREE = re.compile(r"\bthree\b", re.IGNORECASE)
 
 
@@ -53,6 +57,7 @@ def _phrase(name: str, value) -> str:
     return {
         "start_word": f'start your answer with the word "{value}"',
         "keyword": f'use the word "{value}"',
+        "min_words": f"answer in at least {value} words",
         "max_words": f"answer in at most {value} words",
         "list_items": f'give a list of exactly {value} items (one per line, each starting with "-")',
         "end_phrase": f'end your answer with "{value}"',
@@ -62,7 +67,17 @@ def _phrase(name: str, value) -> str:
 def sentence(constraints: list) -> str:
     """The sentence stating ``constraints`` (in :data:`ORDER`), capitalised, with a final
     period unless it ends on a quotation that has its own."""
-    text = " and ".join(_phrase(n, v) for n, v in sorted(constraints, key=lambda c: ORDER.index(c[0])))
+    ordered = sorted(constraints, key=lambda c: ORDER.index(c[0]))
+    values = dict(ordered)
+    phrases = []
+    for n, v in ordered:
+        if n == "min_words" and "max_words" in values:
+            continue  # stated with the limit, as one range
+        if n == "max_words" and "min_words" in values:
+            phrases.append(f"answer in {values['min_words']} to {v} words")
+        else:
+            phrases.append(_phrase(n, v))
+    text = phrases[-1] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
     text = text[0].upper() + text[1:]
     return text if re.search(r'[.!?]"$', text) else text + "."
 
@@ -93,6 +108,8 @@ def draw_value(name: str, row: dict, rng: random.Random):
         return 3 if row["kind"] == "instruction" else rng.randint(2, 4)
     if name == "max_words":
         return rng.randint(*MAX_WORDS)
+    if name == "min_words":
+        return MIN_WORDS
     return rng.choice(START_WORDS if name == "start_word" else END_PHRASES)
 
 
@@ -108,7 +125,7 @@ def build(source: Path, seed: int) -> list[dict]:
         form.update(zip(ids, _deck(FORM_SHARES, len(ids), rng)))
     out = []
     for row in rows:
-        chosen = sorted((content.get(row["id"], "keyword"), form[row["id"]]), key=ORDER.index)
+        chosen = sorted((content.get(row["id"], "keyword"), "min_words", form[row["id"]]), key=ORDER.index)
         constraints = [[name, draw_value(name, row, rng)] for name in chosen]
         check_constraints(constraints)
         out.append(

@@ -27,7 +27,7 @@ import numpy as np
 from agents.common import callbacks
 from agents.common.base import Agent
 from agents.common.objectives import PAPER_GAMMA, Objective, ObjectiveConfig, Outputs
-from fpo_envs.lm.generation import chat_prompt_ids, generate, response_ids, seeded_global_rng
+from fpo_envs.lm.generation import chat_prompt_ids, generate, left_pad, response_ids, seeded_global_rng
 from fpo_envs.lm.loading import require
 from fpo_envs.lm.names import with_current_names
 
@@ -223,6 +223,32 @@ class TextLeader(Agent):
         out["score"] = out["reward"] - self.config.gamma * out["penalty"]
         return out
 
+    def kl_to_base(self, prompt: str, responses: list[str]) -> np.ndarray:
+        """Each response's KL from the policy to the base LM along it, in nats: the sum over its
+        tokens (and the end-of-turn token) of ``KL(pi(. | x, y_<t) || pi_base(. | x, y_<t))``,
+        the full next-token distributions at temperature 1, the adapter on and off.
+
+        Its mean over responses sampled from the policy estimates the sequence KL
+        ``KL(pi(. | x) || pi_base(. | x))`` without bias (each term is that KL's expectation
+        given the prefix); each term is >= 0, so unlike the log-ratio estimate it never goes
+        negative. 0 while the adapter is the identity (LoRA's B starts at zero)."""
+        torch = require("torch", "torch")
+        game = self.env.unwrapped
+        tok = game.policy_tokenizer
+        p = chat_prompt_ids(tok, prompt, game.preset.prompt_max_tokens)
+        suffixes = [response_ids(tok, r) + [tok.eos_token_id] for r in responses]
+        device = next(self.model.parameters()).device
+        ids, mask = left_pad([p + s for s in suffixes], tok.pad_token_id, device)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        keep = max(len(s) for s in suffixes) + 1  # with left padding the scored positions are last
+        inputs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep)
+        with torch.inference_mode():
+            logp = torch.log_softmax(self.model(**inputs).logits[:, :-1].float(), dim=-1)
+            with self.model.disable_adapter():
+                logq = torch.log_softmax(self.model(**inputs).logits[:, :-1].float(), dim=-1)
+            per_token = (logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0)  # rounding below 0
+        return np.array([float(per_token[i, keep - 1 - len(s) :].sum()) for i, s in enumerate(suffixes)])
+
     def sft_step(self, prompt: str, response: str) -> float:
         """One supervised step on ``response`` (accumulated; the optimizer steps every ``grad_accum``)."""
         torch = require("torch", "torch")
@@ -281,6 +307,7 @@ class TextLeader(Agent):
             "winner_penalty": float(s["penalty"][best]),
             "winner_score": float(s["score"][best]),
             "mean_candidate_tokens": float(np.mean(lengths)),
+            "kl_to_base": float(self.kl_to_base(prompt, responses).mean()),
         }
         return responses[best]
 

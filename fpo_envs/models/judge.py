@@ -222,24 +222,42 @@ def check_constraints(constraints) -> list[tuple[str, object]]:
 class ConstraintJudge:
     """Scores a response by the verifiable constraints of its prompt.
 
-    ``score(response, constraints) = sum_i w(name_i) c_i / sum_i w(name_i)``, ``c_i`` the
-    checker value of constraint ``i`` (:data:`CONSTRAINTS`) and ``w`` its name's weight: the
-    weighted mean, in ``[0, 1]``. Deterministic, with no model.
+    ``score(response, constraints) = prod_{j in G} c_j * sum_{i not in G} w(name_i) c_i /
+    sum_{i not in G} w(name_i)``, ``c_i`` the checker value of constraint ``i``
+    (:data:`CONSTRAINTS`), ``w`` its name's weight and ``G`` the prompt's constraints whose
+    name is a *gate*: the weighted mean of the others, times the gates' values, in ``[0, 1]``
+    (a prompt with gates only scores their product). Deterministic, with no model.
+
+    A gate is a floor the rest cannot buy back. ``min_words`` is one by default: without it a
+    bare keyword (``"Owl."``) meets both a keyword and a word limit, the hole a policy trained on
+    this judge found first; with it, that answer keeps ``1 / n`` of its score under an
+    ``n``-word minimum.
 
     Args:
         weights: optional ``{name: weight}``, each finite and ``>= 0``; names left out weigh 1
-            (``None``: every constraint weighs 1, the plain mean).
+            (``None``: every constraint weighs 1, the plain mean). A gate's weight is not used.
+        gates: the constraint names that multiply instead of averaging (default
+            ``("min_words",)``; ``()``: the plain weighted mean of every constraint).
 
     Example:
         >>> judge = ConstraintJudge()
         >>> judge.score("An owl hoots at night.", [["keyword", "owl"], ["max_words", 4]])
         0.875
+        >>> judge.score("Owl.", [["keyword", "owl"], ["min_words", 4]])
+        0.25
     """
 
     utility_range = (0.0, 1.0)
     """The bounds of :meth:`score`."""
 
-    def __init__(self, weights: Mapping[str, float] | None = None):
+    def __init__(self, weights: Mapping[str, float] | None = None, gates=("min_words",)):
+        if isinstance(gates, (str, bytes)) or not isinstance(gates, (list, tuple, set, frozenset)):
+            raise TypeError(f"gates are a sequence of constraint names, e.g. ('min_words',), got {gates!r}")
+        for name in gates:
+            if name not in CONSTRAINTS:
+                raise ValueError(f"gates name an unknown constraint {name!r}: the known ones are {', '.join(CONSTRAINTS)}")
+        self.gates = frozenset(gates)
+        """The constraint names whose values multiply the score."""
         weights = {} if weights is None else weights
         if not isinstance(weights, Mapping):
             raise TypeError(f"weights are a mapping {{constraint name: weight}}, got {weights!r}")
@@ -265,14 +283,24 @@ class ConstraintJudge:
         if not isinstance(response, str):
             raise TypeError(f"the response must be a str, got {type(response).__name__}")
         pairs = check_constraints(constraints)
-        total = sum(self.weights[name] for name, _ in pairs)
+        gate = 1.0
+        for name, value in pairs:
+            if name in self.gates:
+                gate *= CONSTRAINTS[name](response, value)
+        rest = [(name, value) for name, value in pairs if name not in self.gates]
+        if not rest:
+            return gate
+        total = sum(self.weights[name] for name, _ in rest)
         if total == 0:
-            raise ValueError(f"every constraint of {pairs!r} has weight 0: give one of them a positive weight")
-        return sum(self.weights[name] * CONSTRAINTS[name](response, value) for name, value in pairs) / total
+            raise ValueError(f"every constraint of {rest!r} has weight 0: give one of them a positive weight")
+        return gate * sum(self.weights[name] * CONSTRAINTS[name](response, value) for name, value in rest) / total
 
     def __repr__(self) -> str:
         changed = {k: v for k, v in self.weights.items() if v != 1.0}
-        return f"ConstraintJudge(weights={changed})" if changed else "ConstraintJudge()"
+        args = [f"weights={changed}"] if changed else []
+        if self.gates != {"min_words"}:
+            args.append(f"gates={tuple(sorted(self.gates))}")
+        return f"ConstraintJudge({', '.join(args)})"
 
 
 def guarded(score: float, nll: float, floor: float, width: float) -> float:

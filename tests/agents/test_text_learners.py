@@ -152,3 +152,36 @@ def test_a_killed_run_resumes_without_losing_finished_rounds(tiny_text, tmp_path
     # resumed run matches the uninterrupted one round for round.
     assert resumed == full
     assert (tmp_path / "killed" / "fpo-relaxed" / "adapter" / "adapter_config.json").exists()
+
+
+def _direct_kl(agent, prompt, response):
+    """The KL along one response, unbatched and unpadded: the reference for ``kl_to_base``."""
+    from fpo_envs.lm.generation import chat_prompt_ids, response_ids
+
+    game = agent.env.unwrapped
+    tok = game.policy_tokenizer
+    p = chat_prompt_ids(tok, prompt, game.preset.prompt_max_tokens)
+    s = response_ids(tok, response) + [tok.eos_token_id]
+    ids = torch.tensor([p + s])
+    with torch.inference_mode():
+        logp = torch.log_softmax(agent.model(input_ids=ids).logits[0].double(), -1)
+        with agent.model.disable_adapter():
+            logq = torch.log_softmax(agent.model(input_ids=ids).logits[0].double(), -1)
+    scored = slice(len(p) - 1, len(p) + len(s) - 1)  # the positions predicting the response and EOS
+    return float((logp.exp() * (logp - logq)).sum(-1)[scored].sum())
+
+
+def test_kl_to_base_is_the_summed_next_token_kl_along_each_response(tiny_text):
+    agent = _agent(tiny_text, "rlhf", lr=5e-2, grad_accum=1)
+    agent.env.reset(seed=0)
+    prompt = agent.env.unwrapped.prompt
+    responses = ["Yes.", "No, it is not so at all.", ""]
+    np.testing.assert_allclose(agent.kl_to_base(prompt, responses), 0.0, atol=1e-6)  # LoRA B starts at 0
+    history = agent.learn(4)
+    kl = agent.kl_to_base(prompt, responses)
+    assert np.all(kl > 1e-4)
+    # Batched with left padding equals each response on its own.
+    np.testing.assert_allclose(kl, [_direct_kl(agent, prompt, r) for r in responses], rtol=1e-3, atol=1e-6)
+    # Every round records its candidates' mean: 0 in the first (before any step), then > 0.
+    assert len(history["kl_to_base"]) == 4
+    assert abs(history["kl_to_base"][0]) < 1e-6 and min(history["kl_to_base"][1:]) > 0

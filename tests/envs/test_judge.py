@@ -206,6 +206,37 @@ def test_the_judge_is_the_weighted_mean_of_its_checkers():
     assert ConstraintJudge.utility_range == (0.0, 1.0)
 
 
+def test_a_gate_multiplies_the_mean_of_the_others():
+    constraints = [["keyword", "owl"], ["min_words", 8], ["max_words", 12]]
+    judge = ConstraintJudge()
+    assert judge.gates == {"min_words"}
+    # The hole the gate closes: a bare keyword meets the keyword and the limit.
+    assert judge.score("Owl.", constraints) == pytest.approx(1 / 8)
+    assert ConstraintJudge(gates=()).score("Owl.", constraints) == pytest.approx((1 + 1 / 8 + 1) / 3)
+    assert judge.score("An owl hoots softly at night in the old barn.", constraints) == 1.0  # 10 words
+    assert judge.score("A cat sleeps softly at night in the old barn.", constraints) == 0.5  # no keyword
+    assert judge.score("An owl hoots.", constraints) == pytest.approx(3 / 8)
+    assert judge.score("", constraints) == 0.0
+    # A gate's weight is not used; the others' weights still are.
+    assert ConstraintJudge({"min_words": 0.0}).score("Owl.", constraints) == pytest.approx(1 / 8)
+    assert ConstraintJudge({"keyword": 3.0}).score("An owl hoots.", constraints) == pytest.approx(3 / 8)
+    assert ConstraintJudge({"max_words": 3.0}).score("A cat hoots.", constraints) == pytest.approx(3 / 8 * 3 / 4)
+    # Gates only: their product; two gates multiply.
+    assert judge.score("An owl hoots.", [["min_words", 6]]) == pytest.approx(0.5)
+    both = ConstraintJudge(gates=("min_words", "keyword"))
+    assert both.score("A cat hoots.", [["keyword", "owl"], ["min_words", 6]]) == 0.0
+    assert both.score("An owl hoots.", [["keyword", "owl"], ["min_words", 6], ["max_words", 2]]) == pytest.approx(0.5 * 0.5)
+
+
+def test_bad_gates_are_errors():
+    with pytest.raises(ValueError, match="gates name an unknown constraint 'colour'"):
+        ConstraintJudge(gates=("colour",))
+    with pytest.raises(TypeError, match="sequence of constraint names"):
+        ConstraintJudge(gates="min_words")
+    assert repr(ConstraintJudge()) == "ConstraintJudge()"
+    assert repr(ConstraintJudge({"keyword": 2.0}, gates=())) == "ConstraintJudge(weights={'keyword': 2.0}, gates=())"
+
+
 def test_the_judge_spans_its_range():
     constraints = [["start_word", "Sure"], ["end_phrase", "That is all."]]
     judge = ConstraintJudge()
@@ -282,11 +313,13 @@ def test_the_gold_prompts_load_in_both_splits_with_valid_constraints():
         sizes[split] = len(rows)
         assert [p for p, _ in rows] == load_prompts(str(GOLD), split)  # the env's prompts, in order
         for prompt, constraints in rows:
-            assert len(constraints) == 2 and len({n for n, _ in constraints}) == 2
+            assert len(constraints) == 3 and len({n for n, _ in constraints}) == 3
+            assert ["min_words", 8] in [list(c) for c in constraints]  # the floor on every prompt
             for name, value in constraints:
                 check_constraint([name, value])
                 assert str(value) in prompt  # the sentence states the value
             assert 0.0 <= judge.score("Sure, an owl. That is all.", constraints) <= 1.0
+            assert judge.score("Owl.", constraints) <= 1 / 8  # a bare keyword does not pass
     assert sizes == {"train": 144, "eval": 36}
     assert load_constrained_prompts(GOLD, "train") == load_constrained_prompts(None, "train")
 
