@@ -37,7 +37,7 @@ SMOOTH = 10
 """Rounds in the trailing mean of the training curves."""
 CURVES = (
     ("true_utility", "oracle quality U"),
-    ("quality_gap", "U - U(reference)"),
+    ("kl_to_base", "KL to the base LM (nats)"),
     ("proxy_reward", "RM score r"),
     ("reward_gap", "r - r(reference)"),
     ("abs_rm_error", "|RM preference error|"),
@@ -72,8 +72,10 @@ ROUND_COLUMNS = (
     "reference_reward",
     "rm_error",
     "response_tokens",
+    "kl_to_base",
 )
-"""The per-round metrics ``text_rounds.csv`` keeps (besides learner, seed and round)."""
+"""The per-round metrics ``text_rounds.csv`` keeps (besides learner, seed and round); a run
+stored before the learners recorded ``kl_to_base`` has it empty."""
 
 
 def write_rounds_csv(training: dict[str, list[dict]], path: Path) -> Path:
@@ -85,7 +87,7 @@ def write_rounds_csv(training: dict[str, list[dict]], path: Path) -> Path:
         for label, runs in training.items():
             for run in runs:
                 for row in run["rows"]:
-                    values = [f"{row[c]:.6g}" if isinstance(row[c], float) else row[c] for c in ROUND_COLUMNS]
+                    values = [f"{row[c]:.6g}" if isinstance(row.get(c), float) else row.get(c, "") for c in ROUND_COLUMNS]
                     writer.writerow([label, run["seed"], row["round"], *values])
     return path
 
@@ -99,8 +101,9 @@ def read_rounds(store: Store, h: str) -> list[dict]:
 
 def curves(rows: list[dict]) -> dict[str, np.ndarray]:
     """The per-round series the figure draws."""
-    get = lambda k: np.array([row[k] for row in rows], dtype=np.float64)  # noqa: E731
+    get = lambda k: np.array([row.get(k, np.nan) for row in rows], dtype=np.float64)  # noqa: E731
     return {
+        "kl_to_base": get("kl_to_base"),  # NaN for a run stored before the learners recorded it
         "true_utility": get("true_utility"),
         "quality_gap": get("quality_gap"),
         "proxy_reward": get("proxy_reward"),
@@ -153,6 +156,10 @@ class _Evaluator:
             out["reward_final"] = [float(v) for v in features @ final_head]
         return out
 
+    def features(self, prompts: list[str], answers: list[str]) -> np.ndarray:
+        """The RM's features of ``answers`` to ``prompts`` (the frozen encoder's, the same for every head)."""
+        return np.asarray(self.env.unwrapped.reward_model.features(prompts, answers), dtype=np.float64)
+
     def close(self) -> None:
         if self._env is not None:
             self._env.close()
@@ -181,6 +188,102 @@ def evaluations(store: Store, env_id: str, kwargs: dict, by_label: dict[str, lis
         return out
     finally:
         evaluator.close()
+
+
+UPPER = "gold-bon"
+"""The learner whose answers the RM-preference check compares every other learner's with: the
+upper bound that picks by the judge itself (best-of-N by ``U``)."""
+
+
+def _features(evaluator: _Evaluator, folder: Path, run: dict) -> np.ndarray:
+    """The RM features of a run's evaluation answers, cached as ``features.npy`` beside its ``eval.json``."""
+    path = folder / "features.npy"
+    if not path.exists():
+        tmp = folder / f".tmp-features.{os.getpid()}.npy"
+        np.save(tmp, evaluator.features(run["prompts"], run["answers"]))
+        os.replace(tmp, path)
+    return np.load(path)
+
+
+def preference_errors(
+    store: Store, env_id: str, kwargs: dict, by_label: dict[str, list[str]], evals: dict[str, list[dict]]
+) -> dict:
+    """How often each learner's final RM prefers the worse of its policy's answer and the
+    upper bound's (:data:`UPPER`) by the judge, on the eval prompts.
+
+    For a learner's run of seed index ``i`` and the upper bound's run of the same index, on each
+    eval prompt whose two greedy answers differ in ``U``: an error where the RM's scores of the two
+    answers order them the other way (a tie in the RM's score counts one half). Rates are per
+    seed over those prompts; the final head is the run's, the starting head (``r0``, the same
+    for every run) is the baseline a learning RM is compared with. Also the share of prompts
+    where the final RM scores the learner's answer above the upper bound's while the judge ranks
+    it below: the "RM prefers the worse answer" rate. Empty where the suite has no upper bound.
+    """
+    if UPPER not in by_label:
+        return {}
+    evaluator = _Evaluator(env_id, kwargs)
+    try:
+        upper_runs = [(_artifacts(store, h), run) for h, run in zip(by_label[UPPER], evals[UPPER])]
+        upper_features = [_features(evaluator, folder, run) for folder, run in upper_runs]
+        out = {}
+        for label, hashes in by_label.items():
+            if label == UPPER:
+                continue
+            rows = []
+            for i, (h, run) in enumerate(zip(hashes, evals[label])):
+                if i >= len(upper_runs):
+                    break
+                folder = _artifacts(store, h)
+                upper = upper_runs[i][1]
+                if upper["prompts"] != run["prompts"]:
+                    raise StoreError(f"runs {h} and {by_label[UPPER][i]} answered different eval prompts")
+                f_own, f_up = _features(evaluator, folder, run), upper_features[i]
+                du = np.asarray(run["quality"]) - np.asarray(upper["quality"])
+                judged = np.abs(du) > 1e-9
+                row = {"seed_index": i, "prompts": int(judged.sum())}
+                for name, head in (("final", np.load(folder / "rm_params.npy")), ("initial", None)):
+                    if head is None:
+                        dr = np.asarray(run["reward_initial"]) - np.asarray(upper["reward_initial"])
+                    else:
+                        dr = f_own @ head - f_up @ head
+                    wrong = np.where(dr == 0, 0.5, (np.sign(dr) != np.sign(du)).astype(float))
+                    row[f"error_{name}"] = float(wrong[judged].mean()) if judged.any() else float("nan")
+                    worse = du < -1e-9
+                    row[f"prefers_worse_{name}"] = float(((dr > 0) & worse).sum() / max(worse.sum(), 1))
+                rows.append(row)
+            out[label] = rows
+        return out
+    finally:
+        evaluator.close()
+
+
+def preference_statistics(errors: dict, reps: int = 2000, seed: int = 0) -> dict:
+    """Per learner: the mean over seeds of each rate of :func:`preference_errors` with its 95%
+    bootstrap CI over seeds (rliable's percentile intervals of the mean)."""
+    from agents.bench.stats import _rliable
+
+    if not errors:
+        return {}
+    import warnings
+
+    rly, metrics = _rliable()
+    out = {}
+    keys = ("error_final", "error_initial", "prefers_worse_final", "prefers_worse_initial")
+    for key in keys:
+        scores = {label: np.array([[r[key]] for r in rows if not np.isnan(r[key])]) for label, rows in errors.items()}
+        scores = {label: m for label, m in scores.items() if len(m)}
+        if not scores:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            points, cis = rly.get_interval_estimates(
+                scores, lambda x: np.array([metrics.aggregate_mean(x)]), reps=reps, random_state=np.random.RandomState(seed)
+            )
+        for label in scores:
+            out.setdefault(label, {})[key] = (float(points[label][0]), *(float(v) for v in cis[label][:, 0]))
+    for label, rows in errors.items():
+        out.setdefault(label, {})["prompts"] = float(np.mean([r["prompts"] for r in rows]))
+    return out
 
 
 def eval_statistics(evals: dict[str, list[dict]], reps: int = 2000, seed: int = 0) -> dict:
@@ -222,7 +325,9 @@ def _ci(value: tuple, digits: int = 3) -> str:
     return f"{value[0]:.{digits}f} [{value[1]:.{digits}f}, {value[2]:.{digits}f}]"
 
 
-def markdown(game: Any, training: dict[str, list[dict]], statistics: dict, evals: dict[str, list[dict]]) -> str:
+def markdown(
+    game: Any, training: dict[str, list[dict]], statistics: dict, evals: dict[str, list[dict]], preferences: dict | None = None
+) -> str:
     """The text game's report as Markdown: training means, the held-out evaluation with its CIs, example answers."""
     fifth = max(game.rounds // 5, 1)
     lines = [
@@ -230,12 +335,12 @@ def markdown(game: Any, training: dict[str, list[dict]], statistics: dict, evals
         "",
         f"### Training: means over the first and last {fifth} rounds, mean over seeds [lowest, highest seed]",
         "",
-        "| learner | seeds | U | U - U(ref) | RM score r | tokens |",
-        "|---|---|---|---|---|---|",
+        "| learner | seeds | U | U - U(ref) | RM score r | tokens | KL to base |",
+        "|---|---|---|---|---|---|---|",
     ]
     for label, runs in training.items():
         cells = []
-        for key in ("true_utility", "quality_gap", "proxy_reward", "response_tokens"):
+        for key in ("true_utility", "quality_gap", "proxy_reward", "response_tokens", "kl_to_base"):
             first = np.array([c[key][:fifth].mean() for c in runs])
             last = np.array([c[key][-fifth:].mean() for c in runs])
             digits = 1 if key == "response_tokens" else 3
@@ -261,9 +366,56 @@ def markdown(game: Any, training: dict[str, list[dict]], statistics: dict, evals
         lines.append(
             f"| {a} | {_ci(m['quality'])} | {_ci(m['reward_initial'])} | {m['tokens'][0]:.1f} | " + " | ".join(wins) + " |"
         )
+    lines += _peaks(training)
+    if preferences:
+        lines += _preference_lines(preferences)
     lines += ["", "### Example answers", ""]
     lines += _examples(training, evals)
     return "\n".join(lines) + "\n"
+
+
+def _peaks(training: dict[str, list[dict]]) -> list[str]:
+    """Where each learner's smoothed U peaks, and how far it has fallen from the peak by the end."""
+    lines = [
+        "",
+        f"### Does U peak and fall? ({SMOOTH}-round trailing mean of U, per seed)",
+        "",
+        "| learner | peak U | round of the peak | final U | fall from the peak | seeds falling > 0.25 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, runs in training.items():
+        sm = [smooth(c["true_utility"]) for c in runs]
+        peaks = np.array([x.max() for x in sm])
+        at = np.array([int(np.argmax(x)) + 1 for x in sm])
+        final = np.array([x[-1] for x in sm])
+        fall = peaks - final
+        lines.append(
+            f"| {label} | {peaks.mean():.3f} | {np.median(at):.0f} (median) | {final.mean():.3f} | "
+            f"{fall.mean():.3f} [{fall.min():.3f}, {fall.max():.3f}] | {int((fall > 0.25).sum())} of {len(runs)} |"
+        )
+    return lines
+
+
+def _preference_lines(preferences: dict) -> list[str]:
+    lines = [
+        "",
+        f"### Does the final RM prefer the worse answer? Each learner's greedy eval answers against {UPPER}'s",
+        "",
+        f"Per seed, on the eval prompts where the learner's answer and {UPPER}'s (same seed index) differ in U: "
+        "the share the RM orders against the judge (error), and the share of the prompts where the learner's "
+        "answer is the worse by U that the RM scores above it (prefers worse). Final: the run's own RM at the end; "
+        "r0: the starting head. Mean over seeds with a 95% bootstrap CI over seeds.",
+        "",
+        "| learner | prompts compared | error, final RM | error, r0 | prefers worse, final RM | prefers worse, r0 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, m in preferences.items():
+        cells = [
+            _ci(m[k], 2) if k in m else "-"
+            for k in ("error_final", "error_initial", "prefers_worse_final", "prefers_worse_initial")
+        ]
+        lines.append(f"| {label} | {m['prompts']:.1f} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _quote(text: str, limit: int = 220) -> str:
@@ -322,6 +474,32 @@ def plot_curves(training: dict[str, list[dict]], path: Path, title: str) -> None
     plt.close(fig)
 
 
+def plot_kl(training: dict[str, list[dict]], path: Path, title: str) -> None:
+    """U and the RM's score against the policy's KL to the base LM, per learner: the smoothed
+    per-round means over seeds (the over-optimization plot of Gao et al. 2022)."""
+    from agents.bench.plots import colors_for, pyplot
+
+    plt = pyplot()
+    colors = colors_for(list(training))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for ax, key, name in ((axes[0], "true_utility", "oracle quality U"), (axes[1], "proxy_reward", "RM score r")):
+        for label, runs in training.items():
+            kl = np.stack([smooth(c["kl_to_base"]) for c in runs]).mean(0)
+            ys = np.stack([smooth(c[key]) for c in runs]).mean(0)
+            if np.isnan(kl).all():
+                continue
+            ax.plot(np.sqrt(np.maximum(kl, 0.0)), ys, color=colors[label], lw=2, label=label)
+            ax.plot(np.sqrt(max(kl[-1], 0.0)), ys[-1], "o", color=colors[label])
+        ax.set_xlabel("sqrt(KL to the base LM), nats^0.5")
+        ax.set_ylabel(f"{name}, {SMOOTH}-round trailing mean")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=9, frameon=False)
+    fig.suptitle(f"{title}\nmean over seeds; a dot marks the last round", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_eval(statistics: dict, path: Path, title: str) -> None:
     """The held-out evaluation: each policy's mean oracle quality and starting-RM score with their 95% CIs."""
     from agents.bench.plots import pyplot
@@ -365,10 +543,12 @@ def write(game: Any, store: Store, jobs: list[dict], out: Path, reps: int = 2000
     write_rounds_csv(training, Path(out) / "text_rounds.csv")
     evals = evaluations(store, game.id, game.kwargs, by_label)
     statistics = eval_statistics(evals, reps, seed)
+    preferences = preference_statistics(preference_errors(store, game.id, game.kwargs, by_label, evals), reps, seed)
     report = Path(out) / "text_report.md"
-    report.write_text(markdown(game, training, statistics, evals))
+    report.write_text(markdown(game, training, statistics, evals, preferences))
     if plots:
         where = f"{game.id}, {json.dumps(game.kwargs, sort_keys=True)}"
         plot_curves(training, Path(out) / "text_curves.png", f"{where}: training")
+        plot_kl(training, Path(out) / "text_kl.png", f"{where}: U and r against the KL to the base LM")
         plot_eval(statistics, Path(out) / "text_eval.png", f"{where}: greedy answers to the eval prompts")
     return report

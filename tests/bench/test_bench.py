@@ -417,6 +417,55 @@ def test_a_text_suite_reports_curves_a_held_out_evaluation_with_cis_and_example_
     assert result["wins"][("base", "copy of base")][0] == 0.5
 
 
+def test_a_gold_suite_reports_kl_peaks_and_the_final_rms_preference_against_the_upper_bound(tiny_text, tmp_path):
+    import gymnasium as gym
+
+    from agents.bench import text_report
+
+    config = {"n_candidates": 2, "max_new_tokens": 6, "min_new_tokens": 1, "grad_accum": 1, "lr": 5e-2}
+    kwargs = {**tiny_text, "profile": "gold", "guard_floor": 1e6}
+    suite = bench.suite_from_dict(
+        {
+            "name": "tiny-gold",
+            "games": [{"id": "FPO/TextRM-v0", "rounds": 3, "seeds": 2, "kwargs": kwargs}],
+            "learners": [{"id": "rlhf", "config": config}, {"id": "gold-bon", "config": config}],
+        }
+    )
+    _run(suite, tmp_path)
+    report = (tmp_path / "text_report.md").read_text()
+    for text in ("KL to base", "Does U peak and fall?", "prefer the worse answer", "| rlhf | "):
+        assert text in report, text
+    assert (tmp_path / "text_kl.png").stat().st_size > 10_000
+    with open(tmp_path / "text_rounds.csv") as fh:
+        kl = [float(r["kl_to_base"]) for r in csv.DictReader(fh)]
+    assert len(kl) == 12 and min(kl) >= 0 and max(kl) > 0
+    # The error rates against a direct computation from the cached answers and the final heads.
+    store = Store(tmp_path / "store")
+    by_label = {}
+    for job in runner.plan(suite):
+        by_label.setdefault(job["label"], []).extend(job["hashes"])
+    evals = text_report.evaluations(store, "FPO/TextRM-v0", kwargs, by_label)
+    errors = text_report.preference_errors(store, "FPO/TextRM-v0", kwargs, by_label, evals)
+    assert set(errors) == {"rlhf"} and len(errors["rlhf"]) == 2
+    env = gym.make("FPO/TextRM-v0", **kwargs).unwrapped
+    for i, row in enumerate(errors["rlhf"]):
+        own, up = evals["rlhf"][i], evals["gold-bon"][i]
+        head = np.load(runner.artifacts_dir(store.root, by_label["rlhf"][i]) / "rm_params.npy")
+        r_own = env.reward_model.features(own["prompts"], own["answers"]) @ head
+        r_up = env.reward_model.features(up["prompts"], up["answers"]) @ head
+        pairs = [(a - b, ra - rb) for a, b, ra, rb in zip(own["quality"], up["quality"], r_own, r_up) if abs(a - b) > 1e-9]
+        assert row["prompts"] == len(pairs)
+        if pairs:
+            expected = np.mean([0.5 if dr == 0 else float(np.sign(dr) != np.sign(du)) for du, dr in pairs])
+            assert row["error_final"] == pytest.approx(expected, abs=1e-6)
+        assert 0.0 <= row["prefers_worse_final"] <= 1.0
+    stats = text_report.preference_statistics(errors, reps=100)
+    for key, value in stats["rlhf"].items():
+        if key != "prompts":
+            assert value[1] <= value[0] <= value[2], key
+    assert text_report.preference_errors(store, "FPO/TextRM-v0", kwargs, {"rlhf": by_label["rlhf"]}, evals) == {}
+
+
 def test_a_text_run_stored_under_the_earlier_metric_names_reads_under_todays(tmp_path):
     """Text runs stored before the game's metrics were renamed (signal_norm: the quality gap,
     noise_norm: the answer's length) report as runs under today's names do."""
