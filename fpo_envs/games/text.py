@@ -74,10 +74,11 @@ class TextRMEnv(FeedbackLoopEnv):
     ``gold`` profile) ``U`` is instead ``utility_scale * c * g``: ``c`` the weighted share of
     the verifiable instructions the prompt carries that the response meets, each scored by code
     (:mod:`fpo_envs.models.judge` defines every checker: a keyword present, at most n words, a
-    list of n items, ...), ``g`` a fluency guard on the response's mean NLL per token under the
-    oracle LM (1 up to ``guard_floor``, 0 from ``guard_floor + guard_width``)
-    (:class:`fpo_envs.models.lm_oracle.GoldOracle`); ``utility_range`` gives the bounds. The RM takes one Bradley-Terry
-    step (Adam on its head) towards the soft oracle preference
+    list of n items, ...), times the gates among them (``min_words``: every ``gold`` prompt asks
+    for at least 8 words, and a shorter answer keeps ``w / 8`` of its score), ``g`` a fluency
+    guard on the response's mean NLL per token under the oracle LM (1 up to ``guard_floor``, 0
+    from ``guard_floor + guard_width``) (:class:`fpo_envs.models.lm_oracle.GoldOracle`);
+    ``utility_range`` gives the bounds. The RM takes one Bradley-Terry step (Adam on its head) towards the soft oracle preference
     ``p = sigmoid(U(x, y) - U(x, y'))``; then the next prompt is drawn and the oracle writes
     its reference. A policy that exploits what the RM rewards (length, phrasing) and steers
     it there drifts away from what the oracle values.

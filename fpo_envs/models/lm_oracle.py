@@ -74,11 +74,11 @@ class GoldOracle(LMOracle):
 
     ``c`` is the share of the verifiable instructions prompt ``x`` carries that response ``y``
     meets, scored by code (:class:`fpo_envs.models.judge.ConstraintJudge`: a keyword, a word
-    limit, a list of n items, ...), so a policy can climb it, and the base model does not start
-    at its top. ``g`` is a fluency guard: 1 while the response's mean NLL per token under the
-    frozen oracle LM is at most ``guard_floor``, falling linearly to 0 at ``guard_floor +
-    guard_width`` (:func:`fpo_envs.models.judge.guarded`), so gibberish that happens to meet a
-    constraint earns nothing. The LM's likelihood enters only as that floor, and only for
+    limit, a list of n items, ...; a minimum word count multiplies the rest), so a policy can
+    climb it, and the base model does not start at its top. ``g`` is a fluency guard: 1 while
+    the response's mean NLL per token under the frozen oracle LM is at most ``guard_floor``,
+    falling linearly to 0 at ``guard_floor + guard_width`` (:func:`fpo_envs.models.judge.guarded`),
+    so gibberish that happens to meet a constraint earns nothing. The LM's likelihood enters only as that floor, and only for
     responses with a score above 0 (the others are 0 whatever their NLL). The references are
     still the oracle LM's own samples. ``U`` lies in :attr:`utility_range`; memoized per pair.
 
