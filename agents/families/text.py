@@ -46,6 +46,17 @@ METRIC_KEYS = (
 """The ``info`` entries of a round that the streamed metrics (``metrics.csv``, ``metrics.jsonl``) keep."""
 
 
+def next_token_kl(logits, base_logits):
+    """``KL(softmax(logits) || softmax(base_logits))`` over the last axis (the vocabulary), one
+    value per position, in float32 or wider (float64 stays float64): the policy's next-token
+    distribution against the base LM's."""
+    torch = require("torch", "torch")
+    dtype = torch.promote_types(logits.dtype, torch.float32)
+    log_p = torch.log_softmax(logits.to(dtype), dim=-1)
+    log_q = torch.log_softmax(base_logits.to(dtype), dim=-1)
+    return (log_p.exp() * (log_p - log_q)).sum(-1)
+
+
 @dataclass(frozen=True)
 class TextConfig(ObjectiveConfig):
     """Settings of the best-of-N LoRA learner (paper values as defaults)."""
@@ -243,10 +254,10 @@ class TextLeader(Agent):
         keep = max(len(s) for s in suffixes) + 1  # with left padding the scored positions are last
         inputs = dict(input_ids=ids, attention_mask=mask, position_ids=position_ids, logits_to_keep=keep)
         with torch.inference_mode():
-            logp = torch.log_softmax(self.model(**inputs).logits[:, :-1].float(), dim=-1)
+            logits = self.model(**inputs).logits[:, :-1]
             with self.model.disable_adapter():
-                logq = torch.log_softmax(self.model(**inputs).logits[:, :-1].float(), dim=-1)
-            per_token = (logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0)  # rounding below 0
+                base_logits = self.model(**inputs).logits[:, :-1]
+            per_token = next_token_kl(logits, base_logits).clamp(min=0.0)  # rounding below 0
         return np.array([float(per_token[i, keep - 1 - len(s) :].sum()) for i, s in enumerate(suffixes)])
 
     def sft_step(self, prompt: str, response: str) -> float:

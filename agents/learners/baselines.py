@@ -36,7 +36,7 @@ import agents
 from agents.common.objectives import check_knob, check_no_penalty
 from agents.families.gaussian import GaussianConfig, GaussianLeader
 from agents.families.gradient import GradientConfig, GradientLeader
-from agents.families.text import TextConfig, TextLeader
+from agents.families.text import TextConfig, TextLeader, next_token_kl
 from agents.families.token import TokenConfig, TokenLeader
 from fpo_envs.lm.loading import require
 
@@ -206,12 +206,8 @@ def _token_kl(logits, base_logits, labels):
     Returns:
         the scalar mean KL in nats per token, in float32 or wider (float64 stays float64).
     """
-    torch = require("torch", "torch")
-    dtype = torch.promote_types(logits.dtype, torch.float32)
     scored = labels[:, 1:] != -100  # (1, T - 1)
-    log_p = torch.log_softmax(logits[:, :-1][scored].to(dtype), dim=-1)  # (n, V)
-    log_q = torch.log_softmax(base_logits[:, :-1][scored].to(dtype), dim=-1)
-    return (log_p.exp() * (log_p - log_q)).sum(-1).mean()
+    return next_token_kl(logits[:, :-1][scored], base_logits[:, :-1][scored]).mean()  # over (n, V)
 
 
 class AnchoredTextLeader(TextLeader):
