@@ -242,7 +242,10 @@ class TextLeader(Agent):
         Its mean over responses sampled from the policy estimates the sequence KL
         ``KL(pi(. | x) || pi_base(. | x))`` without bias (each term is that KL's expectation
         given the prefix); each term is >= 0, so unlike the log-ratio estimate it never goes
-        negative. 0 while the adapter is the identity (LoRA's B starts at zero)."""
+        negative. The round's candidates are sampled with the learner's ``temperature`` and
+        ``top_p``, not from ``pi`` itself, so the recorded mean is the KL along the answers the
+        policy actually writes, close to but not exactly the sequence KL. 0 while the adapter is
+        the identity (LoRA's B starts at zero)."""
         torch = require("torch", "torch")
         game = self.env.unwrapped
         tok = game.policy_tokenizer
