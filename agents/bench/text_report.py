@@ -136,7 +136,9 @@ class _Evaluator:
             self._env.reset(seed=0)  # the RM at its starting head: the common judge
         return self._env
 
-    def evaluate(self, adapter: Path | None, final_head: np.ndarray | None) -> dict:
+    def evaluate(self, adapter: Path | None, final_head: np.ndarray | None) -> tuple[dict, np.ndarray]:
+        """A policy's greedy answers to the eval prompts with their scores (``eval.json``), and
+        the RM's features of those answers (``features.npy``, which the preference check reads)."""
         from agents.tools.text_eval import greedy_answers
         from fpo_envs.lm.generation import response_ids
         from fpo_envs.lm.prompts import load_prompts
@@ -154,7 +156,7 @@ class _Evaluator:
         }
         if final_head is not None:
             out["reward_final"] = [float(v) for v in features @ final_head]
-        return out
+        return out, np.asarray(features, dtype=np.float64)
 
     def features(self, prompts: list[str], answers: list[str]) -> np.ndarray:
         """The RM's features of ``answers`` to ``prompts`` (the frozen encoder's, the same for every head)."""
@@ -165,26 +167,38 @@ class _Evaluator:
             self._env.close()
 
 
+def _save_evaluation(folder: Path, evaluation: dict, features: np.ndarray) -> None:
+    """Cache a run's evaluation beside its artifacts: ``features.npy`` first, then
+    ``eval.json`` (the marker that the evaluation is done), each written atomically."""
+    _save_features(folder, features)
+    _write_json(folder / "eval.json", evaluation)
+
+
+def _save_features(folder: Path, features: np.ndarray) -> None:
+    tmp = folder / f".tmp-features.{os.getpid()}.npy"
+    np.save(tmp, features)
+    os.replace(tmp, folder / "features.npy")
+
+
 def evaluations(store: Store, env_id: str, kwargs: dict, by_label: dict[str, list[str]]) -> dict[str, list[dict]]:
-    """Per label (and ``base``): the evaluation of each run, computed once and cached."""
+    """Per label (and ``base``): the evaluation of each run, computed once and cached (with
+    the RM's features of its answers, which :func:`preference_errors` reads)."""
     evaluator = _Evaluator(env_id, kwargs)
     digest = hashlib.sha256(json.dumps({"env": env_id, "kwargs": kwargs}, sort_keys=True).encode()).hexdigest()[:24]
     base_dir = store.root / "artifacts" / f"base-{digest}"
     try:
         out = {}
-        path = base_dir / "eval.json"
-        if not path.exists():
+        if not (base_dir / "eval.json").exists():
             base_dir.mkdir(parents=True, exist_ok=True)
-            _write_json(path, evaluator.evaluate(None, None))
-        out[BASE] = [json.loads(path.read_text())]
+            _save_evaluation(base_dir, *evaluator.evaluate(None, None))
+        out[BASE] = [json.loads((base_dir / "eval.json").read_text())]
         for label, hashes in by_label.items():
             out[label] = []
             for h in hashes:
                 folder = _artifacts(store, h)
-                path = folder / "eval.json"
-                if not path.exists():
-                    _write_json(path, evaluator.evaluate(folder / "adapter", np.load(folder / "rm_params.npy")))
-                out[label].append(json.loads(path.read_text()))
+                if not (folder / "eval.json").exists():
+                    _save_evaluation(folder, *evaluator.evaluate(folder / "adapter", np.load(folder / "rm_params.npy")))
+                out[label].append(json.loads((folder / "eval.json").read_text()))
         return out
     finally:
         evaluator.close()
@@ -196,12 +210,12 @@ upper bound that picks by the judge itself (best-of-N by ``U``)."""
 
 
 def _features(evaluator: _Evaluator, folder: Path, run: dict) -> np.ndarray:
-    """The RM features of a run's evaluation answers, cached as ``features.npy`` beside its ``eval.json``."""
+    """The RM features of a run's evaluation answers: ``features.npy``, which :func:`evaluations`
+    writes beside ``eval.json``; computed (and cached) here only for an evaluation cached
+    before it did, so the evaluator loads the models only then."""
     path = folder / "features.npy"
     if not path.exists():
-        tmp = folder / f".tmp-features.{os.getpid()}.npy"
-        np.save(tmp, evaluator.features(run["prompts"], run["answers"]))
-        os.replace(tmp, path)
+        _save_features(folder, evaluator.features(run["prompts"], run["answers"]))
     return np.load(path)
 
 

@@ -417,7 +417,7 @@ def test_a_text_suite_reports_curves_a_held_out_evaluation_with_cis_and_example_
     assert result["wins"][("base", "copy of base")][0] == 0.5
 
 
-def test_a_gold_suite_reports_kl_peaks_and_the_final_rms_preference_against_the_upper_bound(tiny_text, tmp_path):
+def test_a_gold_suite_reports_kl_peaks_and_the_final_rms_preference_against_the_upper_bound(tiny_text, tmp_path, monkeypatch):
     import gymnasium as gym
 
     from agents.bench import text_report
@@ -445,9 +445,20 @@ def test_a_gold_suite_reports_kl_peaks_and_the_final_rms_preference_against_the_
     for job in runner.plan(suite):
         by_label.setdefault(job["label"], []).extend(job["hashes"])
     evals = text_report.evaluations(store, "FPO/TextRM-v0", kwargs, by_label)
+    env = gym.make("FPO/TextRM-v0", **kwargs).unwrapped
+    # The evaluation cached the RM features of its answers, so the check reads them and never
+    # computes features (or loads the models) again.
+    for label, hashes in by_label.items():
+        for h, run in zip(hashes, evals[label]):
+            cached = np.load(runner.artifacts_dir(store.root, h) / "features.npy")
+            np.testing.assert_allclose(cached, env.reward_model.features(run["prompts"], run["answers"]), rtol=1e-5)
+
+    def no_features(*args):
+        raise AssertionError("features computed again")
+
+    monkeypatch.setattr(text_report._Evaluator, "features", no_features)
     errors = text_report.preference_errors(store, "FPO/TextRM-v0", kwargs, by_label, evals)
     assert set(errors) == {"rlhf"} and len(errors["rlhf"]) == 2
-    env = gym.make("FPO/TextRM-v0", **kwargs).unwrapped
     for i, row in enumerate(errors["rlhf"]):
         own, up = evals["rlhf"][i], evals["gold-bon"][i]
         head = np.load(runner.artifacts_dir(store.root, by_label["rlhf"][i]) / "rm_params.npy")
