@@ -271,6 +271,73 @@ def preference_errors(
         evaluator.close()
 
 
+ITERATION_KEYS = (("reward_gap", "r - r(ref)"), ("quality_gap", "U - U(ref)"), ("response_tokens", "tokens"))
+"""What the within-iteration table follows (history key, column name): the RM's score and the
+judge's against the reference answer to the same prompt (which takes out most of the prompt's
+difficulty), and the length."""
+
+
+def iteration_slopes(training: dict[str, list[dict]], m: int) -> dict[str, dict[str, np.ndarray]]:
+    """Per learner and :data:`ITERATION_KEYS` key: each seed's mean least-squares slope per round
+    of the key against the round's position inside an iteration of a loop whose RM is retrained
+    every ``m`` rounds (rounds ``k m .. k m + m - 1`` are scored by one RM; only whole iterations
+    count). A positive slope of ``r - r(ref)`` with a negative one of ``U - U(ref)`` is the policy
+    climbing a fixed RM while the judge's score falls."""
+    position = np.arange(m, dtype=np.float64) - (m - 1) / 2
+    out = {}
+    for label, runs in training.items():
+        out[label] = {}
+        for key, _ in ITERATION_KEYS:
+            per_seed = []
+            for run in runs:
+                x = np.asarray(run[key], dtype=np.float64)
+                whole = len(x) // m
+                if whole == 0:
+                    continue
+                blocks = x[: whole * m].reshape(whole, m)
+                per_seed.append(float((blocks @ position).mean() / (position @ position)))
+            out[label][key] = np.array(per_seed)
+    return out
+
+
+def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int, seed: int) -> list[str]:
+    from agents.bench.stats import _rliable
+
+    rly, metrics = _rliable()
+    lines = [
+        "",
+        f"### Inside an iteration: the RM is retrained every {m} rounds",
+        "",
+        f"Slope per round of each quantity against the round's position among the {m} rounds one RM scores, "
+        "averaged over the run's whole iterations; mean over seeds with a 95% bootstrap CI over seeds (rliable). "
+        "r - r(ref) rising while U - U(ref) falls is the policy climbing a fixed RM against the judge.",
+        "",
+        "| learner | seeds | " + " | ".join(f"slope of {name}" for _, name in ITERATION_KEYS) + " |",
+        "|---|---|" + "---|" * len(ITERATION_KEYS),
+    ]
+    import warnings
+
+    for label, by_key in slopes.items():
+        cells = []
+        for key, _ in ITERATION_KEYS:
+            values = by_key[key]
+            if len(values) == 0:
+                cells.append("-")
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                points, cis = rly.get_interval_estimates(
+                    {label: values[:, None]},
+                    lambda x: np.array([metrics.aggregate_mean(x)]),
+                    reps=reps,
+                    random_state=np.random.RandomState(seed),
+                )
+            cells.append(_ci((float(points[label][0]), *(float(v) for v in cis[label][:, 0])), 4))
+        seeds = max(len(v) for v in by_key.values())
+        lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def preference_statistics(errors: dict, reps: int = 2000, seed: int = 0) -> dict:
     """Per learner: the mean over seeds of each rate of :func:`preference_errors` with its 95%
     bootstrap CI over seeds (rliable's percentile intervals of the mean)."""
@@ -340,7 +407,13 @@ def _ci(value: tuple, digits: int = 3) -> str:
 
 
 def markdown(
-    game: Any, training: dict[str, list[dict]], statistics: dict, evals: dict[str, list[dict]], preferences: dict | None = None
+    game: Any,
+    training: dict[str, list[dict]],
+    statistics: dict,
+    evals: dict[str, list[dict]],
+    preferences: dict | None = None,
+    reps: int = 2000,
+    seed: int = 0,
 ) -> str:
     """The text game's report as Markdown: training means, the held-out evaluation with its CIs, example answers."""
     fifth = max(game.rounds // 5, 1)
@@ -381,6 +454,9 @@ def markdown(
             f"| {a} | {_ci(m['quality'])} | {_ci(m['reward_initial'])} | {m['tokens'][0]:.1f} | " + " | ".join(wins) + " |"
         )
     lines += _peaks(training)
+    m = int(game.kwargs.get("retrain_every", 1))
+    if m > 1:
+        lines += _iteration_lines(iteration_slopes(training, m), m, reps, seed)
     if preferences:
         lines += _preference_lines(preferences)
     lines += ["", "### Example answers", ""]
@@ -559,7 +635,7 @@ def write(game: Any, store: Store, jobs: list[dict], out: Path, reps: int = 2000
     statistics = eval_statistics(evals, reps, seed)
     preferences = preference_statistics(preference_errors(store, game.id, game.kwargs, by_label, evals), reps, seed)
     report = Path(out) / "text_report.md"
-    report.write_text(markdown(game, training, statistics, evals, preferences))
+    report.write_text(markdown(game, training, statistics, evals, preferences, reps, seed))
     if plots:
         where = f"{game.id}, {json.dumps(game.kwargs, sort_keys=True)}"
         plot_curves(training, Path(out) / "text_curves.png", f"{where}: training")

@@ -477,6 +477,34 @@ def test_a_gold_suite_reports_kl_peaks_and_the_final_rms_preference_against_the_
     assert text_report.preference_errors(store, "FPO/TextRM-v0", kwargs, {"rlhf": by_label["rlhf"]}, evals) == {}
 
 
+def test_within_iteration_slopes_are_the_least_squares_slopes_against_the_position():
+    """The iterated loop's table: per seed, the mean over whole iterations of the least-squares
+    slope against the position inside the iteration; a part-iteration at the end is left out."""
+    from agents.bench import text_report
+
+    m, rng = 4, np.random.default_rng(0)
+    position = np.tile(np.arange(m, dtype=float), 3)
+    runs = []
+    for offset in (0.0, 5.0):
+        noise = rng.normal(size=3 * m)
+        run = {
+            "reward_gap": np.concatenate([offset + 0.5 * position + 0.0 * noise, [99.0]]),  # the 13th round: dropped
+            "quality_gap": np.concatenate([-2.0 * position + np.repeat([0.0, 1.0, -3.0], m), [-99.0]]),
+            "response_tokens": np.concatenate([noise, [0.0]]),
+        }
+        runs.append(run)
+    slopes = text_report.iteration_slopes({"rlhf": runs}, m)
+    np.testing.assert_allclose(slopes["rlhf"]["reward_gap"], [0.5, 0.5])
+    np.testing.assert_allclose(slopes["rlhf"]["quality_gap"], [-2.0, -2.0])
+    expected = np.polyfit(np.arange(m), runs[0]["response_tokens"][:m], 1)[0]
+    blocks = [np.polyfit(np.arange(m), runs[0]["response_tokens"][i * m : (i + 1) * m], 1)[0] for i in range(3)]
+    assert slopes["rlhf"]["response_tokens"][0] == pytest.approx(np.mean(blocks)) and expected == pytest.approx(blocks[0])
+    lines = text_report._iteration_lines(slopes, m, reps=100, seed=0)
+    row = next(line for line in lines if line.startswith("| rlhf |"))
+    assert "| 2 | 0.5000 [0.5000, 0.5000] | -2.0000 [-2.0000, -2.0000] |" in row
+    assert text_report.iteration_slopes({"rlhf": [{k: v[:3] for k, v in runs[0].items()}]}, m)["rlhf"]["reward_gap"].size == 0
+
+
 def test_a_text_run_stored_under_the_earlier_metric_names_reads_under_todays(tmp_path):
     """Text runs stored before the game's metrics were renamed (signal_norm: the quality gap,
     noise_norm: the answer's length) report as runs under today's names do."""
