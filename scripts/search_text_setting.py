@@ -5,6 +5,7 @@ settings of the default SmolLM2/MiniLM preset, and the curves of what was tried.
     python scripts/search_text_setting.py                 # every candidate, 60 rounds, seed 100
     python scripts/search_text_setting.py --only lr1e-3-bias0.1 --rounds 100
     python scripts/search_text_setting.py --profile gold --out results/text-gold-search   # the gold profile's grid
+    python scripts/search_text_setting.py --profile gold --learners rlhf --rounds 80 --out results/text-gold-search
 
 Runs go through the benchmark harness's store (``--out``/store), so a killed search resumes
 and a rerun only redraws. Writes ``search.md`` (per candidate and learner: U, RM score and
@@ -48,19 +49,22 @@ GOLD_CANDIDATES = {
     # climb and more to exploit; a faster policy; the RM held for 10 rounds between retrainings.
     "gold-rm1e-2": ({"rm_lr": 1e-2}, {}),
     "gold-lr1e-3": ({}, {"lr": 1e-3}),
+    "gold-rm1e-2-lr1e-3": ({"rm_lr": 1e-2}, {"lr": 1e-3}),
     "gold-retrain10": ({"retrain_every": 10}, {}),
 }
 """``--profile gold``: candidates on top of the ``gold`` profile (``rlhf``, ``fpo-relaxed`` and the
-``gold-bon`` upper bound each)."""
+``gold-bon`` upper bound each, unless ``--learners`` names others)."""
 LEARNERS = ("rlhf", "fpo-relaxed")
+GOLD_LEARNERS = (*LEARNERS, "gold-bon")
 
 
-def candidate_suite(name: str, rounds: int, seed: int) -> Suite:
+def candidate_suite(name: str, rounds: int, seed: int, learners: tuple[str, ...] | None = None) -> Suite:
+    """One candidate's runs: its learners (``learners``, default the grid's) on ``seed``."""
     if name in GOLD_CANDIDATES:
         env, learner = GOLD_CANDIDATES[name]
-        env, learners = {"profile": "gold", **env}, (*LEARNERS, "gold-bon")
+        env, learners = {"profile": "gold", **env}, learners or GOLD_LEARNERS
     else:
-        (env, learner), learners = CANDIDATES[name], LEARNERS
+        (env, learner), learners = CANDIDATES[name], learners or LEARNERS
         env, learner = {**BASE_ENV, **env}, {**BASE_LEARNER, **learner}
     game = GameEntry("FPO/TextRM-v0", rounds=rounds, seeds=1, first_seed=seed, batch=1, kwargs=env)
     return Suite(
@@ -80,6 +84,9 @@ def main(argv: list[str] | None = None) -> None:
         choices=sorted(CANDIDATES) + sorted(GOLD_CANDIDATES),
         help="candidates to run (default: all of the grid)",
     )
+    parser.add_argument(
+        "--learners", nargs="+", choices=sorted({*LEARNERS, *GOLD_LEARNERS}), help="learners to run (default: the grid's)"
+    )
     parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--seed", type=int, default=100, help="search seed (the README reports seeds 0-2)")
     parser.add_argument("--workers", type=int, default=2)
@@ -87,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     names = args.only or list(GOLD_CANDIDATES if args.profile == "gold" else CANDIDATES)
     store = Store(Path(args.out) / "store")
-    suites = {name: candidate_suite(name, args.rounds, args.seed) for name in names}
+    learners = tuple(args.learners) if args.learners else None
+    suites = {name: candidate_suite(name, args.rounds, args.seed, learners) for name in names}
     jobs = {name: plan(s) for name, s in suites.items()}
     execute([j for js in jobs.values() for j in js], store, workers=args.workers)
 

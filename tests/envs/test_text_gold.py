@@ -131,3 +131,29 @@ def test_the_paper_preset_takes_the_gold_profile(tiny_text):
     env.reset(seed=0, options={"prompt": prompt})
     _, _, _, _, info = env.step("- one\n- two")
     assert info["true_utility"] == pytest.approx(5.0 * ConstraintJudge().score("- one\n- two", constraints))
+
+
+def test_the_gold_setting_search_plays_each_candidate_on_its_own_store_keys():
+    """``scripts/search_text_setting.py --profile gold``: every candidate is the gold profile with
+    its own settings, on the search seed only, and ``--learners`` narrows the learners."""
+    import importlib.util
+    from pathlib import Path
+
+    import agents
+    from agents.bench import runner
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "search_text_setting.py"
+    spec = importlib.util.spec_from_file_location("search_text_setting", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    hashes = set()
+    for name, (env, learner) in script.GOLD_CANDIDATES.items():
+        suite = script.candidate_suite(name, rounds=5, seed=100)
+        (game,) = suite.games
+        assert game.kwargs == {"profile": "gold", **env} and (game.first_seed, game.seeds) == (100, 1)
+        assert [e.id for e in suite.learners] == ["rlhf", "fpo-relaxed", "gold-bon"]
+        assert all(e.id in agents.ids("text") and e.config == learner for e in suite.learners)
+        (only,) = script.candidate_suite(name, rounds=5, seed=100, learners=("rlhf",)).learners
+        assert only.id == "rlhf"
+        hashes.update(h for job in runner.plan(suite) for h in job["hashes"])
+    assert len(hashes) == 3 * len(script.GOLD_CANDIDATES)  # no two candidates share a run
