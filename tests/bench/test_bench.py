@@ -540,10 +540,19 @@ def test_a_text_run_without_artifacts_is_a_clear_error(tmp_path):
         text_report.read_rounds(Store(tmp_path / "store"), "0" * 24)
 
 
-def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted_one(tiny_text, tmp_path):
-    # From a warm, length-biased RM head, fitted once into this test's cache.
-    warm = {"rm_init": "warm", "rm_bias": 0.5, "warm_samples": 2}
-    kwargs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in {**tiny_text, **warm}.items())
+@pytest.mark.parametrize(
+    "setting",
+    [
+        # From a warm, length-biased RM head, fitted once into this test's cache.
+        {"rm_init": "warm", "rm_bias": 0.5, "warm_samples": 2},
+        # The gold judge with the RM retrained every 4 rounds: the checkpoint of round 10 holds
+        # the two rounds buffered since the retraining after round 8.
+        {"profile": "gold", "guard_floor": 1e6, "retrain_every": 4},
+    ],
+    ids=["warm", "gold-iterated"],
+)
+def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupted_one(tiny_text, tmp_path, setting):
+    kwargs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in {**tiny_text, **setting}.items())
     suite = tmp_path / "text.toml"
     suite.write_text(
         f'[[games]]\nid = "FPO/TextRM-v0"\nrounds = 30\nseeds = 1\nkwargs = {{ {kwargs} }}\n\n'
@@ -585,10 +594,13 @@ def test_a_killed_text_run_resumes_from_its_checkpoint_and_equals_an_uninterrupt
     for key in full:
         np.testing.assert_array_equal(resumed[key], full[key], err_msg=key)
     assert not (killed / "store" / "work" / h).exists()
-    assert len(list((tmp_path / "cache" / "warm-rm").glob("head-*.npz"))) == 1
+    warm_heads = list((tmp_path / "cache" / "warm-rm").glob("head-*.npz"))
+    assert len(warm_heads) == (setting.get("rm_init") == "warm")
     rows = [json.loads(line) for line in (runner.artifacts_dir(killed / "store", h) / "metrics.jsonl").read_text().splitlines()]
     full_rows = (runner.artifacts_dir(tmp_path / "full" / "store", h) / "metrics.jsonl").read_text().splitlines()
     assert rows == [json.loads(line) for line in full_rows]  # every round once, each as the uninterrupted run's
+    m = setting.get("retrain_every", 1)
+    assert [row["retrained"] for row in rows] == [(t + 1) % m == 0 for t in range(30)]
 
 
 def test_a_learner_gets_the_env_it_registered_as_needing(tmp_path):
