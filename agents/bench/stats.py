@@ -40,6 +40,19 @@ def _rliable():
     return rly, metrics
 
 
+def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """rliable's probability of improvement, ``metrics.probability_of_improvement``, computed in
+    one vectorized pass: for each task (column), the Mann-Whitney U statistic of ``X > Y`` over
+    the runs (rows) divided by ``n_x n_y``, that is ``P(X > Y) + P(X = Y) / 2`` over all pairs of
+    a run of ``X`` and a run of ``Y``; averaged over tasks. rliable calls ``scipy.stats.mannwhitneyu``
+    once per task, which a bootstrap over many tasks (the text report's prompts: 36 tasks, 30
+    pairs of policies, 2000 resamples) turns into minutes; the numbers are the same (tested)."""
+    x, y = np.asarray(scores_x, dtype=np.float64), np.asarray(scores_y, dtype=np.float64)
+    diff = x[:, None, :] - y[None, :, :]  # (runs of X, runs of Y, tasks)
+    wins = (diff > 0).mean(axis=(0, 1)) + 0.5 * (diff == 0).mean(axis=(0, 1))
+    return float(wins.mean())
+
+
 @dataclass
 class LearnerScores:
     """Per-seed results of one learner on one game (arrays over seeds)."""

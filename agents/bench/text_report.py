@@ -369,7 +369,7 @@ def preference_statistics(errors: dict, reps: int = 2000, seed: int = 0) -> dict
 
 def eval_statistics(evals: dict[str, list[dict]], reps: int = 2000, seed: int = 0) -> dict:
     """Means with CIs and pairwise win rates with CIs (module docstring)."""
-    from agents.bench.stats import _rliable
+    from agents.bench.stats import _rliable, probability_of_improvement
 
     rly, metrics = _rliable()
     seeds = max(len(v) for v in evals.values())
@@ -397,7 +397,7 @@ def eval_statistics(evals: dict[str, list[dict]], reps: int = 2000, seed: int = 
             table.setdefault(label, {})[key] = (float(points[label][0]), *(float(v) for v in cis[label][:, 0]))
     labels = list(matrices)
     pairs = {f"{a}|{b}": [matrices[a]["quality"], matrices[b]["quality"]] for a in labels for b in labels if a != b}
-    points, cis = intervals(pairs, metrics.probability_of_improvement)
+    points, cis = intervals(pairs, probability_of_improvement)  # rliable's definition, vectorized
     wins = {tuple(k.split("|")): (float(np.squeeze(points[k])), *(float(v) for v in np.ravel(cis[k]))) for k in pairs}
     return {"labels": labels, "means": table, "wins": wins, "seeds": seeds, "prompts": matrices[labels[0]]["quality"].shape[1]}
 

@@ -76,3 +76,19 @@ def test_the_across_games_aggregates_pool_every_run():
 def test_a_report_repeats_for_its_seed():
     scores = {"rlhf": _scores("rlhf", OTHER), "fpo": _scores("fpo", SKEWED)}
     assert stats.game_table(scores, reps=100, seed=3) == stats.game_table(scores, reps=100, seed=3)
+
+
+@pytest.mark.parametrize("shape_x, shape_y", [((5, 36), (5, 36)), ((1, 36), (5, 36)), ((7, 1), (3, 1))])
+def test_the_vectorized_probability_of_improvement_is_rliables(shape_x, shape_y):
+    """The text report's win rates: the same number as rliable's per-task Mann-Whitney loop, ties
+    (scores on a grid of quarters, as the judge's often are) and identical columns included."""
+    from rliable import metrics
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        x = rng.integers(0, 21, size=shape_x) / 4
+        y = rng.integers(0, 21, size=shape_y) / 4
+        if shape_x == shape_y:
+            y[:, 0] = x[:, 0]  # a task where both score the same on every run
+        assert stats.probability_of_improvement(x, y) == pytest.approx(metrics.probability_of_improvement(x, y), abs=1e-12)
+        assert stats.probability_of_improvement(x, y) + stats.probability_of_improvement(y, x) == pytest.approx(1.0)
