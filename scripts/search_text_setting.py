@@ -112,7 +112,17 @@ def main(argv: list[str] | None = None) -> None:
         "| tokens: first -> last |",
         "|---|---|---|---|---|---|",
     ]
-    fig, axes = plt.subplots(2, len(names), figsize=(4.2 * len(names), 6.4), squeeze=False, sharex=True)
+    # Candidates in blocks of at most 3 columns, each block two rows (U - U(ref) above, r below),
+    # so that a grid of six stays readable at the README's width.
+    ncols = min(3, len(names))
+    blocks = -(-len(names) // ncols)
+    fig, grid = plt.subplots(2 * blocks, ncols, figsize=(4.4 * ncols, 3.3 * 2 * blocks), squeeze=False, sharex=True)
+    axes = np.empty((2, len(names)), dtype=object)
+    for i in range(len(names)):
+        axes[0, i], axes[1, i] = grid[2 * (i // ncols), i % ncols], grid[2 * (i // ncols) + 1, i % ncols]
+    for i in range(len(names), blocks * ncols):  # the empty cells of a last, short block
+        grid[2 * (i // ncols), i % ncols].set_visible(False)
+        grid[2 * (i // ncols) + 1, i % ncols].set_visible(False)
     for col, name in enumerate(names):
         for job in jobs[name]:
             _, h = store.read(job["hashes"][0])
@@ -132,12 +142,14 @@ def main(argv: list[str] | None = None) -> None:
         axes[1, col].set_xlabel("round")
     for ax in axes[0]:
         ax.axhline(0.0, color="grey", lw=0.8, ls="--")
-    axes[0, 0].set_ylabel("U - U(base reference), 10-round mean")
-    axes[1, 0].set_ylabel("RM score r (10-round mean)")
+        ax.set_ylabel("U - U(reference)")
+    for ax in axes[1]:
+        ax.set_ylabel("RM score r")
     axes[0, 0].legend(fontsize=9)
     fig.suptitle(
-        f"Text game setting search (seed {args.seed}): what was tried. Top: oracle quality against the base "
-        "policy's reference answer to the same prompt (0: as good as the base)",
+        f"Text game setting search (seed {args.seed}), what was tried: per candidate, the oracle's U against the base "
+        f"policy's reference\nanswer to the same prompt (0: as good as the base) above, the RM's score below; "
+        f"10-round trailing means",
         fontsize=11,
     )
     fig.tight_layout()
