@@ -109,8 +109,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Setting search, seed {args.seed}, {args.rounds} rounds (means over the first and last {fifth} rounds)",
         "",
         "| candidate | learner | U: first -> last | U - U(ref): first -> last | RM score r: first -> last "
-        "| tokens: first -> last |",
-        "|---|---|---|---|---|---|",
+        "| tokens: first -> last | U - U(ref), 10-round mean: peak (round) -> last | r, 10-round mean: at the peak -> last |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     # Candidates in blocks of at most 3 columns, each block two rows (U - U(ref) above, r below),
     # so that a grid of six stays readable at the README's width.
@@ -130,10 +130,16 @@ def main(argv: list[str] | None = None) -> None:
             u, gap, r, n = (
                 np.asarray(h[k], dtype=np.float64) for k in ("true_utility", "quality_gap", "proxy_reward", "response_tokens")
             )
+            # The peak of the smoothed gap over full 10-round windows only (a window of one round
+            # at the start is a single prompt's luck), and the RM's smoothed score there.
+            gap_sm, r_sm = smooth(gap), smooth(r)
+            full = min(9, len(gap) - 1)
+            peak = full + int(np.argmax(gap_sm[full:]))
             lines.append(
                 f"| {name} | {job['label']} | {u[:fifth].mean():.3f} -> {u[-fifth:].mean():.3f} | "
                 f"{gap[:fifth].mean():+.3f} -> {gap[-fifth:].mean():+.3f} | "
-                f"{r[:fifth].mean():.3f} -> {r[-fifth:].mean():.3f} | {n[:fifth].mean():.1f} -> {n[-fifth:].mean():.1f} |"
+                f"{r[:fifth].mean():.3f} -> {r[-fifth:].mean():.3f} | {n[:fifth].mean():.1f} -> {n[-fifth:].mean():.1f} | "
+                f"{gap_sm[peak]:+.2f} ({peak + 1}) -> {gap_sm[-1]:+.2f} | {r_sm[peak]:.3f} -> {r_sm[-1]:.3f} |"
             )
             rounds = np.arange(1, len(u) + 1)
             axes[0, col].plot(rounds, smooth(gap), label=job["label"])
