@@ -16,6 +16,7 @@ against the base policy's reference, and RM score, over rounds; one column per c
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -152,12 +153,12 @@ def main(argv: list[str] | None = None) -> None:
     for ax in axes[1]:
         ax.set_ylabel("RM score r")
     axes[0, 0].legend(fontsize=9)
-    fig.suptitle(
+    title = (
         f"Text game setting search (seed {args.seed}), what was tried: per candidate, the oracle's U against the base "
-        f"policy's reference\nanswer to the same prompt (0: as good as the base) above, the RM's score below; "
-        f"10-round trailing means",
-        fontsize=11,
+        "policy's reference answer to the same prompt (0: as good as the base) above, the RM's score below; "
+        "10-round trailing means"
     )
+    fig.suptitle(textwrap.fill(title, width=42 * ncols), fontsize=11)  # wrapped to the figure's width
     fig.tight_layout()
     out = Path(args.out)
     fig.savefig(out / "search.png", dpi=110)
