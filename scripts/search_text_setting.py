@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> None:
                 f"{gap_sm[peak]:+.2f} ({peak + 1}) -> {gap_sm[-1]:+.2f} | {r_sm[peak]:.3f} -> {r_sm[-1]:.3f} |"
             )
             rounds = np.arange(1, len(u) + 1)
-            axes[0, col].plot(rounds, smooth(gap), label=job["label"])
-            axes[1, col].plot(rounds, smooth(r), label=job["label"])
+            axes[0, col].plot(rounds, gap_sm, label=job["label"])
+            axes[1, col].plot(rounds, r_sm, label=job["label"])
         axes[0, col].set_title(name, fontsize=10)
         axes[1, col].set_xlabel("round")
     for ax in axes[0]:

@@ -300,10 +300,23 @@ def iteration_slopes(training: dict[str, list[dict]], m: int) -> dict[str, dict[
     return out
 
 
-def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int, seed: int) -> list[str]:
+def _mean_intervals(scores: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, tuple[float, float, float]]:
+    """Per label: the mean of its ``(seeds, 1)`` scores with rliable's 95% percentile bootstrap
+    interval over seeds, ``(mean, low, high)``; one bootstrap over every label of ``scores``."""
+    import warnings
+
     from agents.bench.stats import _rliable
 
     rly, metrics = _rliable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state
+        points, cis = rly.get_interval_estimates(
+            scores, lambda x: np.array([metrics.aggregate_mean(x)]), reps=reps, random_state=np.random.RandomState(seed)
+        )
+    return {label: (float(points[label][0]), *(float(v) for v in cis[label][:, 0])) for label in scores}
+
+
+def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int, seed: int) -> list[str]:
     lines = [
         "",
         f"### Inside an iteration: the RM is retrained every {m} rounds",
@@ -315,8 +328,6 @@ def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int
         "| learner | seeds | " + " | ".join(f"slope of {name}" for _, name in ITERATION_KEYS) + " |",
         "|---|---|" + "---|" * len(ITERATION_KEYS),
     ]
-    import warnings
-
     for label, by_key in slopes.items():
         cells = []
         for key, _ in ITERATION_KEYS:
@@ -324,15 +335,7 @@ def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int
             if len(values) == 0:
                 cells.append("-")
                 continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)
-                points, cis = rly.get_interval_estimates(
-                    {label: values[:, None]},
-                    lambda x: np.array([metrics.aggregate_mean(x)]),
-                    reps=reps,
-                    random_state=np.random.RandomState(seed),
-                )
-            cells.append(_ci((float(points[label][0]), *(float(v) for v in cis[label][:, 0])), 4))
+            cells.append(_ci(_mean_intervals({label: values[:, None]}, reps, seed)[label], 4))
         seeds = max(len(v) for v in by_key.values())
         lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
     return lines
@@ -341,13 +344,8 @@ def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int
 def preference_statistics(errors: dict, reps: int = 2000, seed: int = 0) -> dict:
     """Per learner: the mean over seeds of each rate of :func:`preference_errors` with its 95%
     bootstrap CI over seeds (rliable's percentile intervals of the mean)."""
-    from agents.bench.stats import _rliable
-
     if not errors:
         return {}
-    import warnings
-
-    rly, metrics = _rliable()
     out = {}
     keys = ("error_final", "error_initial", "prefers_worse_final", "prefers_worse_initial")
     for key in keys:
@@ -355,13 +353,8 @@ def preference_statistics(errors: dict, reps: int = 2000, seed: int = 0) -> dict
         scores = {label: m for label, m in scores.items() if len(m)}
         if not scores:
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            points, cis = rly.get_interval_estimates(
-                scores, lambda x: np.array([metrics.aggregate_mean(x)]), reps=reps, random_state=np.random.RandomState(seed)
-            )
-        for label in scores:
-            out.setdefault(label, {})[key] = (float(points[label][0]), *(float(v) for v in cis[label][:, 0]))
+        for label, interval in _mean_intervals(scores, reps, seed).items():
+            out.setdefault(label, {})[key] = interval
     for label, rows in errors.items():
         out.setdefault(label, {})["prompts"] = float(np.mean([r["prompts"] for r in rows]))
     return out
