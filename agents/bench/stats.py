@@ -112,10 +112,12 @@ class _SeededGlobalRNG:
         np.random.set_state(self.state)
 
 
-def _intervals(score_dict: dict[str, Any], func, reps: int, seed: int) -> tuple[dict, dict]:
+def _intervals(score_dict: dict[str, Any], func, reps: int, seed: int, **kwargs: Any) -> tuple[dict, dict]:
+    """rliable's ``get_interval_estimates`` (``kwargs`` passed on, e.g. ``task_bootstrap``) with
+    its resampling seeded by ``seed``: its ``random_state`` argument does not reach the draws."""
     rly, _ = _rliable()
     with _SeededGlobalRNG(seed):
-        return rly.get_interval_estimates(score_dict, func, reps=reps)
+        return rly.get_interval_estimates(score_dict, func, reps=reps, **kwargs)
 
 
 def _interval_rows(matrices: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, dict[str, Any]]:

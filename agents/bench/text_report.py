@@ -303,16 +303,10 @@ def iteration_slopes(training: dict[str, list[dict]], m: int) -> dict[str, dict[
 def _mean_intervals(scores: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, tuple[float, float, float]]:
     """Per label: the mean of its ``(seeds, 1)`` scores with rliable's 95% percentile bootstrap
     interval over seeds, ``(mean, low, high)``; one bootstrap over every label of ``scores``."""
-    import warnings
+    from agents.bench.stats import _intervals, _rliable
 
-    from agents.bench.stats import _rliable
-
-    rly, metrics = _rliable()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state
-        points, cis = rly.get_interval_estimates(
-            scores, lambda x: np.array([metrics.aggregate_mean(x)]), reps=reps, random_state=np.random.RandomState(seed)
-        )
+    _, metrics = _rliable()
+    points, cis = _intervals(scores, lambda x: np.array([metrics.aggregate_mean(x)]), reps, seed)
     return {label: (float(points[label][0]), *(float(v) for v in cis[label][:, 0])) for label in scores}
 
 
@@ -362,9 +356,9 @@ def preference_statistics(errors: dict, reps: int = 2000, seed: int = 0) -> dict
 
 def eval_statistics(evals: dict[str, list[dict]], reps: int = 2000, seed: int = 0) -> dict:
     """Means with CIs and pairwise win rates with CIs (module docstring)."""
-    from agents.bench.stats import _rliable, probability_of_improvement
+    from agents.bench.stats import _intervals, _rliable, probability_of_improvement
 
-    rly, metrics = _rliable()
+    _, metrics = _rliable()
     seeds = max(len(v) for v in evals.values())
     matrices = {}
     for label, runs in evals.items():
@@ -374,13 +368,7 @@ def eval_statistics(evals: dict[str, list[dict]], reps: int = 2000, seed: int = 
         matrices[label] = m
 
     def intervals(score_dict: dict, func) -> tuple[dict, dict]:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # arch's notice about random_state
-            return rly.get_interval_estimates(
-                score_dict, func, reps=reps, task_bootstrap=True, random_state=np.random.RandomState(seed)
-            )
+        return _intervals(score_dict, func, reps, seed, task_bootstrap=True)  # over seeds and prompts
 
     mean = lambda x: np.array([metrics.aggregate_mean(x)])  # noqa: E731
     table = {}

@@ -471,6 +471,10 @@ def test_a_gold_suite_reports_kl_peaks_and_the_final_rms_preference_against_the_
             assert row["error_final"] == pytest.approx(expected, abs=1e-6)
         assert 0.0 <= row["prefers_worse_final"] <= 1.0
     stats = text_report.preference_statistics(errors, reps=100)
+    # Same seed, same intervals: rliable resamples with numpy's global generator, which the
+    # report seeds (a random_state argument alone does not reach it).
+    assert text_report.preference_statistics(errors, reps=100) == stats
+    assert text_report.eval_statistics(evals, reps=100) == text_report.eval_statistics(evals, reps=100)
     for key, value in stats["rlhf"].items():
         if key != "prompts":
             assert value[1] <= value[0] <= value[2], key
@@ -499,6 +503,7 @@ def test_within_iteration_slopes_are_the_least_squares_slopes_against_the_positi
     blocks = [np.polyfit(np.arange(m), runs[0]["response_tokens"][i * m : (i + 1) * m], 1)[0] for i in range(3)]
     assert slopes["rlhf"]["response_tokens"][0] == pytest.approx(np.mean(blocks))
     lines = text_report._iteration_lines(slopes, m, reps=100, seed=0)
+    assert text_report._iteration_lines(slopes, m, reps=100, seed=0) == lines
     row = next(line for line in lines if line.startswith("| rlhf |"))
     assert "| 2 | 0.5000 [0.5000, 0.5000] | -2.0000 [-2.0000, -2.0000] |" in row
     assert text_report.iteration_slopes({"rlhf": [{k: v[:3] for k, v in runs[0].items()}]}, m)["rlhf"]["reward_gap"].size == 0
