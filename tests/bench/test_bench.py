@@ -475,10 +475,33 @@ def test_a_gold_suite_reports_kl_peaks_and_the_final_rms_preference_against_the_
     # report seeds (a random_state argument alone does not reach it).
     assert text_report.preference_statistics(errors, reps=100) == stats
     assert text_report.eval_statistics(evals, reps=100) == text_report.eval_statistics(evals, reps=100)
+    # ... and in another process, whatever its string-hash seed (a report written twice must not
+    # move its CIs).
+    (tmp_path / "inputs.json").write_text(json.dumps({"evals": evals, "errors": errors}))
+    here = _statistics_json(tmp_path / "inputs.json")
+    for hash_seed in ("1", "2"):
+        assert _statistics_json(tmp_path / "inputs.json", hash_seed) == here
     for key, value in stats["rlhf"].items():
         if key != "prompts":
             assert value[1] <= value[0] <= value[2], key
     assert text_report.preference_errors(store, "FPO/TextRM-v0", kwargs, {"rlhf": by_label["rlhf"]}, evals) == {}
+
+
+_STATISTICS = """
+import json, sys
+from agents.bench import text_report
+inputs = json.load(open(sys.argv[1]))
+e = text_report.eval_statistics(inputs["evals"], reps=100)
+e["wins"] = {"|".join(k): v for k, v in e["wins"].items()}
+print(json.dumps({"eval": e, "preferences": text_report.preference_statistics(inputs["errors"], reps=100)}, sort_keys=True))
+"""
+
+
+def _statistics_json(inputs: Path, hash_seed: str | None = None) -> str:
+    """The text report's statistics of ``inputs``, computed in a fresh process."""
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed} if hash_seed else None
+    out = subprocess.run([sys.executable, "-c", _STATISTICS, str(inputs)], env=env, capture_output=True, text=True, check=True)
+    return out.stdout
 
 
 def test_within_iteration_slopes_are_the_least_squares_slopes_against_the_position():
