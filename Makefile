@@ -8,7 +8,7 @@ PYTEST_ARGS ?= -n 2
 #   make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: install reproduce test test-kernels lint benchmark train-text lessons animations
+.PHONY: install reproduce test test-kernels lint benchmark train-text lessons animations docs
 
 .installed: pyproject.toml Makefile
 	$(PYTHON) -m pip install torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
@@ -30,6 +30,10 @@ benchmark: .installed
 
 lessons: .installed
 	jupyter lab tutorials/
+
+# The documentation site (Sphinx, Furo, MyST-NB) into docs/_build/html; a warning fails it.
+docs: .installed
+	$(PYTHON) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 animations: .installed
 	fpo-animate all

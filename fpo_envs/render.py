@@ -317,7 +317,7 @@ def plane_basis(oracle, signal_dims: int, direction: np.ndarray | None) -> tuple
 
 
 def plane_coordinates(y: np.ndarray, e1: np.ndarray, signal_dims: int) -> np.ndarray:
-    """Outputs ``(n, d)`` as ``(y . e1, ||y_noise||)``: the component along the ideal's signal
+    """Outputs ``(n, d)`` as ``(<y, e1>, ||y_noise||)``: the component along the ideal's signal
     direction and the noise magnitude. An output whose noise points along the plane's ``e2``
     sits exactly where the map evaluates the RM; any other keeps its true noise magnitude."""
     y = np.asarray(y, dtype=np.float64).reshape(-1, len(e1))
@@ -507,8 +507,8 @@ class TrajectoryPlot(_Frame):
 
 
 class TokenCreditPlot(_Frame):
-    """Frames of the token game: per token, the RM's credit ``w . e_v`` beside its true value
-    (``grad U . e_v`` at the round's mean features), the hack tokens shaded; one panel per
+    """Frames of the token game: per token, the RM's credit ``<w, e_v>`` beside its true value
+    (``<grad U, e_v>`` at the round's mean features), the hack tokens shaded; one panel per
     learner, over a strip of ``U`` and the proxy by round. Where the blue bar of a hack stands
     tall and its black bar below zero, the RM pays for what the human does not want.
 

@@ -107,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
 
     fifth = max(args.rounds // 5, 1)
     lines = [
-        f"Setting search, seed {args.seed}, {args.rounds} rounds (means over the first and last {fifth} rounds)",
+        f"## Setting search: the {args.profile} grid, seed {args.seed}",
+        "",
+        f"{args.rounds} rounds; means over the first and last {fifth} rounds.",
         "",
         "| candidate | learner | U: first -> last | U - U(ref): first -> last | RM score r: first -> last "
         "| tokens: first -> last | U - U(ref), 10-round mean: peak (round) -> last | r, 10-round mean: at the peak -> last |",

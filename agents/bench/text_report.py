@@ -280,7 +280,7 @@ difficulty), and the length."""
 def iteration_slopes(training: dict[str, list[dict]], m: int) -> dict[str, dict[str, np.ndarray]]:
     """Per learner and :data:`ITERATION_KEYS` key: each seed's mean least-squares slope per round
     of the key against the round's position inside an iteration of a loop whose RM is retrained
-    every ``m`` rounds (rounds ``k m .. k m + m - 1`` are scored by one RM; only whole iterations
+    every ``m`` rounds (rounds ``k m`` to ``k m + m - 1`` are scored by one RM; only whole iterations
     count). A positive slope of ``r - r(ref)`` with a negative one of ``U - U(ref)`` is the policy
     climbing a fixed RM while the judge's score falls."""
     position = np.arange(m, dtype=np.float64) - (m - 1) / 2

@@ -3,12 +3,12 @@
 One follower step changes the reward of an output ``z`` by, to first order,
 ``-eta_F <grad_phi r_phi(z), grad_phi l(z; phi)>``. FPO penalizes that self-influence:
 
-=================  ===========================================  ===========================================
-follower loss      practical ``R_bar``                          relaxed ``R_tilde``
-=================  ===========================================  ===========================================
-regression         ``||grad_phi r(z)||^2``                      ``(r(z) - U(z)) * R_bar``
-Bradley-Terry      ``<grad_phi r(z), grad_phi (r(z) - r(z'))>`` ``R_bar * (s(r(z)-r(z')) - s(U(z)-U(z')))``
-=================  ===========================================  ===========================================
+=============  ============================================  ===========================================
+follower loss  practical ``R_bar``                           relaxed ``R_tilde``
+=============  ============================================  ===========================================
+regression     ``||grad_phi r(z)||^2``                       ``(r(z) - U(z)) * R_bar``
+Bradley-Terry  ``<grad_phi r(z), grad_phi (r(z) - r(z'))>``  ``R_bar * (s(r(z)-r(z')) - s(U(z)-U(z')))``
+=============  ============================================  ===========================================
 
 The functions take arrays of either numpy or torch (parameter gradients with the
 parameter axis last), so the linear game (numpy, analytic), the neural game (torch,

@@ -6,7 +6,7 @@ import numpy as np
 
 
 class LinearRewardModel:
-    """The linear RM ``r_w(y) = w . y`` trained by regression on the oracle's labels.
+    """The linear RM ``r_w(y) = <w, y>`` trained by regression on the oracle's labels.
 
     Every method broadcasts over leading batch dimensions: ``w`` has shape ``(*B, d)`` and
     an output ``y`` shape ``(*B, d)`` (or anything that broadcasts against ``w``).
