@@ -137,13 +137,13 @@ def _name_of(entry_point) -> str:
 def write_learner_table() -> None:
     import agents
 
-    rows = ["| id | games | policy family per game | settings |", "|---|---|---|---|"]
+    rows = ["| id | policy family on each game it plays | settings it fixes | env it needs |", "|---|---|---|---|"]
     for learner_id in agents.ids():
         spec = agents.spec(learner_id)
-        families = sorted({_name_of(f) for f in spec.entry_points.values()})
-        family = "; ".join(f"`{f}`" for f in families)
+        family = "; ".join(f"{game}: `{_name_of(f)}`" for game, f in spec.entry_points.items())
         settings = ", ".join(f"`{k}={v!r}`" for k, v in spec.kwargs.items()) or "-"
-        rows.append(f"| `{learner_id}` | {', '.join(spec.entry_points)} | {family} | {settings} |")
+        needs = ", ".join(f"`{k}={v!r}`" for k, v in spec.env_kwargs.items()) or "-"
+        rows.append(f"| `{learner_id}` | {family} | {settings} | {needs} |")
     (DOCS / "learner-registry.md").write_text("<!-- written by docs/conf.py from agents.registry -->\n" + "\n".join(rows) + "\n")
 
 

@@ -11,7 +11,7 @@ largest absolute deviation from the recorded history is printed per learner and 
     python scripts/kernel_paths.py                # every path, about 3 minutes on 2 cores
     python scripts/kernel_paths.py --game neural  # one game
 
-The tolerances of the reference tests are set from this table (the README states them).
+The tolerances of the reference tests are set from this table (docs/benchmark.md states them).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The setting search behind the text game's ``loop`` profile: short runs of ``rlhf`` and
-``fpo-relaxed`` on search seeds (disjoint from the seeds the README reports) under candidate
+``fpo-relaxed`` on search seeds (disjoint from the reported seeds) under candidate
 settings of the default SmolLM2/MiniLM preset, and the curves of what was tried.
 
     python scripts/search_text_setting.py                 # every candidate, 60 rounds, seed 100
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> None:
         "--learners", nargs="+", choices=sorted({*LEARNERS, *GOLD_LEARNERS}), help="learners to run (default: the grid's)"
     )
     parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=100, help="search seed (the README reports seeds 0-2)")
+    parser.add_argument("--seed", type=int, default=100, help="search seed (the reports use seeds 0-4)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="results/text-search")
     args = parser.parse_args(argv)
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     # Candidates in blocks of at most 3 columns, each block two rows (U - U(ref) above, r below),
-    # so that a grid of six stays readable at the README's width.
+    # so that a grid of six stays readable at the documentation's width.
     ncols = min(3, len(names))
     blocks = -(-len(names) // ncols)
     fig, grid = plt.subplots(2 * blocks, ncols, figsize=(4.4 * ncols, 3.3 * 2 * blocks), squeeze=False, sharex=True)

@@ -31,7 +31,7 @@ class GradientConfig(ObjectiveConfig):
     A penalty that reads ``U`` (the relaxed one) then tells the leader how the human's
     judgement changes with its output, a signal a real policy cannot observe; off, ``U`` is a
     constant label at the output and only the RM's gradients steer. The linear game's relaxed
-    FPO owes its reach of the ideal to it (README, the ``paper`` suite)."""
+    FPO owes its reach of the ideal to it (``docs/benchmark.md``, the ``paper`` suite)."""
     lr: float = 0.02
     """Step size of the one gradient-ascent step per round."""
     gradient: str = "analytic"

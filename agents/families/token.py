@@ -121,7 +121,7 @@ def sequence_kl(theta: np.ndarray, base: np.ndarray, with_grad: bool = False, lo
 
 @dataclass(frozen=True)
 class TokenConfig(ObjectiveConfig):
-    """Settings of the token policy (defaults chosen by measurement on seeds the README's
+    """Settings of the token policy (defaults chosen by measurement on seeds the reported
     figures do not use)."""
 
     paper_gamma: ClassVar[float] = PAPER_GAMMA["token"]

@@ -169,7 +169,7 @@ class AnchorTextConfig(TextConfig):
     response token, so the weight is their exchange rate: at 0.1 a nat of drift per token costs
     a tenth of a nat of the winner's likelihood, so the NLL leads the early steps, where the KL
     and its gradient start at zero, and the anchor grows with the drift (the scales measured:
-    README, "Baselines under one tuning protocol"). 0 is rlhf."""
+    docs/baselines.md). 0 is rlhf."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -183,7 +183,7 @@ class CapTextConfig(TextConfig):
     cap: float = 0.1
     """The winner maximizes ``min(r, cap)``, on the RM's scale, which a Bradley-Terry head
     does not fix. 0.1: about the 95th percentile of the RM's scores of the oracle's reference
-    answers (samples of the base LM) in the loop profile's benchmark (README, "Baselines under
+    answers (samples of the base LM) in the loop profile's benchmark (docs/baselines.md, "Baselines under
     one tuning protocol"), so the cap binds where the policy outscores nearly all of its base's
     answers; another RM head needs its own cap."""
 
@@ -292,7 +292,7 @@ class AnchorTokenConfig(TokenConfig):
     anchor: float = 2.0
     """Weight of ``KL(pi_theta || pi_0)`` (nats per sequence) against the RM's score: the value
     of 0.05, 0.2, 0.5, 1, 2 and 5 with the highest mean final true utility over seeds 64-127
-    (none of the seeds the README reports), 600 rounds."""
+    (none of the reported seeds), 600 rounds."""
 
     def __post_init__(self):
         super().__post_init__()
@@ -306,7 +306,7 @@ class CapTokenConfig(TokenConfig):
     cap: float = 3.0
     """The RM's mean score of a uniform policy's sequences starts near 9 and falls as the RM
     learns. 3: the value of 2, 3, 4, 5, 6 and 8 with the highest mean final true utility over
-    seeds 64-127 (none of the seeds the README reports), 600 rounds."""
+    seeds 64-127 (none of the reported seeds), 600 rounds."""
 
     def __post_init__(self):
         super().__post_init__()

@@ -34,8 +34,8 @@ DEFAULTS = {
     "token": {"rounds": 600, "seed": 0, "learners": ("rlhf", "fpo-practical", "fpo-relaxed")},
 }
 """Defaults of the command. The neural seed is one where relaxed FPO holds while RLHF collapses,
-chosen from seeds 0-15 as the README's "Animations: ``fpo-animate``" section says; one seed shows
-the mechanism, the README's suites give the rates. The token game runs its registered 600
+chosen from seeds 0-15 as ``docs/animations.md`` says; one seed shows
+the mechanism, the benchmark's suites give the rates. The token game runs its registered 600
 rounds; its seed is the lowest of seeds 0-15 on which RLHF collapses (its ``U``, smoothed over
 10 rounds, ends at or below 3/4 of its peak; it did on 15 of the 16, all but seed 12) while
 practical and relaxed FPO hold (they held on all 16)."""
@@ -212,7 +212,7 @@ def animate(
 
     The neural game's float results depend on torch's thread count (its docstring says why),
     and that game amplifies them: the command sets one thread; from Python, set it yourself
-    (``torch.set_num_threads(1)``) to get the README's animation.
+    (``torch.set_num_threads(1)``) to get the committed animation.
     """
     learners, seed, rounds, out, configs = _check_arguments(game, learners, seed, rounds, frames, out, fps, configs)
     runs = [_record(game, learner, seed, rounds, frames, config) for learner, config in zip(learners, configs)]

@@ -25,8 +25,7 @@ RM_LOSSES = ("regression", "bradley-terry")
 @dataclasses.dataclass(frozen=True)
 class TokenParams(GameParams):
     """The token game's settings (:class:`TokenRMEnv`'s Arguments say what each does). The
-    defaults were chosen by measurement on seeds the reported figures do not use (README,
-    the token game)."""
+    defaults were chosen by measurement on seeds the reported figures do not use (``docs/games/token-results.md``)."""
 
     vocab_size: int = setting(12, "whole", "V, the tokens of the vocabulary")
     seq_len: int = setting(8, "whole", "L, the tokens of a sequence")

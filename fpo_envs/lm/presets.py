@@ -201,7 +201,7 @@ PROFILES = {
     # The paper's values: the preset as it is and the learners' paper defaults (N = 8,
     # lr 2e-5, an optimizer step every 4 SFT rounds, 32 tokens, a random RM head).
     "paper": TextProfile("the paper's values: the preset and the learners' defaults as they are", {}, {}),
-    # Found by scripts/search_text_setting.py (README, "The text game"): an RM fitted to the
+    # Found by scripts/search_text_setting.py (docs/games/text-results.md): an RM fitted to the
     # base policy's answers with a length bias, a policy that moves within 100 rounds, and
     # rounds cheap enough for several seeds on a CPU.
     "loop": TextProfile(
@@ -210,7 +210,7 @@ PROFILES = {
         {"rm_init": "warm", "rm_bias": 0.1, "rm_lr": 1e-3, "max_new_tokens": 24},
         {"n_candidates": 4, "max_new_tokens": 24, "lr": 3e-4, "grad_accum": 1},
     ),
-    # A judge with headroom (README, "The text game"): U is the share of the prompt's verifiable
+    # A judge with headroom (docs/games/text-results.md): U is the share of the prompt's verifiable
     # instructions an answer meets, with the oracle LM's likelihood only as a fluency floor.
     "gold": TextProfile(
         "a judge with headroom: verifiable instructions scored by code (gold prompts), a fluency floor on the "
