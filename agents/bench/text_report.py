@@ -335,6 +335,53 @@ def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int
     return lines
 
 
+LATE_KEYS = (("quality_gap", "U - U(ref)"), ("reward_gap", "r - r(ref)"))
+"""What the late-change table follows (history key, column name): the judge's and the RM's view of
+the policy's answer against the reference answer to the same prompt."""
+
+
+def late_changes(training: dict[str, list[dict]]) -> dict[str, dict[str, np.ndarray]]:
+    """Per learner and :data:`LATE_KEYS` key: each seed's mean over the last fifth of the rounds
+    minus its mean over the middle three fifths. Unlike the fall from a peak (a noisy curve's
+    maximum always lies above its end), this difference of two fixed windows is zero in
+    expectation for a policy that stops improving, so a CI below zero is a fall."""
+    out = {}
+    for label, runs in training.items():
+        out[label] = {}
+        for key, _ in LATE_KEYS:
+            per_seed = []
+            for run in runs:
+                x = np.asarray(run[key], dtype=np.float64)
+                fifth = len(x) // 5
+                if fifth == 0:
+                    continue
+                per_seed.append(float(x[-fifth:].mean() - x[fifth:-fifth].mean()))
+            out[label][key] = np.array(per_seed)
+    return out
+
+
+def _late_lines(changes: dict[str, dict[str, np.ndarray]], rounds: int, reps: int, seed: int) -> list[str]:
+    fifth = max(rounds // 5, 1)
+    lines = [
+        "",
+        f"### The end against the middle: the last {fifth} rounds minus rounds {fifth + 1}-{rounds - fifth}",
+        "",
+        "Per seed, the mean over the last fifth of the rounds minus the mean over the middle three fifths; mean over "
+        "seeds with a 95% bootstrap CI over seeds (rliable). U - U(ref) falling while r - r(ref) rises is the RM "
+        "rating the policy's answers higher as the judge rates them lower.",
+        "",
+        "| learner | seeds | " + " | ".join(f"change of {name}" for _, name in LATE_KEYS) + " |",
+        "|---|---|" + "---|" * len(LATE_KEYS),
+    ]
+    for label, by_key in changes.items():
+        cells = []
+        for key, _ in LATE_KEYS:
+            values = by_key[key]
+            cells.append("-" if len(values) == 0 else _ci(_mean_intervals({label: values[:, None]}, reps, seed)[label], 3))
+        lines.append(f"| {label} | {max(len(v) for v in by_key.values())} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def preference_statistics(errors: dict, reps: int = 2000, seed: int = 0) -> dict:
     """Per learner: the mean over seeds of each rate of :func:`preference_errors` with its 95%
     bootstrap CI over seeds (rliable's percentile intervals of the mean)."""
@@ -435,6 +482,7 @@ def markdown(
             f"| {a} | {_ci(m['quality'])} | {_ci(m['reward_initial'])} | {m['tokens'][0]:.1f} | " + " | ".join(wins) + " |"
         )
     lines += _peaks(training)
+    lines += _late_lines(late_changes(training), game.rounds, reps, seed)
     m = int(game.kwargs.get("retrain_every", 1))
     if m > 1:
         lines += _iteration_lines(iteration_slopes(training, m), m, reps, seed)

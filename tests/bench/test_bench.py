@@ -532,6 +532,28 @@ def test_within_iteration_slopes_are_the_least_squares_slopes_against_the_positi
     assert text_report.iteration_slopes({"rlhf": [{k: v[:3] for k, v in runs[0].items()}]}, m)["rlhf"]["reward_gap"].size == 0
 
 
+def test_the_late_change_is_the_last_fifth_minus_the_middle_three_fifths():
+    """A policy that rises, then falls in the last fifth, gets a negative change; one that is level
+    with noise of mean zero around a peak gets none, where the fall from the noisy peak would not."""
+    from agents.bench import text_report
+
+    rounds = np.arange(20, dtype=float)
+    falls = np.where(rounds < 16, 1.0, -1.0)  # middle (rounds 5-16) 1.0, last fifth (17-20) -1.0
+    level = np.tile([0.5, -0.5], 10)
+    runs = [{"quality_gap": falls, "reward_gap": rounds / 10}, {"quality_gap": level, "reward_gap": level}]
+    changes = text_report.late_changes({"rlhf": runs})
+    np.testing.assert_allclose(changes["rlhf"]["quality_gap"], [-2.0, 0.0])
+    np.testing.assert_allclose(changes["rlhf"]["reward_gap"], [(17.5 - 9.5) / 10, 0.0])
+    lines = text_report._late_lines(changes, 20, reps=100, seed=0)
+    assert lines[1].startswith("### The end against the middle: the last 4 rounds minus rounds 5-16")
+    row = next(line for line in lines if line.startswith("| rlhf |"))
+    assert row.startswith("| rlhf | 2 | -1.000 [-2.000, 0.000] |")
+    assert (
+        text_report.late_changes({"rlhf": [{"quality_gap": np.ones(4), "reward_gap": np.ones(4)}]})["rlhf"]["quality_gap"].size
+        == 0
+    )
+
+
 def test_a_text_run_stored_under_the_earlier_metric_names_reads_under_todays(tmp_path):
     """Text runs stored before the game's metrics were renamed (signal_norm: the quality gap,
     noise_norm: the answer's length) report as runs under today's names do."""
