@@ -573,7 +573,8 @@ def plot_curves(training: dict[str, list[dict]], path: Path, title: str) -> None
 
     plt = pyplot()
     colors = colors_for(list(training))
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True)
+    # Constrained layout keeps every axis label inside the figure (tight_layout cut the lower-left one).
+    fig, axes = plt.subplots(2, 3, figsize=(13, 7), sharex=True, layout="constrained")
     for ax, (key, name) in zip(axes.flat, CURVES):
         for label, runs in training.items():
             ys = np.stack([smooth(c[key]) for c in runs])
@@ -586,9 +587,8 @@ def plot_curves(training: dict[str, list[dict]], path: Path, title: str) -> None
     for ax in axes[-1]:
         ax.set_xlabel("round")
     handles, names = axes[0, 0].get_legend_handles_labels()
-    fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=10, frameon=False)
+    fig.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize=10, frameon=False)
     fig.suptitle(f"{title}\n{SMOOTH}-round trailing means; line: mean over seeds, band: lowest to highest seed", fontsize=12)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
