@@ -277,6 +277,18 @@ judge's against the reference answer to the same prompt (which takes out most of
 difficulty), and the length."""
 
 
+def _per_seed(training: dict[str, list[dict]], keys: tuple, statistic) -> dict[str, dict[str, np.ndarray]]:
+    """Per learner and key of ``keys`` (``(history key, column name)`` pairs): ``statistic`` of each
+    seed's series of that key, the seeds whose series is too short for it (``None``) left out."""
+    out = {}
+    for label, runs in training.items():
+        out[label] = {}
+        for key, _ in keys:
+            values = [statistic(np.asarray(run[key], dtype=np.float64)) for run in runs]
+            out[label][key] = np.array([v for v in values if v is not None])
+    return out
+
+
 def iteration_slopes(training: dict[str, list[dict]], m: int) -> dict[str, dict[str, np.ndarray]]:
     """Per learner and :data:`ITERATION_KEYS` key: each seed's mean least-squares slope per round
     of the key against the round's position inside an iteration of a loop whose RM is retrained
@@ -284,20 +296,15 @@ def iteration_slopes(training: dict[str, list[dict]], m: int) -> dict[str, dict[
     count). A positive slope of ``r - r(ref)`` with a negative one of ``U - U(ref)`` is the policy
     climbing a fixed RM while the judge's score falls."""
     position = np.arange(m, dtype=np.float64) - (m - 1) / 2
-    out = {}
-    for label, runs in training.items():
-        out[label] = {}
-        for key, _ in ITERATION_KEYS:
-            per_seed = []
-            for run in runs:
-                x = np.asarray(run[key], dtype=np.float64)
-                whole = len(x) // m
-                if whole == 0:
-                    continue
-                blocks = x[: whole * m].reshape(whole, m)
-                per_seed.append(float((blocks @ position).mean() / (position @ position)))
-            out[label][key] = np.array(per_seed)
-    return out
+
+    def slope(x: np.ndarray) -> float | None:
+        whole = len(x) // m
+        if whole == 0:
+            return None
+        blocks = x[: whole * m].reshape(whole, m)
+        return float((blocks @ position).mean() / (position @ position))
+
+    return _per_seed(training, ITERATION_KEYS, slope)
 
 
 def _mean_intervals(scores: dict[str, np.ndarray], reps: int, seed: int) -> dict[str, tuple[float, float, float]]:
@@ -310,8 +317,26 @@ def _mean_intervals(scores: dict[str, np.ndarray], reps: int, seed: int) -> dict
     return {label: (float(points[label][0]), *(float(v) for v in cis[label][:, 0])) for label in scores}
 
 
-def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int, seed: int) -> list[str]:
+def _seed_mean_table(
+    values: dict[str, dict[str, np.ndarray]], keys: tuple, column: str, digits: int, reps: int, seed: int
+) -> list[str]:
+    """A table of :func:`_per_seed` values: per learner, the seeds, and per key the mean over seeds
+    with its 95% bootstrap CI (``-`` where no seed has a value); columns ``f"{column} {name}"``."""
     lines = [
+        "| learner | seeds | " + " | ".join(f"{column} {name}" for _, name in keys) + " |",
+        "|---|---|" + "---|" * len(keys),
+    ]
+    for label, by_key in values.items():
+        cells = []
+        for key, _ in keys:
+            v = by_key[key]
+            cells.append("-" if len(v) == 0 else _ci(_mean_intervals({label: v[:, None]}, reps, seed)[label], digits))
+        lines.append(f"| {label} | {max(len(v) for v in by_key.values())} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int, seed: int) -> list[str]:
+    return [
         "",
         f"### Inside an iteration: the RM is retrained every {m} rounds",
         "",
@@ -319,20 +344,8 @@ def _iteration_lines(slopes: dict[str, dict[str, np.ndarray]], m: int, reps: int
         "averaged over the run's whole iterations; mean over seeds with a 95% bootstrap CI over seeds (rliable). "
         "r - r(ref) rising while U - U(ref) falls is the policy climbing a fixed RM against the judge.",
         "",
-        "| learner | seeds | " + " | ".join(f"slope of {name}" for _, name in ITERATION_KEYS) + " |",
-        "|---|---|" + "---|" * len(ITERATION_KEYS),
+        *_seed_mean_table(slopes, ITERATION_KEYS, "slope of", 4, reps, seed),
     ]
-    for label, by_key in slopes.items():
-        cells = []
-        for key, _ in ITERATION_KEYS:
-            values = by_key[key]
-            if len(values) == 0:
-                cells.append("-")
-                continue
-            cells.append(_ci(_mean_intervals({label: values[:, None]}, reps, seed)[label], 4))
-        seeds = max(len(v) for v in by_key.values())
-        lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
-    return lines
 
 
 LATE_KEYS = (("quality_gap", "U - U(ref)"), ("reward_gap", "r - r(ref)"))
@@ -345,24 +358,17 @@ def late_changes(training: dict[str, list[dict]]) -> dict[str, dict[str, np.ndar
     minus its mean over the middle three fifths. Unlike the fall from a peak (a noisy curve's
     maximum always lies above its end), this difference of two fixed windows is zero in
     expectation for a policy that stops improving, so a CI below zero is a fall."""
-    out = {}
-    for label, runs in training.items():
-        out[label] = {}
-        for key, _ in LATE_KEYS:
-            per_seed = []
-            for run in runs:
-                x = np.asarray(run[key], dtype=np.float64)
-                fifth = len(x) // 5
-                if fifth == 0:
-                    continue
-                per_seed.append(float(x[-fifth:].mean() - x[fifth:-fifth].mean()))
-            out[label][key] = np.array(per_seed)
-    return out
+
+    def change(x: np.ndarray) -> float | None:
+        fifth = len(x) // 5
+        return None if fifth == 0 else float(x[-fifth:].mean() - x[fifth:-fifth].mean())
+
+    return _per_seed(training, LATE_KEYS, change)
 
 
 def _late_lines(changes: dict[str, dict[str, np.ndarray]], rounds: int, reps: int, seed: int) -> list[str]:
     fifth = max(rounds // 5, 1)
-    lines = [
+    return [
         "",
         f"### The end against the middle: the last {fifth} rounds minus rounds {fifth + 1}-{rounds - fifth}",
         "",
@@ -370,16 +376,8 @@ def _late_lines(changes: dict[str, dict[str, np.ndarray]], rounds: int, reps: in
         "seeds with a 95% bootstrap CI over seeds (rliable). U - U(ref) falling while r - r(ref) rises is the RM "
         "rating the policy's answers higher as the judge rates them lower.",
         "",
-        "| learner | seeds | " + " | ".join(f"change of {name}" for _, name in LATE_KEYS) + " |",
-        "|---|---|" + "---|" * len(LATE_KEYS),
+        *_seed_mean_table(changes, LATE_KEYS, "change of", 3, reps, seed),
     ]
-    for label, by_key in changes.items():
-        cells = []
-        for key, _ in LATE_KEYS:
-            values = by_key[key]
-            cells.append("-" if len(values) == 0 else _ci(_mean_intervals({label: values[:, None]}, reps, seed)[label], 3))
-        lines.append(f"| {label} | {max(len(v) for v in by_key.values())} | " + " | ".join(cells) + " |")
-    return lines
 
 
 def preference_statistics(errors: dict, reps: int = 2000, seed: int = 0) -> dict:
