@@ -23,8 +23,12 @@ def _snippets(path: Path) -> list[str]:
 
 
 def _params():
+    seen = set()  # the quickstart stands on three pages; run each distinct snippet once
     for path in PAGES:
         for i, code in enumerate(_snippets(path)):
+            if code in seen:
+                continue
+            seen.add(code)
             first = code.strip().splitlines()[0]
             marks = [pytest.mark.slow] if "TextRM" in code else []  # loads the real language models
             yield pytest.param(code, id=f"{path.relative_to(ROOT)}-{i}-{first[:30]}", marks=marks)
