@@ -145,7 +145,7 @@ def _relaxed(z: Outputs) -> Any:
 
 def _analytic_grad(kind: str) -> PenaltyGrad:
     def grad(z: Outputs) -> np.ndarray:
-        return penalties.penalty_grad(kind, z.rm, z.oracle, z.y, z.oracle_gradient)[1]
+        return penalties.penalty_grad(kind, z.rm, z.oracle, z.y, z.oracle_gradient, value=False)[1]
 
     return grad
 

@@ -76,7 +76,9 @@ def penalty(kind: str, rm: Any, oracle: Any, z: Any) -> Any:
     return relaxed_penalty(g, overconfidence(rm.reward(z), oracle.utility(z)))
 
 
-def penalty_grad(kind: str, rm: Any, oracle: Any, z: np.ndarray, oracle_gradient: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def penalty_grad(
+    kind: str, rm: Any, oracle: Any, z: np.ndarray, oracle_gradient: bool = True, value: bool = True
+) -> tuple[np.ndarray | None, np.ndarray]:
     """The penalty and its gradient with respect to the output, from the RM's gradient API.
 
     By the chain rule, with ``g = grad_phi r(z)``: ``grad_z ||g||^2 = 2 (dg/dz)^T g``, which
@@ -85,14 +87,15 @@ def penalty_grad(kind: str, rm: Any, oracle: Any, z: np.ndarray, oracle_gradient
     ``oracle_gradient`` is off (``U`` treated as a constant label).
 
     Returns:
-        ``(R, grad_z R)``, shapes ``(...)`` and ``(..., d)``.
+        ``(R, grad_z R)``, shapes ``(...)`` and ``(..., d)``; ``R`` is ``None`` with ``value=False``
+        (the practical gradient does not need it: a learner's step saves that pass).
     """
     _check_kind(kind)
     g = rm.grad_params(z)
-    r_bar = practical_penalty(g)
     d_r_bar = 2.0 * rm.grad_params_vjp(z, g)
     if kind == "practical":
-        return r_bar, d_r_bar
+        return (practical_penalty(g) if value else None), d_r_bar
+    r_bar = practical_penalty(g)
     residual = overconfidence(rm.reward(z), oracle.utility(z))
     d_residual = rm.grad_input(z)
     if oracle_gradient:

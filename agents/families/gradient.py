@@ -86,7 +86,10 @@ class GradientLeader(Agent):
     def _clip(self, y: np.ndarray) -> np.ndarray:
         if not hasattr(self, "_bounds"):
             space = self._game().single_action_space
-            self._bounds = space.low.astype(np.float64), space.high.astype(np.float64)
+            low, high = space.low.astype(np.float64), space.high.astype(np.float64)
+            # A box with one bound clips against scalars, several times faster than against arrays.
+            uniform = (low == low.flat[0]).all() and (high == high.flat[0]).all()
+            self._bounds = (float(low.flat[0]), float(high.flat[0])) if uniform else (low, high)
         return np.clip(y, *self._bounds)
 
     def _start(self, obs, mask):
@@ -97,7 +100,7 @@ class GradientLeader(Agent):
             self.output[mask] = y0[mask]
 
     def _act(self):
-        return self.output.copy()
+        return self.output  # the env copies an action (it never keeps the caller's array)
 
     def _update(self, obs, info):
         """One step on ``J`` against the RM the round just retrained: the next round's output."""

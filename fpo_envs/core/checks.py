@@ -42,7 +42,8 @@ def check_bounded_array(value: Any, shape: tuple[int, ...], bound: float, name: 
     if isinstance(value, np.ndarray) and value.shape == shape and value.dtype.kind == "f":
         # The hot path of every step: one pass, which NaN and inf also fail.
         array = value.astype(np.float64, copy=True)
-        if np.abs(array).max(initial=0.0) <= bound * (1 + 1e-6):
+        limit = bound * (1 + 1e-6)
+        if array.max(initial=0.0) <= limit and array.min(initial=0.0) >= -limit:  # NaN fails both
             return array
     array = check_finite_array(value, shape, name)
     if np.abs(array).max(initial=0.0) > bound * (1 + 1e-6):

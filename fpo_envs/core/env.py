@@ -77,6 +77,13 @@ class _Round:
     def _load_state(self, state: dict) -> None:
         raise NotImplementedError
 
+    def _snapshot(self) -> dict:
+        """The state a round that diverges rolls back to, taken before the round: by default a
+        copy (:meth:`_get_state`). A game whose ``_play`` never writes into the arrays it holds
+        (it replaces them) may return them as they are, without copying: the copy is a large
+        part of a cheap round's cost at many copies."""
+        return self._get_state()
+
     def _check_action(self, action: Any) -> Any:
         """Validate an action and return the round's output(s) in the game's internal form."""
         raise NotImplementedError
@@ -262,7 +269,7 @@ class FeedbackLoopEnv(_Round, gym.Env):
         if not hasattr(self, "_elapsed"):
             raise gym.error.ResetNeeded("call reset() before step()")
         output = self._check_action(action)
-        before = self._get_state()
+        before = self._snapshot()
         reward, info, diverged = self._play(output)
         diverged = bool(diverged)
         if diverged:
@@ -460,7 +467,8 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         if self._rngs is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         pending = self._autoreset.copy()  # NEXT_STEP: copies that ended on the last step reset now
-        if pending.any():
+        any_pending = bool(pending.any())
+        if any_pending:
             if self.autoreset_mode == AutoresetMode.DISABLED:
                 raise gym.error.ResetNeeded(
                     f"copies {np.flatnonzero(pending).tolist()} ended and autoreset_mode is DISABLED: reset them with "
@@ -468,25 +476,31 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
                 )
             actions = self._ignore_actions(actions, pending)
         output = self._check_action(actions)
-        if pending.any():
+        if any_pending:
             self._start_episodes(pending, self._options)
             # The hooks play the whole batch, so the reset copies play a round too; it is undone
             # below, with any draws it took from their generators (label noise).
             drawn = {i: self._rngs[i].bit_generator.state for i in np.flatnonzero(pending)}
-        before = self._get_state()
+        before = self._snapshot()
         reward, info, diverged = self._play(output)
-        terminated = np.asarray(diverged, dtype=bool).reshape(self.num_envs) & ~pending
-        if (terminated | pending).any():
+        terminated = np.asarray(diverged, dtype=bool).reshape(self.num_envs)
+        if any_pending:
+            terminated = terminated & ~pending
+        if any_pending or terminated.any():
             self._replace(before, terminated | pending)
-        if pending.any():
+        if any_pending:
             for i, rng_state in drawn.items():
                 self._rngs[i].bit_generator.state = rng_state
             reward, info = _blank_rows(reward, info, pending)
-        self._elapsed[~pending] += 1
+            self._elapsed[~pending] += 1
+        else:
+            self._elapsed += 1  # the common round, without the masks' small array operations
         if self.max_episode_steps is None:
             truncated = np.zeros(self.num_envs, dtype=bool)
         else:
-            truncated = (self._elapsed >= self.max_episode_steps) & ~terminated & ~pending
+            truncated = self._elapsed >= self.max_episode_steps
+            if any_pending or terminated.any():
+                truncated &= ~terminated & ~pending
         info = dict(info, diverged=terminated.copy())
         obs = self._observation()
         done = terminated | truncated

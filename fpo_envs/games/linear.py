@@ -71,6 +71,11 @@ class LinearGame(VectorGame):
         self._set_reward_model(LinearRewardModel(state["w"].copy(), self.rm_lr, self.rm_weight_decay))
         self._output = state["y"].copy()
 
+    def _snapshot(self):
+        # A round replaces w and y with new arrays (LinearRewardModel.update), so the arrays
+        # held now are the state before it, without a copy.
+        return {"w": self._stacked_rm.w, "y": self._output}
+
     def _play(self, y):
         s = self.signal_dims
         r = self.reward_model.reward(y)
@@ -78,8 +83,8 @@ class LinearGame(VectorGame):
         spread = self.reward_model.member_spread(y) if self.rm_ensemble > 1 else None  # before the update, as rm_error
         self.reward_model.update(y, self._noisy_labels(u), reward=r)
         self._output = y
-        proxy = self.proxy(y, r)
         squares = y * y
+        proxy = r - self.action_cost * squares.sum(-1)  # self.proxy(y, r), its squares computed once
         info = {
             "true_utility": u,
             "proxy_reward": proxy,
@@ -89,11 +94,20 @@ class LinearGame(VectorGame):
         }
         if self.rm_ensemble > 1:
             info["ensemble_spread"] = spread
-        diverged = ~(np.abs(self.reward_model.params) <= PARAM_BOUND).all(-1)  # NaN compares False
+        w = self.reward_model.params
+        # Two whole-array reductions settle the common case; the per-copy test runs only if they fail.
+        if w.max(initial=0.0) <= PARAM_BOUND and w.min(initial=0.0) >= -PARAM_BOUND:  # a NaN fails both
+            diverged = np.zeros(self.batch_shape, dtype=bool)
+        else:
+            diverged = ~(np.abs(w).max(-1) <= PARAM_BOUND).reshape(self.batch_shape)
         return proxy, info, diverged
 
     def _observation(self):
-        return np.concatenate([self.reward_model.params, self._output], axis=-1).astype(np.float32)
+        params = self.reward_model.params
+        obs = np.empty((*self.batch_shape, self.num_params + self.dim), dtype=np.float32)
+        obs[..., : self.num_params] = params.reshape(*self.batch_shape, -1)  # an ensemble's members flattened
+        obs[..., self.num_params :] = self._output
+        return obs
 
 
 class LinearRMEnv(LinearGame, FeedbackLoopEnv):

@@ -48,7 +48,7 @@ class LinearRewardModel:
 
     def grad_params(self, y: np.ndarray) -> np.ndarray:
         """``grad_w r_w(y) = y``, shape ``(*B, p)``."""
-        return np.broadcast_to(y, np.broadcast_shapes(np.shape(y), np.shape(self.w))).copy()
+        return _broadcast_copy(y, np.shape(self.w))
 
     def reward_and_grad_params(self, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(r_w(y), grad_w r_w(y))`` in one call, as every regression RM offers."""
@@ -56,7 +56,7 @@ class LinearRewardModel:
 
     def grad_input(self, y: np.ndarray) -> np.ndarray:
         """``grad_y r_w(y) = w``, shape ``(*B, d)``."""
-        return np.broadcast_to(self.w, np.broadcast_shapes(np.shape(y), np.shape(self.w))).copy()
+        return _broadcast_copy(self.w, np.shape(y))
 
     def grad_params_vjp(self, y: np.ndarray, v: np.ndarray) -> np.ndarray:
         """``grad_y <grad_w r_w(y), v>`` with ``v`` held fixed, shape ``(*B, d)``.
@@ -64,7 +64,7 @@ class LinearRewardModel:
         The mixed second derivative that carries the practical penalty's gradient to the
         output: here ``d(grad_w r)/dy`` is the identity, so the product is ``v``.
         """
-        return np.broadcast_to(v, np.broadcast_shapes(np.shape(y), np.shape(v))).copy()
+        return _broadcast_copy(v, np.shape(y))
 
     def loss(self, y: np.ndarray, u: np.ndarray) -> np.ndarray:
         """The follower loss ``(r_w(y) - u)^2``, shape ``(*B,)``."""
@@ -88,9 +88,23 @@ class LinearRewardModel:
         return rm
 
     def update(self, y: np.ndarray, u: np.ndarray, reward: np.ndarray | None = None) -> None:
-        """Take the follower step in place (the env's state changes); ``reward``, if given,
-        is ``r_w(y)`` already computed (it saves the env a second pass)."""
+        """Take the follower step (the env's state changes): ``w`` becomes a new array, the
+        old one is left as it was (the env keeps it to roll a diverged step back without a
+        copy); ``reward``, if given, is ``r_w(y)`` already computed (it saves a second pass)."""
         if reward is None:
-            self.w[...] = self.preview_update(y, u)
+            self.w = self.preview_update(y, u)
         else:
-            self.w[...] = (1.0 - self.weight_decay) * self.w - self.lr * (2.0 * (reward - u)[..., None] * y)
+            # (1 - wd) w - lr (2 (r - u) y), in place on two new arrays (the same roundings).
+            step = (2.0 * (reward - u))[..., None] * y
+            step *= self.lr
+            w = self.w * (1.0 - self.weight_decay)
+            w -= step
+            self.w = w
+
+
+def _broadcast_copy(a: np.ndarray, other_shape: tuple[int, ...]) -> np.ndarray:
+    """A new array of ``a`` broadcast against ``other_shape`` (a plain copy where the shapes
+    agree, the common case, without broadcasting's overhead)."""
+    if np.shape(a) == other_shape:
+        return np.array(a, copy=True)
+    return np.broadcast_to(a, np.broadcast_shapes(np.shape(a), other_shape)).copy()
