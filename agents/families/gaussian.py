@@ -18,8 +18,13 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from agents.common import objectives
 from agents.common.base import Agent
 from agents.common.objectives import PAPER_GAMMA, Objective, ObjectiveConfig
+
+_CLOSED_FORM = {objectives.PENALTIES["practical"].fn: "practical", objectives.PENALTIES["relaxed"].fn: "relaxed"}
+"""The built-in penalties (by their functions, so one a user registers under the same name is
+differentiated by autograd) whose gradient an MLP RM gives in closed form."""
 
 
 @dataclass(frozen=True)
@@ -117,8 +122,19 @@ class GaussianLeader(Agent):
 
     def objective_grad(self, y: torch.Tensor, rm) -> torch.Tensor:
         """``grad_y J`` (equal to ``grad_theta J`` under the reparameterization)."""
-        if self.objective.penalty is None:  # no second derivatives needed: the RM's input gradient
-            return self._game().proxy_grad(y, rm.grad_input(y))
+        game, penalty = self._game(), self.objective.penalty
+        if penalty is None:  # no second derivatives needed: the RM's input gradient
+            return game.proxy_grad(y, rm.grad_input(y))
+        if penalty.fn in _CLOSED_FORM and hasattr(rm, "penalty_input_grads"):
+            # The built-in penalties of an MLP RM in closed form: the gradient autograd would
+            # give (tested), several times faster.
+            r, n, grad_r, grad_n = rm.penalty_input_grads(y)
+            gamma = self.objective.gamma
+            if _CLOSED_FORM[penalty.fn] == "practical":
+                return game.proxy_grad(y, grad_r) - gamma * grad_n
+            u = game.oracle.utility(y)
+            grad_residual = grad_r - game.oracle.grad(y) if self.objective.oracle_gradient else grad_r
+            return game.proxy_grad(y, grad_r) - gamma * (grad_residual * n[..., None] + (r - u)[..., None] * grad_n)
         y = y.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(self.objective.value(y, rm).sum(), y)
         return grad

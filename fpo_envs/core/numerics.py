@@ -66,3 +66,45 @@ def adam_step(
         root = _sqrt(exp_avg_sq)
     new = params - (lr / bias1) * exp_avg / (root / _sqrt(bias2) + eps)
     return new, {"exp_avg": exp_avg, "exp_avg_sq": exp_avg_sq, "step": step}
+
+
+def adam_step_(
+    params: Any,
+    state: dict[str, Any],
+    grad: Any,
+    lr: float,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+) -> None:
+    """:func:`adam_step` on torch tensors, in place: ``params``, ``state["exp_avg"]`` and
+    ``state["exp_avg_sq"]`` are overwritten, ``state["step"]`` is replaced by a new tensor.
+
+    Where every RM has taken the same number of steps (the common case), this is one pass of
+    torch's fused CPU/CUDA Adam kernel (``torch.optim.Adam(fused=True)``'s): no new
+    ``(*B, p)`` tensors, which at a few hundred RMs cost more than the arithmetic. The
+    kernel rounds a little differently from :func:`adam_step` (it computes the bias
+    corrections in double precision), within a float32 ulp or so per step. Otherwise (RMs
+    at different step counts, or no fused kernel) it is :func:`adam_step` copied back.
+    """
+    import torch
+
+    step = state["step"]
+    first = step.reshape(-1)[:1]
+    fused = getattr(torch, "_fused_adam_", None)
+    same = step.numel() > 0 and bool((step == first).all())
+    tensors = (params, grad, state["exp_avg"], state["exp_avg_sq"])
+    if fused is not None and same and all(t.is_contiguous() and t.dtype == params.dtype for t in tensors):
+        new_step = first.reshape(()) + 1
+        b1, b2 = betas
+        fused(
+            [params], [grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [new_step],
+            lr=lr, beta1=b1, beta2=b2, weight_decay=weight_decay, eps=eps, amsgrad=False, maximize=False,
+        )  # fmt: skip
+        state["step"] = step + 1
+        return
+    new, new_state = adam_step(params, state, grad, lr, weight_decay, betas, eps)
+    params.copy_(new)
+    state["exp_avg"].copy_(new_state["exp_avg"])
+    state["exp_avg_sq"].copy_(new_state["exp_avg_sq"])
+    state["step"] = new_state["step"]

@@ -107,6 +107,26 @@ class NeuralGame(VectorGame):
         self._set_reward_model(rm)
         self._output = state["output"]
 
+    def _snapshot(self):
+        # A round writes the RM's parameters and Adam moments in place (MLPRewardModel.update)
+        # and replaces the rest: copy the three into tensors kept for it, without allocating.
+        rm = self._stacked_rm
+        live = {"params": rm.params, "exp_avg": rm.opt_state["exp_avg"], "exp_avg_sq": rm.opt_state["exp_avg_sq"]}
+        kept = getattr(self, "_kept", None)
+        if kept is None or any(kept[k].shape != v.shape for k, v in live.items()):
+            kept = self._kept = {k: torch.empty_like(v) for k, v in live.items()}
+        for key, value in live.items():
+            kept[key].copy_(value)
+        buffer = rm.buffer
+        return {
+            **kept,
+            "step": rm.opt_state["step"],
+            "buf_y": buffer["y"],
+            "buf_u": buffer["u"],
+            "buf_count": buffer["count"],
+            "output": self._output,
+        }
+
     def _check_action(self, action):
         return torch.as_tensor(super()._check_action(action), dtype=torch.float32)
 
@@ -131,12 +151,18 @@ class NeuralGame(VectorGame):
             }
             if self.rm_ensemble > 1:
                 info["ensemble_spread"] = spread
-            diverged = ~(rm.params.abs() <= PARAM_BOUND).all(-1)
+            # One reduction over every copy settles the common case; per copy only if it fails.
+            low, high = torch.aminmax(rm.params)  # a NaN makes both NaN, which fails the test
+            if high <= PARAM_BOUND and low >= -PARAM_BOUND:
+                diverged = torch.zeros(rm.params.shape[:-1], dtype=torch.bool)
+            else:
+                low, high = torch.aminmax(rm.params, dim=-1)
+                diverged = ~((high <= PARAM_BOUND) & (low >= -PARAM_BOUND))
         info = {k: v.double().numpy() for k, v in info.items()}
         return proxy.mean(-1).double().numpy(), info, diverged.numpy()
 
     def _observation(self):
-        return torch.cat([self.reward_model.params, self._output], dim=-1).numpy().astype(np.float32)
+        return torch.cat([self.reward_model.params, self._output], dim=-1).numpy()  # float32, a new array
 
     # Rendering: the blind-spot map ---------------------------------------------------------
     _render_columns = VectorGame._render_columns + ("buffer_rm_error",)

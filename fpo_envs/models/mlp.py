@@ -7,7 +7,7 @@ import math
 import numpy as np
 from gymnasium.error import DependencyNotInstalled
 
-from fpo_envs.core.numerics import adam_step
+from fpo_envs.core.numerics import adam_step, adam_step_
 
 try:
     import torch
@@ -74,6 +74,14 @@ class MLPRewardModel:
             "step": torch.zeros(batch, dtype=params.dtype),
         }
         self.buffer = buffer
+        self._updates = 0  # the in-place Adam steps taken (they leave the tensor's _version as it is)
+        self._acts = None  # the buffer's forward pass at the parameters, kept for the next update
+        self._kept_layers = None  # the parameters split into layers (:meth:`_layers`)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_acts"] = state["_kept_layers"] = None  # derived data, recomputed on demand (the same numbers)
+        return state
 
     @staticmethod
     def init_params(rng: np.random.Generator, dim: int, hidden: int, std: float = 0.1) -> np.ndarray:
@@ -118,6 +126,24 @@ class MLPRewardModel:
             i += n
         return out
 
+    def _layers(self, params):
+        """The layers of ``params`` and the first two weights transposed into contiguous
+        tensors, ``(w1, b1, w2, b2, w3, b3, w1^T, w2^T)``: a row-vector product with a contiguous
+        matrix is about twice as fast as with a transposed view. Kept for the RM's own
+        parameters until they change, so a learner's many steps against one RM split and
+        transpose them once (not for parameters that require a gradient)."""
+        if params is self.params and not params.requires_grad:
+            version = (params._version, self._updates)
+            kept = getattr(self, "_kept_layers", None)
+            if kept is None or kept[0] is not params or kept[1] != version:
+                kept = self._kept_layers = (params, version, self._transposed(params))
+            return kept[2]
+        return self._transposed(params)
+
+    def _transposed(self, params):
+        w1, b1, w2, b2, w3, b3 = self._unflatten(params)
+        return w1, b1, w2, b2, w3, b3, w1.mT.contiguous(), w2.mT.contiguous()
+
     def _check_outputs(self, y, params):
         batch = params.shape[:-1]
         if y.shape[: len(batch)] != batch or y.ndim not in (len(batch) + 1, len(batch) + 2) or y.shape[-1] != self.dim:
@@ -150,13 +176,16 @@ class MLPRewardModel:
         y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype), params)
         single = y.ndim == params.ndim
         h0 = y[..., None, :] if single else y  # (*B, k, d)
-        w1, b1, w2, b2, w3, b3 = self._unflatten(params)
-        a1 = h0 @ w1.mT + b1[..., None, :]  # (*B, k, H)
+        w1, b1, w2, b2, w3, b3, w1t, w2t = self._layers(params)
+        a1 = h0 @ w1t + b1[..., None, :]  # (*B, k, H)
         h1 = torch.nn.functional.softplus(a1)
-        a2 = h1 @ w2.mT + b2[..., None, :]
+        a2 = h1 @ w2t + b2[..., None, :]
+        squeeze = (lambda t: t[..., 0, :]) if single else (lambda t: t)
+        if with_grad == "input only":  # a learner's policy step needs no reward: skip the last layer
+            d1 = ((w3 * torch.sigmoid(a2)) @ w2) * torch.sigmoid(a1)
+            return None, squeeze(d1 @ w1)
         h2 = torch.nn.functional.softplus(a2)
         r = (h2 @ w3.mT)[..., 0] + b3  # (*B, k)
-        squeeze = (lambda t: t[..., 0, :]) if single else (lambda t: t)
         if not with_grad:
             return r[..., 0] if single else r, None
         # Backward pass by hand: softplus' = sigmoid; d r / d a2 = w3 * s(a2), d r / d a1 = ...
@@ -189,9 +218,48 @@ class MLPRewardModel:
         ``y``: the practical penalty without the per-sample gradients (tested against them)."""
         return self._forward(y, self.params, with_grad="sqnorm")
 
+    def penalty_input_grads(self, y):
+        """``(r, n, grad_y r, grad_y n)`` per output with ``n = ||grad_phi r_phi(y)||^2``: the
+        reward, the practical penalty and their input gradients in closed form (no autograd),
+        by the MLP's forward pass, the sqnorm identity of :meth:`reward_and_grad_sqnorm` and
+        the reverse pass through both written by hand. What a learner's penalised policy step
+        needs, several times faster than differentiating :meth:`reward_and_grad_sqnorm` (and
+        checked against it, ``tests/envs/test_neural.py``). Not differentiable."""
+        with torch.no_grad():
+            params = self.params
+            y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype), params)
+            single = y.ndim == params.ndim
+            x = y[..., None, :] if single else y  # (*B, k, d)
+            w1, b1, w2, b2, w3, b3, w1t, w2t = self._layers(params)
+            a1 = x @ w1t + b1[..., None, :]
+            h1, s1 = torch.nn.functional.softplus(a1), torch.sigmoid(a1)
+            a2 = h1 @ w2t + b2[..., None, :]
+            h2, s2 = torch.nn.functional.softplus(a2), torch.sigmoid(a2)
+            r = (h2 * w3[..., None, 0, :]).sum(-1) + b3  # (*B, k)
+            d2 = w3 * s2  # d r / d a2
+            e = d2 @ w2
+            d1 = e * s1  # d r / d a1
+            sq = lambda t: (t * t).sum(-1, keepdim=True)  # noqa: E731
+            big_a, big_c, n_d1, n_d2 = sq(x) + 1, sq(h1) + 1, sq(d1), sq(d2)
+            n = (n_d1 * big_a + n_d2 * big_c + sq(h2) + 1)[..., 0]
+            # Reverse pass of n: adjoints of d1, d2, h1, h2 and x from each term, then through
+            # d1 = (d2 W2) * s1, d2 = w3 * s2, the softplus and sigmoid layers, to x.
+            bar_d1 = 2.0 * big_a * d1
+            bar_e = bar_d1 * s1
+            bar_d2 = 2.0 * big_c * d2 + bar_e @ w2t
+            bar_a2 = 2.0 * h2 * s2 + bar_d2 * w3 * s2 * (1.0 - s2)
+            bar_h1 = 2.0 * n_d2 * h1 + bar_a2 @ w2
+            bar_a1 = bar_h1 * s1 + bar_d1 * e * s1 * (1.0 - s1)
+            k = x.shape[-2]
+            both = torch.cat([bar_a1, d1], dim=-2) @ w1  # the two products with W1 in one
+            grad_n, grad_r = 2.0 * n_d1 * x + both[..., :k, :], both[..., k:, :]
+            if single:
+                return r[..., 0], n[..., 0], grad_r[..., 0, :], grad_n[..., 0, :]
+            return r, n, grad_r, grad_n
+
     def grad_input(self, y):
         """``grad_y r_phi(y)`` per output, shape of ``y`` (closed form, no autograd)."""
-        return self._forward(y, self.params, with_grad="input")[1]
+        return self._forward(y, self.params, with_grad="input only")[1]
 
     def grad_params(self, y):
         """Per-sample ``grad_phi r_phi(y)``: ``(*B, p)`` or ``(*B, k, p)``; differentiable in ``y``."""
@@ -263,8 +331,11 @@ class MLPRewardModel:
         """Parameters after pushing ``(y, u)`` and one Adam step, without applying either."""
         y, u = torch.as_tensor(y, dtype=self.params.dtype), torch.as_tensor(u, dtype=self.params.dtype)
         with torch.no_grad():
-            buffer = self._pushed(y, u)
-            return self._adam(self.params, self.opt_state, self.buffer_loss_grad(buffer))[0]
+            grad_, _ = self._pushed_loss_grad(y, u)
+            # On copies, the in-place step :meth:`update` takes: the same numbers as the env's.
+            params, state = self.params.clone(), {k: v.clone() for k, v in self.opt_state.items()}
+            adam_step_(params, state, grad_, self.lr, self.weight_decay, self.betas, self.eps)
+            return params
 
     def stepped(self, y, u, steps: int = 1) -> "MLPRewardModel":
         """The RM after pushing ``(y, u)`` into the buffer and ``steps`` Adam steps on it, not
@@ -280,16 +351,78 @@ class MLPRewardModel:
         return MLPRewardModel(params, self.dim, self.hidden, self.lr, self.weight_decay, opt_state=state, buffer=buffer)
 
     def update(self, y, u) -> None:
-        """Push ``(y, u)`` into the buffer and take one Adam step, in place."""
+        """Push ``(y, u)`` into the buffer (a new one) and take one Adam step in place: the
+        parameters and Adam's moments are written over (:func:`fpo_envs.core.numerics.adam_step_`,
+        no new parameter-sized tensors), ``opt_state`` becomes a new dict."""
         y, u = torch.as_tensor(y, dtype=self.params.dtype), torch.as_tensor(u, dtype=self.params.dtype)
         with torch.no_grad():
-            self.buffer = self._pushed(y, u)
-            new, self.opt_state = self._adam(self.params, self.opt_state, self.buffer_loss_grad(self.buffer))
-            self.params.copy_(new)
+            grad_, self.buffer = self._pushed_loss_grad(y, u)
+            self.opt_state = dict(self.opt_state)
+            adam_step_(self.params, self.opt_state, grad_, self.lr, self.weight_decay, self.betas, self.eps)
+            self._updates += 1
 
     def buffer_error(self):
-        """Mean ``|r - U|`` over each RM's filled buffer: how wrong it is on its own training data."""
-        return buffer_error(self.reward, self.buffer)
+        """Mean ``|r - U|`` over each RM's filled buffer: how wrong it is on its own training data.
+
+        Its forward pass over the buffer is kept for the next :meth:`update` (whose buffer
+        keeps all but the oldest rows of this one)."""
+        with torch.no_grad():
+            r = self._buffer_acts()[-1]
+            mask = _filled(self.buffer)
+            return ((r - self.buffer["u"]).abs() * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+    # The env's follower step: one forward pass over the buffer per round ----------------------
+    def _buffer_forward(self, params, y):
+        """The forward pass at ``params`` over buffer outputs ``y (*B, n, d)``:
+        ``(s1, h1, s2, h2, r)`` with ``s = sigmoid(a)``, what the loss gradient needs."""
+        w1, b1, w2, b2, w3, b3 = self._unflatten(params)
+        a1 = _affine(y, w1, b1)
+        h1, s1 = torch.nn.functional.softplus(a1), torch.sigmoid(a1)
+        a2 = _affine(h1, w2, b2)
+        h2, s2 = torch.nn.functional.softplus(a2), torch.sigmoid(a2)
+        r = (h2 @ w3.mT)[..., 0] + b3
+        return s1, h1, s2, h2, r
+
+    def _buffer_acts(self):
+        """:meth:`_buffer_forward` of the parameters over the whole buffer, kept until either changes.
+
+        The pass is a function of the state alone (the same shapes, so the same kernels), so a
+        restored RM recomputes the numbers the original kept."""
+        params, y, version = self.params, self.buffer["y"], (self.params._version, self._updates)
+        kept = self._acts
+        if kept is None or kept[0] is not params or kept[1] is not y or kept[2] != version:
+            kept = self._acts = (params, y, version, self._buffer_forward(params, y))
+        return kept[3]
+
+    def _pushed_loss_grad(self, y, u):
+        """The MSE's gradient at the parameters over the buffer after pushing ``(y, u)``, and
+        that buffer. The rows kept from the current buffer reuse its forward pass
+        (:meth:`_buffer_acts`, which :meth:`buffer_error` has usually computed already); only
+        the new rows get a forward pass of their own. The gradient sums the two parts."""
+        buffer = self._pushed(y, u)
+        k, size = y.shape[-2], buffer["u"].shape[-1]
+        mask = _filled(buffer)
+        weights = mask / mask.sum(-1, keepdim=True).clamp(min=1)
+        w1, _, w2, _, w3, _ = self._unflatten(self.params)
+        parts = [(self._buffer_forward(self.params, y), y, buffer["u"][..., size - k :], weights[..., size - k :])]
+        if k < size:
+            kept = [t[..., k:, :] if t.ndim > weights.ndim else t[..., k:] for t in self._buffer_acts()]
+            parts.insert(0, (kept, self.buffer["y"][..., k:, :], buffer["u"][..., : size - k], weights[..., : size - k]))
+        grads = None
+        for (s1, h1, s2, h2, r), h0, labels, wts in parts:
+            c = 2.0 * wts * (r - labels)  # d loss / d r per sample
+            d2 = c[..., None] * w3 * s2  # d loss / d a2
+            d1 = (d2 @ w2) * s1
+            part = [d1.mT @ h0, d1.sum(-2), d2.mT @ h1, d2.sum(-2), c[..., None, :] @ h2, c.sum(-1, keepdim=True)]
+            grads = part if grads is None else [a + b for a, b in zip(grads, part)]
+        return torch.cat([g.flatten(-2) if g.ndim > c.ndim else g for g in grads], dim=-1), buffer
+
+
+def _affine(x, w, b):
+    """``x @ w^T + b`` over any batch dimensions, the bias added in place (the same numbers
+    as ``x @ w.mT + b``, without a second result-sized tensor)."""
+    out = x @ w.mT
+    return out.add_(b[..., None, :])
 
 
 def buffer_error(reward, buffer: dict):
