@@ -51,7 +51,7 @@ class _Penalizer:
             import torch
 
             with torch.no_grad():
-                values = self.objective.penalty_value(z).double().numpy()
+                values = self.objective.penalty_value(z).cpu().double().numpy()
         # The neural game's action is k samples, its reward their mean: so is the penalty.
         return values.mean(-1) if values.ndim > len(self.game.batch_shape) else values
 

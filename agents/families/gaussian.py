@@ -139,11 +139,23 @@ class GaussianLeader(Agent):
         (grad,) = torch.autograd.grad(self.objective.value(y, rm).sum(), y)
         return grad
 
+    @property
+    def device(self) -> torch.device:
+        """Where the learner's tensors live: the env's ``device`` (the CPU unless the vector
+        env was made with one)."""
+        return getattr(self._game(), "device", torch.device("cpu"))
+
+    def randn(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """Standard normal noise from the learner's generator, drawn on the CPU and moved to
+        :attr:`device`: a seed draws the same noise on every device."""
+        eps = torch.randn(shape, generator=self.generator)
+        return eps if self.device.type == "cpu" else eps.to(self.device)
+
     def _improve(self, theta: torch.Tensor, rm, round_index: int) -> torch.Tensor:
         sigma, lr = self.schedule(round_index)
         clip = self.config.grad_clip
         for _ in range(self.config.inner_steps):
-            eps = torch.randn(theta.shape, generator=self.generator)
+            eps = self.randn(theta.shape)
             grad = self.objective_grad(theta + sigma * eps, rm).clamp(-clip, clip)
             theta = theta + lr * grad
         return theta
@@ -154,11 +166,12 @@ class GaussianLeader(Agent):
 
     def _start(self, obs, mask):
         _, start = self._game().split_observation(obs)
-        start = torch.as_tensor(start, dtype=torch.float32)
+        start = torch.as_tensor(start, dtype=torch.float32, device=self.device)
         if mask is None:
             self.theta = start.clone()
         else:
-            self.theta[torch.as_tensor(mask)] = start[torch.as_tensor(mask)]
+            mask = torch.as_tensor(mask, device=self.device)
+            self.theta[mask] = start[mask]
 
     def _update(self, obs, info):
         """Before each round (``info=None``): ``inner_steps`` policy steps from ``theta`` against
@@ -175,10 +188,10 @@ class GaussianLeader(Agent):
         game = self._game()
         sigma, _ = self.schedule(self.num_rounds)
         k = game.samples_per_round
-        eps = torch.randn((*self.theta.shape[:-1], k, self.theta.shape[-1]), generator=self.generator)
+        eps = self.randn((*self.theta.shape[:-1], k, self.theta.shape[-1]))
         samples = self._bounded(self.theta[..., None, :] + sigma * eps)
         self._record_theta(game)
-        return samples.numpy()
+        return samples.cpu().numpy()
 
     def _record_theta(self, game):
         """The metrics at ``theta``, scored by the RM before this round's update."""
@@ -186,12 +199,12 @@ class GaussianLeader(Agent):
         with torch.no_grad():
             r, u = game.reward_model.reward(theta), game.oracle.utility(theta)
             self._theta_metrics = {
-                "theta_true_utility": u.double().numpy(),
-                "theta_proxy_reward": game.proxy(theta, r).double().numpy(),
-                "theta_signal_norm": theta[..., :s].norm(dim=-1).double().numpy(),
-                "theta_noise_norm": theta[..., s:].norm(dim=-1).double().numpy(),
-                "theta_rm_error": (r - u).double().numpy(),
-                "theta": theta.double().numpy().copy(),
+                "theta_true_utility": u.cpu().double().numpy(),
+                "theta_proxy_reward": game.proxy(theta, r).cpu().double().numpy(),
+                "theta_signal_norm": theta[..., :s].norm(dim=-1).cpu().double().numpy(),
+                "theta_noise_norm": theta[..., s:].norm(dim=-1).cpu().double().numpy(),
+                "theta_rm_error": (r - u).cpu().double().numpy(),
+                "theta": theta.cpu().double().numpy().copy(),
             }
 
     def _predict(self, observation, deterministic=True):
@@ -199,7 +212,7 @@ class GaussianLeader(Agent):
         ``theta``, without changing the learner (``deterministic``: ``theta'`` repeated)."""
         game = self._game()
         params, _ = game.split_observation(observation)
-        rm = game.reward_model.replace(torch.as_tensor(params, dtype=torch.float32))
+        rm = game.reward_model.replace(torch.as_tensor(params, dtype=torch.float32, device=self.device))
         saved = self.generator.get_state()
         theta = self._bounded(self._improve(self.theta.clone(), rm, self.num_rounds))
         k = game.samples_per_round
@@ -207,11 +220,9 @@ class GaussianLeader(Agent):
             action = theta[..., None, :].expand(*theta.shape[:-1], k, theta.shape[-1])
         else:
             sigma, _ = self.schedule(self.num_rounds)
-            action = self._bounded(
-                theta[..., None, :] + sigma * torch.randn((*theta.shape[:-1], k, theta.shape[-1]), generator=self.generator)
-            )
+            action = self._bounded(theta[..., None, :] + sigma * self.randn((*theta.shape[:-1], k, theta.shape[-1])))
         self.generator.set_state(saved)
-        return action.numpy().astype(np.float32), None
+        return action.cpu().numpy().astype(np.float32), None
 
     def _state(self):
         state = {"generator": self.generator.get_state(), "schedule_rounds": self.schedule_rounds}

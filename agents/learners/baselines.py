@@ -63,7 +63,8 @@ class _Anchored:
         else:  # the Gaussian family's torch mean
             import torch
 
-            self.anchor_point[torch.as_tensor(mask)] = start[torch.as_tensor(mask)]
+            mask = torch.as_tensor(mask, device=start.device)
+            self.anchor_point[mask] = start[mask]
 
     def objective_grad(self, y, rm):
         return super().objective_grad(y, rm) - 2.0 * self.config.anchor * (y - self.anchor_point)

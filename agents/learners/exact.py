@@ -159,7 +159,7 @@ class ExactGaussianLeader(GaussianLeader):
         clip = self.config.grad_clip
         k = self.config.lookahead_samples or self._game().samples_per_round
         for _ in range(self.config.inner_steps):
-            eps = torch.randn((*theta.shape[:-1], k, theta.shape[-1]), generator=self.generator)
+            eps = self.randn((*theta.shape[:-1], k, theta.shape[-1]))
             t = theta.detach().requires_grad_(True)
             y = t[..., None, :] + sigma * eps
             value = exact_objective(self._game(), rm, y, self.config.unroll_steps, self.config.oracle_gradient)
@@ -176,7 +176,7 @@ class ExactGaussianLeader(GaussianLeader):
         params, _ = game.split_observation(observation)
         live = game.reward_model
         # Through the RM's own API, so an ensemble (rm_ensemble=K) is rebuilt as one too.
-        rm = live.with_params(torch.as_tensor(params, dtype=live.params.dtype))
+        rm = live.with_params(torch.as_tensor(params, dtype=live.params.dtype, device=self.device))
         saved = self.generator.get_state()
         theta = self._bounded(self._improve(self.theta.clone(), rm, self.num_rounds))
         self.generator.set_state(saved)
@@ -184,9 +184,9 @@ class ExactGaussianLeader(GaussianLeader):
         action = theta[..., None, :].expand(*theta.shape[:-1], k, theta.shape[-1])
         if not deterministic:
             sigma, _ = self.schedule(self.num_rounds)
-            action = self._bounded(action + sigma * torch.randn(action.shape, generator=self.generator))
+            action = self._bounded(action + sigma * self.randn(action.shape))
             self.generator.set_state(saved)
-        return action.numpy().astype(np.float32), None
+        return action.cpu().numpy().astype(np.float32), None
 
 
 # Registered as an external package registers its learners: this module is the entry point

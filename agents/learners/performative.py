@@ -220,7 +220,7 @@ class _PerfGD:
         if isinstance(g, torch.Tensor):
             cached = getattr(self, "_jt_torch", None)
             if cached is None or cached[0] is not jt or cached[1].dtype != g.dtype:
-                self._jt_torch = (jt, torch.as_tensor(jt, dtype=g.dtype))  # once per fit, not per step
+                self._jt_torch = (jt, torch.as_tensor(jt, dtype=g.dtype, device=g.device))  # once per fit, not per step
             jt = self._jt_torch[1]
         if y.ndim == jt.ndim:  # several outputs per copy: (*B, k, d)
             jt = jt[..., None, :, :]
@@ -316,7 +316,7 @@ class PerfGDGaussianLeader(_PerfGD, GaussianLeader):
     def _act(self):
         samples = super()._act()
         if self.config.explore:
-            noise = torch.randn(samples.shape, generator=self.generator).numpy()
+            noise = torch.randn(samples.shape, generator=self.generator).numpy()  # on the CPU, as the samples are
             samples = self._bounded(torch.as_tensor(samples + self.config.explore * noise)).numpy()
         return samples
 

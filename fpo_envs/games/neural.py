@@ -47,11 +47,36 @@ class NeuralParams(VectorParams):
             raise ValueError(f"samples_per_round must be in [1, buffer_size={self.buffer_size}], got {self.samples_per_round}")
 
 
+def torch_device(device: Any) -> "torch.device":
+    """``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``, a ``torch.device``) as a ``torch.device``
+    that this machine has, or a ``ValueError`` that names the fix."""
+    try:
+        found = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") from err
+    if found.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={device!r}, but this torch sees no CUDA device (torch.cuda.is_available() is False): on a machine "
+                "with an NVIDIA GPU install torch's CUDA build (on Linux, pip install torch==2.13.0 takes it from PyPI), "
+                "or pass device='cpu'"
+            )
+        if found.index is not None and found.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r}, but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif found.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device={device!r}, but torch.backends.mps.is_available() is False; pass device='cpu'")
+    elif found.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: the neural game runs on 'cpu', 'cuda' or 'mps'")
+    return found
+
+
 class NeuralGame(VectorGame):
     """The neural game's hooks, shared by the single and the vector environment (and the
     class learners recognise the game by)."""
 
     params_class = NeuralParams
+    device = torch.device("cpu")
+    """Where the RM's torch state lives (the vector env's ``device`` argument; the single env's is the CPU)."""
 
     @property
     def _rm_num_params(self) -> int:
@@ -94,7 +119,7 @@ class NeuralGame(VectorGame):
         return {k: v.clone() for k, v in state.items()}
 
     def _load_state(self, state):
-        state = {k: v.clone() for k, v in state.items()}
+        state = {k: torch.as_tensor(v).to(self.device, copy=True) for k, v in state.items()}
         rm = MLPRewardModel(
             state["params"],
             self.dim,
@@ -128,7 +153,7 @@ class NeuralGame(VectorGame):
         }
 
     def _check_action(self, action):
-        return torch.as_tensor(super()._check_action(action), dtype=torch.float32)
+        return torch.as_tensor(super()._check_action(action), dtype=torch.float32, device=self.device)
 
     def _play(self, y):
         rm, s = self.reward_model, self.signal_dims
@@ -138,7 +163,11 @@ class NeuralGame(VectorGame):
             mean = y.mean(-2)  # the round's outputs are reported at their mean
             r_mean, u_mean = rm.reward(mean), self.oracle.utility(mean)
             spread = rm.member_spread(mean) if self.rm_ensemble > 1 else None  # before the update, as rm_error
-            labels = u if not self.label_noise else torch.as_tensor(self._noisy_labels(u.double().numpy()), dtype=u.dtype)
+            if self.label_noise:
+                noisy = self._noisy_labels(u.cpu().double().numpy())
+                labels = torch.as_tensor(noisy, dtype=u.dtype, device=u.device)
+            else:
+                labels = u
             rm.update(y, labels)
             self._output = mean
             info = {
@@ -154,21 +183,21 @@ class NeuralGame(VectorGame):
             # One reduction over every copy settles the common case; per copy only if it fails.
             low, high = torch.aminmax(rm.params)  # a NaN makes both NaN, which fails the test
             if high <= PARAM_BOUND and low >= -PARAM_BOUND:
-                diverged = torch.zeros(rm.params.shape[:-1], dtype=torch.bool)
+                diverged = np.zeros(rm.params.shape[:-1], dtype=bool)
             else:
                 low, high = torch.aminmax(rm.params, dim=-1)
-                diverged = ~((high <= PARAM_BOUND) & (low >= -PARAM_BOUND))
-        info = {k: v.double().numpy() for k, v in info.items()}
-        return proxy.mean(-1).double().numpy(), info, diverged.numpy()
+                diverged = (~((high <= PARAM_BOUND) & (low >= -PARAM_BOUND))).cpu().numpy()
+        info = {k: v.cpu().double().numpy() for k, v in info.items()}
+        return proxy.mean(-1).cpu().double().numpy(), info, diverged
 
     def _observation(self):
-        return torch.cat([self.reward_model.params, self._output], dim=-1).numpy()  # float32, a new array
+        return torch.cat([self.reward_model.params, self._output], dim=-1).cpu().numpy()  # float32, a new array
 
     # Rendering: the blind-spot map ---------------------------------------------------------
     _render_columns = VectorGame._render_columns + ("buffer_rm_error",)
 
     def _render_record(self, output, info, copy):
-        mean = (output if copy is None else output[copy]).mean(0).numpy().astype(np.float64)
+        mean = (output if copy is None else output[copy]).mean(0).cpu().numpy().astype(np.float64)
         return np.concatenate([super()._render_record(output, info, copy), mean])
 
     def _make_renderer(self):
@@ -186,9 +215,9 @@ class NeuralGame(VectorGame):
         rows = self._render_rows(log)
         n = len(self._render_columns)
         panel = BlindSpotPanel(
-            reward=lambda y: rm.reward(torch.as_tensor(y, dtype=rm.params.dtype)).numpy(),
+            reward=lambda y: rm.reward(torch.as_tensor(y, dtype=rm.params.dtype)).cpu().numpy(),
             # The dots are what the RM is trained on: its buffer of the latest samples.
-            samples=buffer["y"][buffer["y"].shape[0] - count :].numpy().astype(np.float64),
+            samples=buffer["y"][buffer["y"].shape[0] - count :].cpu().numpy().astype(np.float64),
             means=rows["table"][:, n:],
             utilities=rows["true_utility"],
             proxies=rows["proxy_reward"],
@@ -314,6 +343,17 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
     vector run with single runs statistically. Taking those products copy by copy would make
     the copies exact on one machine but costs markedly more time per round, so the batched
     kernels are kept.
+
+    ``device`` (``"cpu"`` by default, ``"cuda"``, ``"cuda:1"``, a ``torch.device``) places the
+    whole torch state, the RM's parameters, Adam moments and buffer, on that device
+    (``gym.make_vec("FPO/NeuralRM-v0", num_envs=4096, device="cuda")``); the env's ``device``
+    attribute says where, and the torch learners follow it. Actions may be numpy arrays or
+    tensors; observations, rewards and ``info`` stay numpy arrays (copied to the CPU once per
+    round). The initial RMs are drawn on the CPU from the copies' seeded generators, so a seed
+    starts the same RMs on every device; the arithmetic after that is the device's own, so a
+    GPU run agrees with a CPU run to float32 rounding and then statistically.
+    ``scripts/gpu_benchmark.py`` measures seeds x rounds per second on a GPU against the CPU.
+    A device this machine does not have is a ``ValueError`` that names the fix.
     """
 
     metadata = {**FeedbackLoopVectorEnv.metadata, "render_modes": ["rgb_array"], "render_fps": 30}
@@ -324,6 +364,8 @@ class NeuralRMVectorEnv(NeuralGame, FeedbackLoopVectorEnv):
         max_episode_steps: int | None = 4000,
         render_mode: str | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        device: Any = "cpu",
         **settings: Any,
     ):
+        self.device = torch_device(device)
         self._init_vector_env(num_envs, max_episode_steps, render_mode, autoreset_mode, settings)

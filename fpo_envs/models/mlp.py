@@ -71,7 +71,7 @@ class MLPRewardModel:
         self.opt_state = opt_state or {
             "exp_avg": torch.zeros_like(params),
             "exp_avg_sq": torch.zeros_like(params),
-            "step": torch.zeros(batch, dtype=params.dtype),
+            "step": torch.zeros(batch, dtype=params.dtype, device=params.device),
         }
         self.buffer = buffer
         self._updates = 0  # the in-place Adam steps taken (they leave the tensor's _version as it is)
@@ -95,14 +95,14 @@ class MLPRewardModel:
         """The same architecture and settings with other parameters (a tensor keeps its
         dtype, so a float64 copy can serve gradient checks; no optimizer state)."""
         if not isinstance(params, torch.Tensor):
-            params = torch.as_tensor(params, dtype=self.params.dtype)
+            params = torch.as_tensor(params, dtype=self.params.dtype, device=self.params.device)
         return MLPRewardModel(params, self.dim, self.hidden, self.lr, self.weight_decay)
 
     def with_params(self, params) -> "MLPRewardModel":
         """This RM, its Adam state and its buffer, with other parameters (an observation's):
         what a learner's foresight needs to preview the follower's next step."""
         if not isinstance(params, torch.Tensor):
-            params = torch.as_tensor(params, dtype=self.params.dtype)
+            params = torch.as_tensor(params, dtype=self.params.dtype, device=self.params.device)
         return MLPRewardModel(
             params, self.dim, self.hidden, self.lr, self.weight_decay, opt_state=self.opt_state, buffer=self.buffer
         )
@@ -160,7 +160,7 @@ class MLPRewardModel:
     def _map(self, fn, y, params=None):
         """Apply a per-(RM, output) function over the batch and sample dimensions."""
         params = self.params if params is None else params
-        y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype), params)
+        y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype, device=params.device), params)
         batch = params.shape[:-1]
         per_output = vmap(fn, in_dims=(None, 0)) if y.ndim == len(batch) + 2 else fn
         if not batch:
@@ -173,7 +173,7 @@ class MLPRewardModel:
         """Stacked forward pass over the RM copies (batched matrix products), and optionally
         (``with_grad=True``) the per-sample parameter gradient, or (``"input"``) the gradient
         with respect to ``y``, by the closed-form backward pass of the MLP."""
-        y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype), params)
+        y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype, device=params.device), params)
         single = y.ndim == params.ndim
         h0 = y[..., None, :] if single else y  # (*B, k, d)
         w1, b1, w2, b2, w3, b3, w1t, w2t = self._layers(params)
@@ -227,7 +227,7 @@ class MLPRewardModel:
         checked against it, ``tests/envs/test_neural.py``). Not differentiable."""
         with torch.no_grad():
             params = self.params
-            y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype), params)
+            y = self._check_outputs(torch.as_tensor(y, dtype=params.dtype, device=params.device), params)
             single = y.ndim == params.ndim
             x = y[..., None, :] if single else y  # (*B, k, d)
             w1, b1, w2, b2, w3, b3, w1t, w2t = self._layers(params)
@@ -267,11 +267,11 @@ class MLPRewardModel:
 
     def loss(self, y, u):
         """Per-sample follower loss ``(r_phi(y) - u)^2``."""
-        return (self.reward(y) - torch.as_tensor(u, dtype=self.params.dtype)) ** 2
+        return (self.reward(y) - torch.as_tensor(u, dtype=self.params.dtype, device=self.params.device)) ** 2
 
     def loss_grad(self, y, u):
         """Per-sample ``grad_phi (r_phi(y) - u)^2 = 2 (r - u) grad_phi r``."""
-        residual = self.reward(y) - torch.as_tensor(u, dtype=self.params.dtype)
+        residual = self.reward(y) - torch.as_tensor(u, dtype=self.params.dtype, device=self.params.device)
         return 2.0 * residual[..., None] * self.grad_params(y)
 
     def buffer_loss_grad(self, buffer: dict):
@@ -329,7 +329,8 @@ class MLPRewardModel:
 
     def preview_update(self, y, u):
         """Parameters after pushing ``(y, u)`` and one Adam step, without applying either."""
-        y, u = torch.as_tensor(y, dtype=self.params.dtype), torch.as_tensor(u, dtype=self.params.dtype)
+        kind = {"dtype": self.params.dtype, "device": self.params.device}
+        y, u = torch.as_tensor(y, **kind), torch.as_tensor(u, **kind)
         with torch.no_grad():
             grad_, _ = self._pushed_loss_grad(y, u)
             # On copies, the in-place step :meth:`update` takes: the same numbers as the env's.
@@ -343,7 +344,8 @@ class MLPRewardModel:
         in ``y``, ``u`` and the parameters, so a learner can differentiate through the
         follower (``fpo-exact``); the new RM carries the advanced Adam state and buffer."""
         dtype = self.params.dtype
-        y, u = torch.as_tensor(y, dtype=dtype), torch.as_tensor(u, dtype=dtype)
+        device = self.params.device
+        y, u = torch.as_tensor(y, dtype=dtype, device=device), torch.as_tensor(u, dtype=dtype, device=device)
         buffer = self._pushed(y, u)
         params, state = self.params, self.opt_state
         for _ in range(steps):
@@ -354,7 +356,8 @@ class MLPRewardModel:
         """Push ``(y, u)`` into the buffer (a new one) and take one Adam step in place: the
         parameters and Adam's moments are written over (:func:`fpo_envs.core.numerics.adam_step_`,
         no new parameter-sized tensors), ``opt_state`` becomes a new dict."""
-        y, u = torch.as_tensor(y, dtype=self.params.dtype), torch.as_tensor(u, dtype=self.params.dtype)
+        kind = {"dtype": self.params.dtype, "device": self.params.device}
+        y, u = torch.as_tensor(y, **kind), torch.as_tensor(u, **kind)
         with torch.no_grad():
             grad_, self.buffer = self._pushed_loss_grad(y, u)
             self.opt_state = dict(self.opt_state)
@@ -436,5 +439,5 @@ def buffer_error(reward, buffer: dict):
 def _filled(buffer: dict):
     """Mask of the filled slots: the newest ``count`` entries sit at the end of the FIFO."""
     size = buffer["u"].shape[-1]
-    slots = torch.arange(size, dtype=buffer["count"].dtype)
+    slots = torch.arange(size, dtype=buffer["count"].dtype, device=buffer["count"].device)
     return (slots >= size - buffer["count"][..., None]).to(buffer["u"].dtype)

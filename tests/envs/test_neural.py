@@ -287,3 +287,125 @@ def test_buffer_loss_gradient_by_hand_equals_autograd(rm):
     residual = rm.reward(buffer["y"], params) - buffer["u"]
     (expected,) = torch.autograd.grad(((mask / mask.sum(-1, keepdim=True)) * residual**2).sum(), params)
     torch.testing.assert_close(rm.buffer_loss_grad(buffer), expected)
+
+
+@pytest.mark.parametrize("batch", [(), (3,), (2, 3)])
+@pytest.mark.parametrize("samples", [None, 5])
+def test_penalty_input_gradients_in_closed_form_equal_autograd(batch, samples):
+    """The penalised policy step's closed form: r, ||grad_phi r||^2 and their input gradients,
+    against autograd through :meth:`reward_and_grad_sqnorm` (float64, one RM, a batch, an
+    ensemble's shape; one output or k per RM)."""
+    rng = np.random.default_rng(3)
+    n = int(np.prod(batch)) if batch else 1
+    params = np.stack([MLPRewardModel.init_params(rng, D, H, 0.3) for _ in range(n)]).reshape(*batch, -1)
+    rm = MLPRewardModel(torch.as_tensor(params), D, H)
+    shape = (*batch, D) if samples is None else (*batch, samples, D)
+    y = torch.as_tensor(rng.normal(0.5, 1.0, shape)).requires_grad_(True)
+    r, n_ = rm.reward_and_grad_sqnorm(y)
+    (dr,) = torch.autograd.grad(r.sum(), y, retain_graph=True)
+    (dn,) = torch.autograd.grad(n_.sum(), y)
+    r2, n2, dr2, dn2 = rm.penalty_input_grads(y.detach())
+    for got, want in ((r2, r), (n2, n_), (dr2, dr), (dn2, dn)):
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want.detach(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("penalty", ["fpo-practical", "fpo-relaxed"])
+def test_closed_form_policy_step_equals_the_autograd_step(penalty, monkeypatch):
+    """The Gaussian leader's penalised step in closed form gives the gradient autograd gives
+    through the objective (float64 RM, so the comparison is to rounding)."""
+    import agents
+    import agents.families.gaussian as gaussian
+
+    env = gym.make_vec("FPO/NeuralRM-v0", num_envs=3)
+    for oracle_gradient in (False, True):
+        learner = agents.make(penalty, env, seed=0, oracle_gradient=oracle_gradient)
+        learner.learn(3)
+        rm = env.unwrapped.reward_model.to(torch.float64)
+        y = torch.as_tensor(np.random.default_rng(1).normal(1.0, 1.0, (3, 10)))
+        fast = learner.objective_grad(y, rm)
+        monkeypatch.setattr(gaussian, "_CLOSED_FORM", {})
+        slow = learner.objective_grad(y, rm)
+        monkeypatch.undo()
+        torch.testing.assert_close(fast, slow, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_adam_step_equals_adam_step():
+    """The env's in-place Adam (torch's fused kernel where every RM is at one step count, else
+    :func:`adam_step` copied back) against the reference step: to float32 rounding, and exact
+    on the fallback."""
+    from fpo_envs.core.numerics import adam_step, adam_step_
+
+    rng = np.random.default_rng(0)
+    params = torch.as_tensor(rng.normal(0, 0.1, (4, 30)), dtype=torch.float32)
+    grad = torch.as_tensor(rng.normal(0, 0.01, (4, 30)), dtype=torch.float32)
+    state = {
+        "exp_avg": torch.as_tensor(rng.normal(0, 1e-3, (4, 30)), dtype=torch.float32),
+        "exp_avg_sq": torch.as_tensor(rng.uniform(0, 1e-5, (4, 30)), dtype=torch.float32),
+        "step": torch.full((4,), 6.0),
+    }
+    for steps in (torch.full((4,), 6.0), torch.tensor([6.0, 2.0, 6.0, 0.0])):  # fused, then the fallback
+        state["step"] = steps
+        want, want_state = adam_step(params, state, grad, 1e-3, 1e-3)
+        p, s = params.clone(), {k: v.clone() for k, v in state.items()}
+        adam_step_(p, s, grad, 1e-3, 1e-3)
+        exact = bool((steps != steps[0]).any())
+        tol = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-6, "atol": 1e-9}
+        torch.testing.assert_close(p, want, **tol)
+        torch.testing.assert_close(s["exp_avg"], want_state["exp_avg"], **tol)
+        torch.testing.assert_close(s["exp_avg_sq"], want_state["exp_avg_sq"], **tol)
+        torch.testing.assert_close(s["step"], want_state["step"], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("ensemble", [1, 2])
+def test_a_restored_env_plays_on_bit_for_bit(ensemble):
+    """The round reuses the buffer's forward pass of the previous round; a restored env has
+    none and recomputes it: the numbers must be the same bits (the pass is a function of the
+    state alone), whether restored by ``load_state_dict``, a deep copy or pickling."""
+    rng = np.random.default_rng(2)
+    actions = rng.normal(1.0, 1.0, (16, 3, 5, 10)).astype(np.float32)
+    env = gym.make_vec("FPO/NeuralRM-v0", num_envs=3, rm_ensemble=ensemble)
+    env.reset(seed=4)
+    for a in actions[:8]:
+        env.step(a)
+    saved = env.unwrapped.state_dict()
+    fresh = gym.make_vec("FPO/NeuralRM-v0", num_envs=3, rm_ensemble=ensemble)
+    restored = [fresh, copy.deepcopy(env), pickle.loads(pickle.dumps(env))]
+    restored[0].unwrapped.load_state_dict(saved)
+    for a in actions[8:]:
+        want = env.step(a)
+        for other in restored:
+            got = other.step(a)
+            np.testing.assert_array_equal(got[0], want[0])
+            for key in ("true_utility", "buffer_rm_error", "rm_error"):
+                np.testing.assert_array_equal(got[4][key], want[4][key])
+
+
+def test_device_argument_places_the_state_and_the_learner_follows():
+    import agents
+
+    default = gym.make_vec("FPO/NeuralRM-v0", num_envs=3)
+    on_cpu = gym.make_vec("FPO/NeuralRM-v0", num_envs=3, device="cpu")
+    assert on_cpu.unwrapped.device == torch.device("cpu")
+    runs = [agents.make("fpo-relaxed", env, seed=0).learn(20) for env in (default, on_cpu)]
+    learner = agents.make("rlhf", on_cpu, seed=0)
+    learner.learn(2)
+    assert learner.device == on_cpu.unwrapped.device and learner.theta.device == on_cpu.unwrapped.device
+    assert on_cpu.unwrapped.reward_model.params.device == torch.device("cpu")
+    for key in ("true_utility", "theta", "buffer_rm_error"):
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [("gpu", "torch device such as 'cpu'"), (3.5, "torch device such as"), ("meta", "runs on 'cpu', 'cuda' or 'mps'")],
+)
+def test_a_bad_device_names_the_fix(device, match):
+    with pytest.raises(ValueError, match=match):
+        gym.make_vec("FPO/NeuralRM-v0", num_envs=2, device=device)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_cuda_without_a_gpu_names_the_cuda_build():
+    with pytest.raises(ValueError, match=r"torch.cuda.is_available\(\) is False.*device='cpu'"):
+        gym.make_vec("FPO/NeuralRM-v0", num_envs=2, device="cuda")
