@@ -92,15 +92,34 @@ def penalty_grad(
     """
     _check_kind(kind)
     g = rm.grad_params(z)
-    d_r_bar = 2.0 * rm.grad_params_vjp(z, g)
+    d_r_bar = rm.grad_params_vjp(z, g)
+    d_r_bar *= 2.0  # in place on the RM's new array (the same rounding as 2.0 * it)
     if kind == "practical":
         return (practical_penalty(g) if value else None), d_r_bar
     r_bar = practical_penalty(g)
-    residual = overconfidence(rm.reward(z), oracle.utility(z))
+    u = oracle.utility(z)
+    residual = overconfidence(rm.reward(z), u)
     d_residual = rm.grad_input(z)
     if oracle_gradient:
-        d_residual = d_residual - oracle.grad(z)
-    return residual * r_bar, d_residual * r_bar[..., None] + residual[..., None] * d_r_bar
+        d_residual = d_residual - _oracle_grad(oracle, z, u)
+    # d_residual * r_bar + residual * d_r_bar, in place on the new arrays (the same roundings).
+    d_residual *= r_bar[..., None]
+    d_r_bar *= residual[..., None]
+    d_residual += d_r_bar
+    return residual * r_bar, d_residual
+
+
+def _oracle_grad(oracle: Any, z: Any, u: Any) -> Any:
+    """``oracle.grad(z)``, handing it ``U(z)`` where it takes it (the bump oracle does)."""
+    takes = _TAKES_UTILITY.get(type(oracle))
+    if takes is None:
+        import inspect
+
+        takes = _TAKES_UTILITY[type(oracle)] = "utility" in inspect.signature(oracle.grad).parameters
+    return oracle.grad(z, utility=u) if takes else oracle.grad(z)
+
+
+_TAKES_UTILITY: dict[type, bool] = {}
 
 
 def self_influence(rm: Any, z: Any, u: Any) -> Any:

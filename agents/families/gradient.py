@@ -83,14 +83,14 @@ class GradientLeader(Agent):
             u = np.broadcast_to(self._game().oracle.utility(y)[..., None], shifted.shape[:-1])
         return (self.objective.value(shifted, rm_b, u) - self.objective.value(y, rm)[..., None]) / eps
 
-    def _clip(self, y: np.ndarray) -> np.ndarray:
+    def _clip(self, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if not hasattr(self, "_bounds"):
             space = self._game().single_action_space
             low, high = space.low.astype(np.float64), space.high.astype(np.float64)
             # A box with one bound clips against scalars, several times faster than against arrays.
             uniform = (low == low.flat[0]).all() and (high == high.flat[0]).all()
             self._bounds = (float(low.flat[0]), float(high.flat[0])) if uniform else (low, high)
-        return np.clip(y, *self._bounds)
+        return np.clip(y, *self._bounds, out=out)
 
     def _start(self, obs, mask):
         _, y0 = self._game().split_observation(obs)
@@ -105,7 +105,9 @@ class GradientLeader(Agent):
     def _update(self, obs, info):
         """One step on ``J`` against the RM the round just retrained: the next round's output."""
         rm = self._game().reward_model  # the live RM, in float64
-        self.output = self._clip(self.output + self.config.lr * self.objective_grad(self.output, rm))
+        step = self.config.lr * self.objective_grad(self.output, rm)  # ours: moved and clipped in place
+        step += self.output
+        self.output = self._clip(step, out=step)
 
     def _predict(self, observation, deterministic=True):
         """The next output for ``observation`` (``[w, y]``): one step on ``J`` under the RM

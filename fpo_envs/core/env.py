@@ -156,9 +156,20 @@ def _stack(states: list[dict]) -> dict:
     return {k: _stack_values([s[k] for s in states]) for k in states[0]}
 
 
+def _np_random(seed: int | None) -> np.random.Generator:
+    """``gymnasium.utils.seeding.np_random(seed)[0]``: the same generator (``PCG64`` seeded from
+    ``SeedSequence(seed)``), built without its checks for a whole number seed, which a
+    thousand copies' reset notices."""
+    if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed))))
+    return gym.utils.seeding.np_random(seed)[0]
+
+
 def _stack_values(values: list) -> Any:
     if isinstance(values[0], np.ndarray):
-        return np.stack(values)
+        first = values[0].shape
+        # One np.array call where the shapes agree: np.stack's per-array work shows at many copies.
+        return np.array(values) if all(v.shape == first for v in values) else np.stack(values)
     import torch  # only games that keep torch state reach here
 
     return torch.stack(values)
@@ -387,11 +398,11 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
                 raise gym.error.ResetNeeded("reset every copy (reset() without reset_mask) before resetting some")
             if seed is not None:
                 for i in np.flatnonzero(mask):
-                    self._rngs[i] = gym.utils.seeding.np_random(seeds[i])[0]
+                    self._rngs[i] = _np_random(seeds[i])
             self._start_episodes(mask, {**self._options, **options})
             return self._observation(), {}
         if seed is not None or self._rngs is None:
-            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+            self._rngs = [_np_random(s) for s in seeds]
         self._options = options
         self._load_state(_stack([self._draw_initial(rng, self._options, i) for i, rng in enumerate(self._rngs)]))
         self._elapsed = np.zeros(self.num_envs, dtype=np.int64)

@@ -58,8 +58,12 @@ class LinearGame(VectorGame):
 
     def _draw_rm(self, rng):
         # One draw of the whole (K, d) block, so member k's draw follows member k-1's and
-        # member 0 is the single RM of the same seed.
-        return self._rm_start() + rng.normal(0.0, self.rm_init_std, self._member_shape)
+        # member 0 is the single RM of the same seed. The start is made once per env (a
+        # thousand copies' reset draws a thousand RMs).
+        start = self.__dict__.get("_start_w")
+        if start is None:
+            start = self._start_w = self._rm_start()
+        return start + rng.normal(0.0, self.rm_init_std, start.shape)
 
     def _initial_state(self, params, output):
         return {"w": params, "y": output}
@@ -84,12 +88,13 @@ class LinearGame(VectorGame):
         self.reward_model.update(y, self._noisy_labels(u), reward=r)
         self._output = y
         squares = y * y
-        proxy = r - self.action_cost * squares.sum(-1)  # self.proxy(y, r), its squares computed once
+        signal_sq, noise_sq = squares[..., :s].sum(-1), squares[..., s:].sum(-1)
+        proxy = r - self.action_cost * (signal_sq + noise_sq)  # self.proxy(y, r), from the norms' sums
         info = {
             "true_utility": u,
             "proxy_reward": proxy,
-            "signal_norm": np.sqrt(squares[..., :s].sum(-1)),
-            "noise_norm": np.sqrt(squares[..., s:].sum(-1)),
+            "signal_norm": np.sqrt(signal_sq),
+            "noise_norm": np.sqrt(noise_sq),
             "rm_error": r - u,
         }
         if self.rm_ensemble > 1:

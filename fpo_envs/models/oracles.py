@@ -39,9 +39,11 @@ class GaussianBumpOracle:
         scaled = -self.width * ((y - self._ideal_like(y)) ** 2).sum(-1)
         return self.peak * (np.exp(scaled) if isinstance(scaled, (np.ndarray, float)) else scaled.exp())
 
-    def grad(self, y):
-        """``grad_y U(y) = -2 width U(y) (y - y*)``, shape ``(*B, d)``."""
-        return (-2.0 * self.width * self.utility(y))[..., None] * (y - self._ideal_like(y))
+    def grad(self, y, utility=None):
+        """``grad_y U(y) = -2 width U(y) (y - y*)``, shape ``(*B, d)``; ``utility``: ``U(y)`` if
+        the caller has it already (it saves recomputing it)."""
+        u = self.utility(y) if utility is None else utility
+        return (-2.0 * self.width * u)[..., None] * (y - self._ideal_like(y))
 
     def label(self, y: np.ndarray) -> np.ndarray:
         """The oracle's label for the follower's regression: ``U(y)``."""
