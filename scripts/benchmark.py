@@ -27,7 +27,10 @@ Printed in one run, on one process with one torch thread (the suite uses 2 worke
   second;
 - scale: the cost per seed and round of ``rlhf`` in each vector game at 1, 16, 64, 256 and 1024
   seeds (one vector env each), so a reader sees where batching saturates; ``--scale-figure
-  PATH`` draws the curve.
+  PATH`` draws the curve;
+- ray: a sweep of 24 small jobs from an empty store on the process pool and on the Ray backend
+  (a private local Ray, started and stopped inside the timing), one job per trial and batched:
+  the Ray backend's overhead per job (needs the ``ray`` extra).
 
 A missed target is printed with the factor by which it is missed.
 """
@@ -323,6 +326,43 @@ def render(args: argparse.Namespace) -> None:
         print(f"{env_id:<20}{size:>12}{fps:>10.1f}{rounds:>10.0f}   {'met' if fps >= 15 else 'MISSED'}")
 
 
+RAY_SUITE = {
+    "name": "ray-overhead",
+    # One job per seed (batch 1): many small jobs, where a backend's overhead shows.
+    "games": [
+        {"id": "FPO/LinearRM-v0", "seeds": 8, "rounds": 300, "batch": 1},
+        {"id": "FPO/NeuralRM-v0", "seeds": 4, "rounds": 200, "batch": 1},
+    ],
+    "learners": [{"id": "rlhf"}, {"id": "fpo-relaxed"}],
+}
+"""The sweep of the Ray overhead measurement: 24 jobs of a fraction of a second to a few seconds."""
+
+
+def ray(args: argparse.Namespace) -> None:
+    from agents import bench
+    from agents.bench import ray_backend, runner
+
+    suite = bench.suite_from_dict(RAY_SUITE)
+    jobs = len(runner.plan(suite))
+    print(f"\nray: {jobs} jobs ({RAY_SUITE['name']}, 2 workers) from an empty store, the process pool against Ray")
+    print(f"{'backend':<34}{'wall s':>8}{'s per job over the pool':>26}")
+    times = {}
+    batched = ray_backend.TRIALS_PER_WORKER
+    for name, backend, per_worker in (
+        ("local (process pool)", "local", None),
+        ("ray, one job per trial", "ray", 10**6),
+        (f"ray, at most {batched} trials per worker", "ray", batched),
+    ):
+        ray_backend.TRIALS_PER_WORKER = per_worker or batched
+        with tempfile.TemporaryDirectory() as out:
+            start = time.perf_counter()
+            bench.run(suite, out=out, backend=backend, workers=2, progress=False, plots=False, reps=200)
+            times[name] = time.perf_counter() - start
+        over = (times[name] - times["local (process pool)"]) / jobs
+        print(f"{name:<34}{times[name]:>8.1f}{over:>26.2f}")
+    ray_backend.TRIALS_PER_WORKER = batched
+
+
 SCALE_SEEDS = (1, 16, 64, 256, 1024)
 SCALE_GAMES = (("FPO/LinearRM-v0", 300), ("FPO/NeuralRM-v0", 40), ("FPO/TokenRM-v0", 100))
 """Each vector game of the scale curve and the rounds each of its timings plays."""
@@ -370,7 +410,7 @@ def draw_scale(curves: dict[str, list[float]], path: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parts = ["linear", "neural", "suite", "exact", "baselines", "token", "render", "scale"]
+    parts = ["linear", "neural", "suite", "exact", "baselines", "token", "render", "scale", "ray"]
     parser.add_argument("--only", nargs="+", choices=parts, default=parts)
     parser.add_argument("--linear-seeds", type=int, default=1000)
     parser.add_argument("--neural-rounds", type=int, default=400)

@@ -16,6 +16,7 @@ writes a suite's report from a store again, into any folder, without playing a r
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from agents.bench.runner import BACKENDS, execute, plan
@@ -36,6 +37,9 @@ def run(
     plots: bool = True,
     progress: bool = True,
     ray_address: str | None = None,
+    ray_timeout: float | None = None,
+    ray_retries: int | None = None,
+    ray_verbose: bool = False,
 ) -> Path:
     """Run ``suite`` (skipping stored runs) and write its report; returns the leaderboard path.
 
@@ -49,23 +53,48 @@ def run(
         reps: bootstrap resamples of the confidence intervals.
         plots: write the figures (needs matplotlib).
         progress: show a progress bar over the grid.
-        ray_address: a running Ray cluster to join (``backend="ray"``).
+        ray_address: a running Ray cluster to join (``backend="ray"``): ``auto``, ``host:port`` or
+            ``ray://host:port``; ``None``: ``RAY_ADDRESS``, else a private local instance.
+        ray_timeout: seconds to join it (default 30); ray_retries: times a lost trial is tried
+            again (default 2); ray_verbose: Ray's and Tune's logs on the terminal.
+
+    Raises:
+        agents.bench.ray_backend.RayConnectError: Ray could not be joined (one line, the fix).
+        agents.bench.ray_backend.SweepFailed: some jobs failed after their retries; the runs of
+            the others are stored (run the same command again to retry the failed ones).
     """
     from agents.bench import report
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    ray_options: dict = {}
     if backend == "ray":
         try:
             import ray  # noqa: F401
             from ray import tune  # noqa: F401
         except ImportError as err:
             raise ImportError('the ray backend needs Ray Tune: pip install "fpo-envs[ray]"') from err
+        from agents.bench import ray_backend
+
+        ray_backend.check_address(ray_address if ray_address is not None else os.environ.get("RAY_ADDRESS") or None)
+        if ray_timeout is not None:
+            if not ray_timeout > 0:
+                raise ValueError(f"ray_timeout must be positive, got {ray_timeout}")
+            ray_options["timeout"] = float(ray_timeout)
+        if ray_retries is not None:
+            if isinstance(ray_retries, bool) or not isinstance(ray_retries, int) or ray_retries < 0:
+                raise ValueError(f"ray_retries must be a whole number >= 0, got {ray_retries!r}")
+            ray_options["retries"] = ray_retries
+        ray_options["verbose"] = bool(ray_verbose)
     suite = _shaped(suite, learners, seeds, rounds, games)
     out = Path(out)
     store = Store(out / "store")
     jobs = plan(suite)
-    played = execute(jobs, store, backend=backend, workers=workers, progress=progress, ray_address=ray_address)
+    played = execute(
+        jobs, store, backend=backend, workers=workers, progress=progress, ray_address=ray_address, ray_options=ray_options
+    )
     # A run played again (one found corrupt, or deleted) is written anew, so the report is too.
     return report.write(suite, store, jobs, out, reps=reps, plots=plots, force=played > 0)
 

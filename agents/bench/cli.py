@@ -27,6 +27,16 @@ def _out_folder(text: str) -> Path:
     return path
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fpo-bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -56,7 +66,17 @@ def _parser() -> argparse.ArgumentParser:
         help="import a module first (one that registers learners)",
     )
     _shape_arguments(run)
-    run.add_argument("--ray-address", default=None, help="a running Ray cluster to join (--backend ray)")
+    run.add_argument(
+        "--ray-address",
+        default=None,
+        help="the Ray cluster to join (--backend ray): auto, HOST:PORT or ray://HOST:PORT "
+        "(default: RAY_ADDRESS, else a private local Ray)",
+    )
+    run.add_argument("--ray-timeout", type=_positive_seconds, default=None, help="seconds to join the cluster (default 30)")
+    run.add_argument(
+        "--ray-retries", type=whole_number(0), default=None, help="times a trial whose worker or node died is retried (default 2)"
+    )
+    run.add_argument("--ray-verbose", action="store_true", help="show Ray's and Tune's own logs")
     report = sub.add_parser("report", help="write a suite's report from its stored runs (playing none) into a folder")
     report.add_argument("suite", help="the suite the runs were stored by (its name or TOML file)")
     report.add_argument(
@@ -147,10 +167,26 @@ def main(argv: list[str] | None = None) -> int:
             reps=args.reps,
             plots=not args.no_plots,
             ray_address=args.ray_address,
+            ray_timeout=args.ray_timeout,
+            ray_retries=args.ray_retries,
+            ray_verbose=args.ray_verbose,
         )
-    except (bench.SuiteError, bench.StoreError, ImportError) as err:
+    except (bench.SuiteError, bench.StoreError, ImportError, ValueError) as err:
         print(f"fpo-bench: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("fpo-bench: interrupted; the runs finished so far are stored (run the same command to go on)", file=sys.stderr)
+        return 130
+    except Exception as err:
+        from agents.bench.ray_backend import RayConnectError, SweepFailed
+
+        if isinstance(err, RayConnectError):
+            print(f"fpo-bench: error: {err}", file=sys.stderr)
+            return 2
+        if isinstance(err, SweepFailed):
+            print(f"fpo-bench: {err}\nRun the same command again to retry them (stored runs are skipped).", file=sys.stderr)
+            return 1
+        raise
     print(board.read_text())
     print(
         f"wrote {board.parent}/ (leaderboard.md, leaderboard.csv, per_seed.csv, figures) in {time.perf_counter() - start:.1f} s"

@@ -7,9 +7,10 @@ its runs to the store and returns, so any executor can run it. Backends:
 
 - ``local`` (default): a process pool, one torch thread per worker;
 - ``serial``: in this process (debugging, tests);
-- ``ray``: one Ray Tune trial per job with the suite's threads as its CPUs
+- ``ray``: Ray Tune trials of a few jobs each, with the suite's threads as their CPUs
   (``pip install "fpo-envs[ray]"``); ``ray_address`` joins a running cluster, else a local
-  Ray instance is started. Workers import ``fpo_envs`` and ``agents`` themselves.
+  Ray instance is started; lost trials are retried (:mod:`agents.bench.ray_backend`). Workers
+  import ``fpo_envs`` and ``agents`` themselves.
 
 Every backend writes the same runs: a run's numbers depend on its key, not on who ran it.
 A long run (:func:`checkpoint_every`) streams its metrics and checkpoints as it plays, so a
@@ -19,8 +20,8 @@ once ``N`` of its runs are stored, for tests of that (:mod:`agents.common.faults
 
 from __future__ import annotations
 
+import contextlib
 import os
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -284,10 +285,6 @@ def keep_artifacts(agent: Any, work: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
-def _pythonpath() -> str:
-    return os.pathsep.join(p for p in sys.path if p)
-
-
 def execute(
     jobs: list[dict],
     store: Store,
@@ -295,6 +292,7 @@ def execute(
     workers: int = 2,
     progress: bool = True,
     ray_address: str | None = None,
+    ray_options: dict | None = None,
 ) -> int:
     """Run ``jobs`` (those with runs missing from ``store``) on ``backend``; returns how many
     jobs were played.
@@ -306,45 +304,59 @@ def execute(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
     try:
         verify_stored(jobs, store)
         todo = [job for job in jobs if not all(store.has(h) for h in job["hashes"])]
         if not todo:
             return 0
-        bar = _bar(len(todo), progress)
-        saved, recorded, runs_stored = time.monotonic(), set(), 0
+        if backend == "ray":  # joined (or started) before the bar shows; left as the sweep ends
+            from agents.bench import ray_backend
 
-        def finished(job: dict) -> None:
-            nonlocal saved, runs_stored
-            for h in job["hashes"]:
-                store.record(h)
-            recorded.add(id(job))
-            runs_stored += len(job["hashes"])
-            if time.monotonic() - saved > INDEX_SAVE_EVERY_S:  # a killed sweep loses only recent records
-                store.save_index()
-                saved = time.monotonic()
-            bar.update()
-            faults.after_runs(runs_stored)  # the crash point FPO_CRASH_AFTER_RUNS (agents.common.faults)
-
-        try:
-            if backend == "serial":
-                for job in todo:
-                    run_job(job, str(store.root))
-                    finished(job)
-            elif backend == "local":
-                _run_local(todo, store, workers, finished)
-            else:
-                _run_ray(todo, store, workers, ray_address, finished)
-        finally:
-            bar.close()
-            for job in todo:  # a failed sweep: record what the jobs it did not hear back from wrote (each file is whole)
-                if id(job) not in recorded:
-                    for h in job["hashes"]:
-                        if store.has(h):
-                            store.record(h)
-        return len(todo)
+            session = ray_backend.Session(store.root, workers, address=ray_address, **(ray_options or {}))
+        else:
+            session = contextlib.nullcontext()
+        with session:
+            return _execute(todo, store, backend, workers, progress, session)
     finally:
         store.save_index()
+
+
+def _execute(todo: list[dict], store: Store, backend: str, workers: int, progress: bool, session: Any) -> int:
+    """:func:`execute` once the backend is ready: play ``todo`` and record each job's runs."""
+    bar = _bar(len(todo), progress)
+    saved, recorded, runs_stored = time.monotonic(), set(), 0
+
+    def finished(job: dict) -> None:
+        nonlocal saved, runs_stored
+        for h in job["hashes"]:
+            store.record(h)
+        recorded.add(id(job))
+        runs_stored += len(job["hashes"])
+        if time.monotonic() - saved > INDEX_SAVE_EVERY_S:  # a killed sweep loses only recent records
+            store.save_index()
+            saved = time.monotonic()
+        bar.update()
+        faults.after_runs(runs_stored)  # the crash point FPO_CRASH_AFTER_RUNS (agents.common.faults)
+
+    try:
+        if backend == "serial":
+            for job in todo:
+                run_job(job, str(store.root))
+                finished(job)
+        elif backend == "local":
+            _run_local(todo, store, workers, finished)
+        else:
+            session.run(todo, finished)
+    finally:
+        bar.close()
+        for job in todo:  # a failed sweep: record what the jobs it did not hear back from wrote (each file is whole)
+            if id(job) not in recorded:
+                for h in job["hashes"]:
+                    if store.has(h):
+                        store.record(h)
+    return len(todo)
 
 
 INDEX_SAVE_EVERY_S = 30.0
@@ -389,7 +401,7 @@ def _bar(total: int, enabled: bool) -> Any:
 def _run_local(jobs: list[dict], store: Store, workers: int, done: Callable[[dict], None]) -> None:
     # Largest jobs first, so the pool does not end on one long job.
     jobs = sorted(jobs, key=lambda j: -j["rounds"] * len(j["seeds"]))
-    with ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         pending = {pool.submit(run_job, job, str(store.root)): job for job in jobs}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -397,40 +409,3 @@ def _run_local(jobs: list[dict], store: Store, workers: int, done: Callable[[dic
                 job = pending.pop(future)
                 future.result()  # a failed job stops the sweep; finished runs stay stored
                 done(job)
-
-
-def _run_ray(jobs: list[dict], store: Store, workers: int, address: str | None, done: Callable[[dict], None]) -> None:
-    try:
-        import ray
-        from ray import tune
-    except ImportError as err:
-        raise ImportError('the ray backend needs Ray Tune: pip install "fpo-envs[ray]"') from err
-    started = False
-    if not ray.is_initialized():
-        runtime_env = {"env_vars": {"PYTHONPATH": _pythonpath()}}
-        if address:
-            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
-        else:
-            ray.init(num_cpus=max(1, workers), include_dashboard=False, runtime_env=runtime_env, log_to_driver=False)
-        started = True
-    try:
-        root = str(store.root.resolve())
-
-        def trainable(config: dict) -> None:
-            run_job(config["job"], config["store"])
-            tune.report({"runs": len(config["job"]["seeds"])})
-
-        tuner = tune.Tuner(
-            tune.with_resources(trainable, lambda config: {"cpu": config["job"]["threads"]}),
-            param_space={"job": tune.grid_search(jobs), "store": root},
-            tune_config=tune.TuneConfig(max_concurrent_trials=max(1, workers)),
-            run_config=tune.RunConfig(storage_path=str(Path(root) / "ray"), name="fpo-bench", verbose=0),
-        )
-        results = tuner.fit()
-        if results.errors:
-            raise RuntimeError(f"{len(results.errors)} Ray trial(s) failed; first: {results.errors[0]!r}")
-        for job in jobs:
-            done(job)
-    finally:
-        if started:
-            ray.shutdown()

@@ -12,6 +12,9 @@ speed. Two variables, read only here, make the process end itself there with
   resume.
 - ``FPO_CRASH_AFTER_RUNS=N``: a benchmark sweep (:func:`agents.bench.runner.execute`) ends
   the process once ``N`` runs of this sweep are stored.
+- ``FPO_CRASH_ONCE=PATH``: with either of the above, the crash point fires only while the
+  file ``PATH`` does not exist, and creates it first: a process restarted after the crash
+  (a retried Ray trial) plays on. For tests of retries.
 
 Unset or empty, they do nothing. A value that is not a whole number >= 0 is a
 ``ValueError`` naming the variable.
@@ -29,6 +32,10 @@ CRASH_AT_ROUND = "FPO_CRASH_AT_ROUND"
 """The variable naming the round at which :meth:`agents.Agent.learn` ends the process."""
 CRASH_AFTER_RUNS = "FPO_CRASH_AFTER_RUNS"
 """The variable naming how many stored runs of a sweep end the process."""
+CRASH_ONCE = "FPO_CRASH_ONCE"
+"""The variable naming a marker file: a crash point fires only while it is missing, and makes it."""
+CRASH_VARIABLES = (CRASH_AT_ROUND, CRASH_AFTER_RUNS, CRASH_ONCE)
+"""Every crash-point variable (a backend that starts workers hands them on)."""
 
 
 def _read(name: str) -> int | None:
@@ -41,7 +48,15 @@ def _read(name: str) -> int | None:
 
 
 def crash(reason: str) -> None:
-    """End the process now with :data:`CRASH_EXIT_CODE`, saying why on stderr."""
+    """End the process now with :data:`CRASH_EXIT_CODE`, saying why on stderr (unless
+    ``FPO_CRASH_ONCE`` names a file that exists: then nothing happens)."""
+    once = os.environ.get(CRASH_ONCE, "").strip()
+    if once:
+        try:
+            with open(once, "x"):
+                pass
+        except FileExistsError:
+            return  # crashed once already: play on
     sys.stdout.flush()
     sys.stderr.write(f"fpo-envs: crash point: {reason}; exiting with status {CRASH_EXIT_CODE}\n")
     sys.stderr.flush()
