@@ -1,3 +1,5 @@
+import secrets
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -62,3 +64,17 @@ def central_difference(f, y: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         step[index] = eps
         grad[index] = (f(y + step).sum() - f(y - step).sum()) / (2 * eps)
     return grad
+
+
+RAY_TOKEN = secrets.token_hex(16)
+"""The one Ray authentication token of this test process (Ray's token loader keeps the first
+token it reads, so every Ray test of a process must use the same)."""
+
+
+@pytest.fixture
+def ray_token(monkeypatch):
+    """Token authentication for the Ray instances a test starts: Ray's GCS and raylet listen on
+    every interface whatever address they advertise, so nothing without the token can use them."""
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    monkeypatch.setenv("RAY_AUTH_TOKEN", RAY_TOKEN)
+    return RAY_TOKEN

@@ -160,7 +160,7 @@ def connect(address: str | None, workers: int, timeout: float, log_dir: Path, ve
         return False
     address = check_address(address if address is not None else os.environ.get("RAY_ADDRESS") or None)
     runtime_env = {"env_vars": _worker_env()}
-    quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.WARNING}
+    quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
     if address in (None, "local"):
         ray.init(address="local", num_cpus=workers, include_dashboard=False, runtime_env=runtime_env, **quiet)
         return True
@@ -293,6 +293,11 @@ class Session:
         # Tune's own SIGINT handler would end the experiment quietly; the interrupt should reach us.
         os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        # Ray's token rule and Ray itself may set RAY_AUTH_MODE for this process: as it was, after.
+        mode = os.environ.get("RAY_AUTH_MODE")
+        self._stack.callback(
+            lambda: os.environ.__setitem__("RAY_AUTH_MODE", mode) if mode is not None else os.environ.pop("RAY_AUTH_MODE", None)
+        )
         self._stack.enter_context(_sigterm_as_interrupt())
         try:
             started = connect(self.address, self.workers, self.timeout, self.root / "ray", self.verbose)
@@ -300,6 +305,8 @@ class Session:
             self._stack.close()
             raise
         self._stack.callback(ray.shutdown)  # stops what connect started; only disconnects from a joined cluster
+        # ray.init installs its own SIGTERM handler in the main thread (it exits at once): ours again.
+        self._stack.enter_context(_sigterm_as_interrupt())
         self.started = started
         return self
 
@@ -327,6 +334,11 @@ class Session:
                 tune.report({"job": job["hashes"][0]})
 
         class Progress(tune.Callback):
+            def __reduce__(self):
+                # Tune pickles its callbacks into the experiment's state file; this one holds the
+                # sweep's live bar and store, which stay here (it is saved as a plain callback).
+                return (tune.Callback, ())
+
             def on_trial_result(self, iteration, trials, trial, result, **info):
                 key = result.get("job")
                 if key in by_key and key not in reported:

@@ -308,7 +308,7 @@ def test_the_ray_backend_names_its_extra_when_missing(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_ray_backend_writes_the_same_runs(tmp_path):
+def test_the_ray_backend_writes_the_same_runs(tmp_path, ray_token):
     pytest.importorskip("ray")
     import ray
 

@@ -11,7 +11,6 @@ without it can use them. Every cluster is shut down by its test.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -49,12 +48,10 @@ def _cli(args: list[str], capsys) -> tuple[int, str]:
     return code, capsys.readouterr().err
 
 
-@pytest.fixture
-def token(monkeypatch, tmp_path):
-    """Token authentication for the clusters a test starts (module docstring)."""
-    monkeypatch.setenv("RAY_AUTH_MODE", "token")
-    monkeypatch.setenv("RAY_AUTH_TOKEN", secrets.token_hex(16))
-    return os.environ["RAY_AUTH_TOKEN"]
+@pytest.fixture(autouse=True)
+def token(ray_token):
+    """Every Ray instance of this module authenticates with the test process's token (conftest)."""
+    return ray_token
 
 
 # Bad input: one line, exit code 2, nothing started -----------------------------------------------
@@ -219,7 +216,7 @@ def test_a_two_node_cluster_gives_the_local_leaderboard(tmp_path, token):
     games = [{"id": "FPO/LinearRM-v0", "seeds": 3, "rounds": 12, "batch": 1}, {"id": "FPO/NeuralRM-v0", "seeds": 2, "rounds": 6}]
     suite = _suite(games=games)
     bench.run(suite, out=tmp_path / "local", backend="local", workers=2, progress=False, reps=200, plots=False)
-    node = {"num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False}
+    node = {"num_cpus": 1, "include_dashboard": False}
     cluster = Cluster(initialize_head=True, head_node_args=node)
     try:
         cluster.add_node(**node)
@@ -234,7 +231,7 @@ def test_a_two_node_cluster_gives_the_local_leaderboard(tmp_path, token):
 def test_sigterm_stops_the_sweep_and_the_ray_it_started(tmp_path):
     pytest.importorskip("ray")
     ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths live under it
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16)}
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp}  # the token of the autouse fixture
     toml = tmp_path / "long.toml"
     toml.write_text('name = "long"\n[[games]]\nid = "FPO/NeuralRM-v0"\nseeds = 2\nrounds = 20000\n[[learners]]\nid = "rlhf"\n')
     cmd = [sys.executable, "-m", "agents.bench", "run", str(toml), "--backend", "ray", "--workers", "1"]
