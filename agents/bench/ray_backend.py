@@ -294,10 +294,7 @@ class Session:
         os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
         # Ray's token rule and Ray itself may set RAY_AUTH_MODE for this process: as it was, after.
-        mode = os.environ.get("RAY_AUTH_MODE")
-        self._stack.callback(
-            lambda: os.environ.__setitem__("RAY_AUTH_MODE", mode) if mode is not None else os.environ.pop("RAY_AUTH_MODE", None)
-        )
+        self._stack.callback(_restore_env, "RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE"))
         self._stack.enter_context(_sigterm_as_interrupt())
         try:
             started = connect(self.address, self.workers, self.timeout, self.root / "ray", self.verbose)
@@ -367,6 +364,13 @@ class Session:
         missing = [job for job in jobs if job["hashes"][0] not in reported]
         if missing:
             raise SweepFailed([(job, failed.get(job["hashes"][0], "the trial ended without it")) for job in missing])
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def _last_error_line(trial: Any) -> str:
