@@ -293,6 +293,8 @@ class Session:
         # Tune's own SIGINT handler would end the experiment quietly; the interrupt should reach us.
         os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        if not self.verbose:  # Tune's new console output prints a summary table even at verbose=0
+            os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         # Ray's token rule and Ray itself may set RAY_AUTH_MODE for this process: as it was, after.
         self._stack.callback(_restore_env, "RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE"))
         self._stack.enter_context(_sigterm_as_interrupt())
@@ -351,7 +353,8 @@ class Session:
         tuner = tune.Tuner(
             tune.with_resources(trainable, {"cpu": max(job["threads"] for job in jobs)}),
             param_space={"jobs": tune.grid_search(batches(jobs, self.workers)), "store": str(self.root)},
-            tune_config=tune.TuneConfig(max_concurrent_trials=max(1, self.workers)),
+            # Reused actors keep their worker process (and its imports) from trial to trial.
+            tune_config=tune.TuneConfig(max_concurrent_trials=max(1, self.workers), reuse_actors=True),
             run_config=tune.RunConfig(
                 storage_path=str(self.root / "ray"),
                 name="fpo-bench",
