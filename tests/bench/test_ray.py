@@ -1,7 +1,7 @@
 """The Ray backend as a cluster user meets it: bad input and dead addresses fail fast in one line,
 a lost trial is retried, a job that keeps failing is named while the others are stored, a
 two-node cluster gives the local backend's leaderboard, progress moves as jobs finish, and
-SIGTERM leaves no Ray process behind.
+SIGTERM or SIGINT leaves no Ray process behind.
 
 Ray's GCS and raylet listen on every interface whatever address they advertise (Ray 2.60), so
 the clusters these tests start use token authentication with a token made for the test: nothing
@@ -228,7 +228,8 @@ def test_a_two_node_cluster_gives_the_local_leaderboard(tmp_path, token):
 
 
 @pytest.mark.slow
-def test_sigterm_stops_the_sweep_and_the_ray_it_started(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_sweep_and_the_ray_it_started(tmp_path, signum):
     pytest.importorskip("ray")
     ray_tmp = tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths live under it
     env = {**os.environ, "RAY_TMPDIR": ray_tmp}  # the token of the autouse fixture
@@ -243,7 +244,7 @@ def test_sigterm_stops_the_sweep_and_the_ray_it_started(tmp_path):
             time.sleep(0.5)  # a trial's worker is up
         time.sleep(3)
         assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
