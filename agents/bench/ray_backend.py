@@ -312,12 +312,11 @@ class Session:
     def __exit__(self, *exc) -> None:
         self._stack.close()
 
-    def run(self, jobs: list[dict], done: Callable[[dict], None]) -> None:
-        """Play ``jobs`` as Ray Tune trials (module docstring); ``done(job)`` as each job's runs
-        are stored. Raises :class:`SweepFailed` once the other trials have finished."""
+    def run(self, jobs: list[dict], done: Callable[[dict], None], play: Callable[[dict, str], Any]) -> None:
+        """Play ``jobs`` as Ray Tune trials (module docstring), each job by ``play(job, store_root)``
+        (:func:`agents.bench.runner.run_job`); ``done(job)`` as each job's runs are stored.
+        Raises :class:`SweepFailed` once the other trials have finished."""
         from ray import tune
-
-        from agents.bench.runner import run_job
 
         by_key = {job["hashes"][0]: job for job in jobs}
         reported: set[str] = set()
@@ -329,7 +328,7 @@ class Session:
             store = Store(config["store"], check=False)
             for job in config["jobs"]:
                 if not all(store.has(h) for h in job["hashes"]):  # a retried trial skips what is stored
-                    run_job(job, config["store"])
+                    play(job, config["store"])
                 tune.report({"job": job["hashes"][0]})
 
         class Progress(tune.Callback):

@@ -348,7 +348,7 @@ def _execute(todo: list[dict], store: Store, backend: str, workers: int, progres
         elif backend == "local":
             _run_local(todo, store, workers, finished)
         else:
-            session.run(todo, finished)
+            session.run(todo, finished, run_job)
     finally:
         bar.close()
         for job in todo:  # a failed sweep: record what the jobs it did not hear back from wrote (each file is whole)
