@@ -290,13 +290,15 @@ class Session:
     def __enter__(self) -> "Session":
         import ray
 
+        # The settings below, and RAY_AUTH_MODE (Ray's token rule and Ray itself may set it), hold
+        # for this sweep only: the process's environment is as it was afterwards.
+        for name in ("TUNE_DISABLE_SIGINT_HANDLER", "TUNE_PRINT_ALL_TRIAL_ERRORS", "RAY_AIR_NEW_OUTPUT", "RAY_AUTH_MODE"):
+            self._stack.callback(_restore_env, name, os.environ.get(name))
         # Tune's own SIGINT handler would end the experiment quietly; the interrupt should reach us.
         os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
         os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
         if not self.verbose:  # Tune's new console output prints a summary table even at verbose=0
             os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-        # Ray's token rule and Ray itself may set RAY_AUTH_MODE for this process: as it was, after.
-        self._stack.callback(_restore_env, "RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE"))
         self._stack.enter_context(_sigterm_as_interrupt())
         try:
             started = connect(self.address, self.workers, self.timeout, self.root / "ray", self.verbose)

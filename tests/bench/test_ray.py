@@ -164,6 +164,7 @@ def test_a_lost_trial_is_retried_and_progress_moves_per_job(tmp_path, monkeypatc
     monkeypatch.setenv("FPO_CRASH_ONCE", str(marker))
     bench.run(suite, out=tmp_path / "ray", backend="ray", workers=2, reps=200, plots=False, ray_retries=2)
     assert marker.exists()  # a worker did die
+    assert "TUNE_DISABLE_SIGINT_HANDLER" not in os.environ and os.environ["RAY_AUTH_MODE"] == "token"  # as before the sweep
     assert _leaderboard(tmp_path / "ray") == _leaderboard(tmp_path / "serial")
     assert len(updates) == len(runner.plan(suite))
 
