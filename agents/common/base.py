@@ -13,6 +13,7 @@ import numpy as np
 from agents.common import callbacks as callbacks_module
 from agents.common import faults, io
 from agents.common.config import build_config, check_rounds, check_seed
+from fpo_envs.core.numerics import stack_arrays
 
 
 class Agent:
@@ -217,7 +218,7 @@ class Agent:
     def _stacked(self, rows: dict[str, list]) -> dict[str, np.ndarray]:
         """The history as arrays, ``(rounds,)`` or ``(rounds, num_envs)`` each."""
         shape = (0, self.env.unwrapped.num_envs) if self.is_vector else (0,)
-        return {k: _stack_rows(v) if v else np.zeros(shape) for k, v in rows.items()}
+        return {k: stack_arrays(v) if v else np.zeros(shape) for k, v in rows.items()}
 
     @staticmethod
     def _callbacks(callback: Any, progress_bar: bool) -> callbacks_module.CallbackList:
@@ -380,12 +381,3 @@ def _how_to_register(meta: dict[str, Any]) -> str:
         f"first (runpy.run_path({source!r}), or import {name} with {folder} on sys.path; code under "
         "if __name__ == '__main__' is then skipped), then load again"
     )
-
-
-def _stack_rows(rows: list[np.ndarray]) -> np.ndarray:
-    """``np.stack(rows)``, by one ``np.array`` call where the rows agree in shape (about 4x
-    faster over a long history: no per-row Python work)."""
-    first = rows[0].shape
-    if all(row.shape == first for row in rows):
-        return np.array(rows)
-    return np.stack(rows)  # rows of other shapes: numpy's own error names them

@@ -17,6 +17,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from fpo_envs.core.checks import check_options
+from fpo_envs.core.numerics import stack_arrays
 
 INFO_KEYS = ("true_utility", "proxy_reward", "rm_error")
 """The per-round metrics every game reports in ``info``, with one meaning in each: the
@@ -167,9 +168,7 @@ def _np_random(seed: int | None) -> np.random.Generator:
 
 def _stack_values(values: list) -> Any:
     if isinstance(values[0], np.ndarray):
-        first = values[0].shape
-        # One np.array call where the shapes agree: np.stack's per-array work shows at many copies.
-        return np.array(values) if all(v.shape == first for v in values) else np.stack(values)
+        return stack_arrays(values)
     import torch  # only games that keep torch state reach here
 
     return torch.stack(values)
@@ -497,7 +496,8 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
         terminated = np.asarray(diverged, dtype=bool).reshape(self.num_envs)
         if any_pending:
             terminated = terminated & ~pending
-        if any_pending or terminated.any():
+        ended = any_pending or bool(terminated.any())
+        if ended:
             self._replace(before, terminated | pending)
         if any_pending:
             for i, rng_state in drawn.items():
@@ -510,7 +510,7 @@ class FeedbackLoopVectorEnv(_Round, VectorEnv):
             truncated = np.zeros(self.num_envs, dtype=bool)
         else:
             truncated = self._elapsed >= self.max_episode_steps
-            if any_pending or terminated.any():
+            if ended:
                 truncated &= ~terminated & ~pending
         info = dict(info, diverged=terminated.copy())
         obs = self._observation()
