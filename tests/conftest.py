@@ -78,3 +78,18 @@ def ray_token(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.setenv("RAY_AUTH_TOKEN", RAY_TOKEN)
     return RAY_TOKEN
+
+
+@pytest.fixture
+def without_ray(monkeypatch):
+    """This process as if the ``ray`` extra were not installed: importing ``ray`` fails."""
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)

@@ -16,10 +16,9 @@ writes a suite's report from a store again, into any folder, without playing a r
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from agents.bench.runner import BACKENDS, execute, plan
+from agents.bench.runner import BACKENDS, check_workers, execute, plan
 from agents.bench.store import Store, StoreError
 from agents.bench.suite import LearnerEntry, Suite, SuiteError, check_suite, load_suite, shipped_suites, suite_from_dict
 
@@ -67,8 +66,7 @@ def run(
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    check_workers(workers)  # before the store's folder is made
     ray_options: dict = {}
     if backend == "ray":
         try:
@@ -78,7 +76,7 @@ def run(
             raise ImportError('the ray backend needs Ray Tune: pip install "fpo-envs[ray]"') from err
         from agents.bench import ray_backend
 
-        ray_backend.check_address(ray_address if ray_address is not None else os.environ.get("RAY_ADDRESS") or None)
+        ray_backend.resolve_address(ray_address)  # a malformed one fails before anything starts
         if ray_timeout is not None:
             if not ray_timeout > 0:
                 raise ValueError(f"ray_timeout must be positive, got {ray_timeout}")

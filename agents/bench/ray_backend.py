@@ -33,6 +33,7 @@ import os
 import re
 import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -90,6 +91,12 @@ def check_address(address: str | None) -> str | None:
     return text
 
 
+def resolve_address(address: str | None) -> str | None:
+    """The address a sweep joins: ``address``, else ``RAY_ADDRESS``, else ``None`` (a private
+    local Ray), checked by :func:`check_address`."""
+    return check_address(address if address is not None else os.environ.get("RAY_ADDRESS") or None)
+
+
 def _token_available() -> bool:
     """Whether a Ray authentication token is at hand where Ray looks for one."""
     if os.environ.get("RAY_AUTH_TOKEN", "").strip():
@@ -145,9 +152,9 @@ def _bounded_retries(timeout: float) -> dict[str, str]:
     }
 
 
-def connect(address: str | None, workers: int, timeout: float, log_dir: Path, verbose: bool = False) -> bool:
+def connect(address: str | None, workers: int, timeout: float, log_dir: Path, verbose: bool = False) -> None:
     """Join the cluster at ``address`` (or ``RAY_ADDRESS``), or start a private local instance
-    of ``workers`` CPUs; returns whether one was started here (and must be shut down).
+    of ``workers`` CPUs (``ray.shutdown`` stops it; for a joined cluster it only disconnects).
 
     Raises:
         RayConnectError: one line naming the address and the fix.
@@ -157,13 +164,13 @@ def connect(address: str | None, workers: int, timeout: float, log_dir: Path, ve
     import ray
 
     if ray.is_initialized():
-        return False
-    address = check_address(address if address is not None else os.environ.get("RAY_ADDRESS") or None)
+        return
+    address = resolve_address(address)
     runtime_env = {"env_vars": _worker_env()}
     quiet = {"log_to_driver": verbose, "logging_level": logging.INFO if verbose else logging.ERROR}
     if address in (None, "local"):
         ray.init(address="local", num_cpus=workers, include_dashboard=False, runtime_env=runtime_env, **quiet)
-        return True
+        return
     _honour_token()
     if address not in ("auto",):
         why = _reachable(address, timeout)
@@ -179,12 +186,12 @@ def connect(address: str | None, workers: int, timeout: float, log_dir: Path, ve
     def join() -> None:
         try:
             ray.init(address=address, runtime_env=runtime_env, **quiet)
-            outcome["ok"] = True
         except BaseException as err:  # handed to the waiting thread
             outcome["error"] = err
 
-    saved = {k: os.environ.get(k) for k in _bounded_retries(timeout)}
-    os.environ.update({k: v for k, v in _bounded_retries(timeout).items() if saved[k] is None})
+    bounds = _bounded_retries(timeout)
+    saved = {k: os.environ.get(k) for k in bounds}
+    os.environ.update({k: v for k, v in bounds.items() if saved[k] is None})  # a user's own settings stand
     try:
         with contextlib.nullcontext() if verbose else _stderr_to(log):
             thread = threading.Thread(target=join, daemon=True, name="ray-connect")
@@ -192,14 +199,12 @@ def connect(address: str | None, workers: int, timeout: float, log_dir: Path, ve
             thread.join(timeout)
     finally:
         for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
+            _restore_env(key, value)
     where = "" if verbose else f"; Ray's log of the attempt: {log}"
     if thread.is_alive():
         raise RayConnectError(f"joining the Ray cluster at {address} timed out after {timeout:.0f} s (--ray-timeout){where}")
     if "error" in outcome:
         raise RayConnectError(_explain(address, outcome["error"]) + where) from outcome["error"]
-    return False
 
 
 def _explain(address: str, err: BaseException) -> str:
@@ -231,7 +236,7 @@ def _worker_env() -> dict[str, str]:
     learner module and this checkout import there) and the crash points of fault tests."""
     from agents.common import faults
 
-    env = {"PYTHONPATH": os.pathsep.join(p for p in __import__("sys").path if p)}
+    env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     env.update({k: os.environ[k] for k in faults.CRASH_VARIABLES if os.environ.get(k)})
     return env
 
@@ -301,14 +306,13 @@ class Session:
             os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         self._stack.enter_context(_sigterm_as_interrupt())
         try:
-            started = connect(self.address, self.workers, self.timeout, self.root / "ray", self.verbose)
+            connect(self.address, self.workers, self.timeout, self.root / "ray", self.verbose)
         except BaseException:
             self._stack.close()
             raise
         self._stack.callback(ray.shutdown)  # stops what connect started; only disconnects from a joined cluster
         # ray.init installs its own SIGTERM handler in the main thread (it exits at once): ours again.
         self._stack.enter_context(_sigterm_as_interrupt())
-        self.started = started
         return self
 
     def __exit__(self, *exc) -> None:

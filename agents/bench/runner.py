@@ -285,6 +285,13 @@ def keep_artifacts(agent: Any, work: Path, target: Path) -> None:
     os.replace(tmp, target)
 
 
+def check_workers(workers: Any) -> int:
+    """``workers`` (processes, or Ray trials at once), or a ``ValueError``: a whole number >= 1."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    return workers
+
+
 def execute(
     jobs: list[dict],
     store: Store,
@@ -304,8 +311,7 @@ def execute(
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
+    check_workers(workers)
     try:
         verify_stored(jobs, store)
         todo = [job for job in jobs if not all(store.has(h) for h in job["hashes"])]

@@ -101,7 +101,7 @@ def penalty_grad(
     residual = overconfidence(rm.reward(z), u)
     d_residual = rm.grad_input(z)
     if oracle_gradient:
-        d_residual = d_residual - _oracle_grad(oracle, z, u)
+        d_residual = d_residual - oracle_grad(oracle, z, u)
     # d_residual * r_bar + residual * d_r_bar, in place on the new arrays (the same roundings).
     d_residual *= r_bar[..., None]
     d_r_bar *= residual[..., None]
@@ -109,7 +109,7 @@ def penalty_grad(
     return residual * r_bar, d_residual
 
 
-def _oracle_grad(oracle: Any, z: Any, u: Any) -> Any:
+def oracle_grad(oracle: Any, z: Any, u: Any) -> Any:
     """``oracle.grad(z)``, handing it ``U(z)`` where it takes it (the bump oracle does)."""
     takes = _TAKES_UTILITY.get(type(oracle))
     if takes is None:

@@ -21,6 +21,7 @@ import torch
 from agents.common import objectives
 from agents.common.base import Agent
 from agents.common.objectives import PAPER_GAMMA, Objective, ObjectiveConfig
+from agents.common.penalties import oracle_grad
 
 _CLOSED_FORM = {objectives.PENALTIES["practical"].fn: "practical", objectives.PENALTIES["relaxed"].fn: "relaxed"}
 """The built-in penalties (by their functions, so one a user registers under the same name is
@@ -133,7 +134,7 @@ class GaussianLeader(Agent):
             if _CLOSED_FORM[penalty.fn] == "practical":
                 return game.proxy_grad(y, grad_r) - gamma * grad_n
             u = game.oracle.utility(y)
-            grad_residual = grad_r - game.oracle.grad(y) if self.objective.oracle_gradient else grad_r
+            grad_residual = grad_r - oracle_grad(game.oracle, y, u) if self.objective.oracle_gradient else grad_r
             return game.proxy_grad(y, grad_r) - gamma * (grad_residual * n[..., None] + (r - u)[..., None] * grad_n)
         y = y.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(self.objective.value(y, rm).sum(), y)

@@ -290,17 +290,7 @@ def test_a_users_learner_is_benchmarked_with_one_command(tmp_path):
     assert bad.returncode == 2 and "no suite 'no-such-suite'" in bad.stderr
 
 
-def test_the_ray_backend_names_its_extra_when_missing(monkeypatch):
-    import builtins
-
-    real = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("No module named 'ray'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+def test_the_ray_backend_names_its_extra_when_missing(without_ray):
     with pytest.raises(ImportError, match=r'pip install "fpo-envs\[ray\]"'):
         bench.run(_tiny(), out="unused", backend="ray")
     with pytest.raises(ValueError, match="unknown backend"):

@@ -74,17 +74,7 @@ def test_workers_below_one_are_refused(workers, capsys, tmp_path):
         bench.run(_suite(), out=tmp_path, backend="serial", workers=int(workers) if workers != "two" else 0)
 
 
-def test_the_missing_extra_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
-    import builtins
-
-    real = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("No module named 'ray'")
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+def test_the_missing_extra_is_one_line_and_exit_2(without_ray, capsys, tmp_path):
     code, err = _cli(["run", "quick", "--backend", "ray", "--out", str(tmp_path)], capsys)
     assert code == 2 and err.count("\n") == 1 and 'pip install "fpo-envs[ray]"' in err
 
